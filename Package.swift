@@ -1,0 +1,55 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// MARK: - Public API
+
+let products: [Product] = [
+    .executable(name: "stoke", targets: ["stoke"]),
+    .library(name: "StokeStore", targets: ["StokeStore"]),
+    .library(name: "StokeEngine", targets: ["StokeEngine"]),
+]
+
+// MARK: - C boundary: system libraries (module.modulemap + shim.h) and Stoke's own C kernels
+
+let cTargets: [Target] = [
+    .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+    .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    .target(name: "CStokeKernels"),
+]
+
+// MARK: - Stages
+
+let swiftTargets: [Target] = [
+    .target(name: "StokeStore", dependencies: ["CHDF5", "CLZ4", "CZlib", "CStokeKernels"]),
+    .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels", "StokeStore"]),
+    .executableTarget(
+        name: "stoke",
+        dependencies: [
+            "StokeStore", "StokeEngine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+    .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels"]),
+    .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"]),
+    .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeStore"]),
+]
+
+let package = Package(
+    name: "Stoke",
+    platforms: [.macOS(.v15)],
+    products: products,
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: cTargets + swiftTargets,
+    swiftLanguageModes: [.v6]
+)
+
+// One settings loop over every Swift target: strict memory safety makes every unsafe spot greppable.
+for target in package.targets where target.type != .system && target.name != "CStokeKernels" {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .strictMemorySafety(),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ]
+}

@@ -1,0 +1,37 @@
+#include "CStokeKernels.h"
+#include <stdatomic.h>
+
+static atomic_int probed_level = -1;
+static atomic_int forced_level = -1;
+
+static stoke_cpu_level probe_now(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512f")) {
+        return STOKE_CPU_AVX512_VNNI;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return STOKE_CPU_AVX2;
+#endif
+    return STOKE_CPU_PORTABLE;
+}
+
+stoke_cpu_level stoke_cpu_probe(void) {
+    int level = atomic_load_explicit(&probed_level, memory_order_acquire);
+    if (level < 0) {
+        level = (int)probe_now();
+        atomic_store_explicit(&probed_level, level, memory_order_release);
+    }
+    return (stoke_cpu_level)level;
+}
+
+void stoke_cpu_force(int level) {
+    int best = (int)stoke_cpu_probe();
+    if (level > best) level = best;
+    atomic_store_explicit(&forced_level, level, memory_order_release);
+}
+
+stoke_cpu_level stoke_cpu_active(void) {
+    int forced = atomic_load_explicit(&forced_level, memory_order_acquire);
+    return forced >= 0 ? (stoke_cpu_level)forced : stoke_cpu_probe();
+}

@@ -1,0 +1,1 @@
+enum EngineVersion { static let v = 1 }

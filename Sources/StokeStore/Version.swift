@@ -1,0 +1,1 @@
+enum StoreVersion { static let format = 1 }
