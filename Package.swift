@@ -23,7 +23,7 @@ let cTargets: [Target] = [
 
 let swiftTargets: [Target] = [
     .target(name: "StokeStore", dependencies: ["CHDF5", "CLZ4", "CZlib", "CStokeKernels"]),
-    .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels", "StokeStore"]),
+    .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels"]),
     .executableTarget(
         name: "stoke",
         dependencies: [
