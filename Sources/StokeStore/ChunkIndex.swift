@@ -1,0 +1,203 @@
+/// Where one chunk's stored bytes lie in the file.
+public struct ChunkLocation: Sendable, Equatable {
+    /// File offset of the first stored byte.
+    public var offset: UInt64
+    /// Stored (filtered) size in bytes; 0 for a chunk that was never written (reads as zeros).
+    public var size: UInt64
+    /// HDF5 filter mask: bit `i` set means pipeline stage `i` was skipped for this chunk.
+    public var filterMask: UInt32
+
+    public init(offset: UInt64, size: UInt64, filterMask: UInt32) {
+        self.offset = offset
+        self.size = size
+        self.filterMask = filterMask
+    }
+}
+
+/// Builds the chunk address index of a dataset in O(chunks) by reading HDF5's own structures from the
+/// file: the dataset's object header (v1 or v2) gives the data layout message (version 3, chunked), whose
+/// v1 B-tree lists every chunk's address, stored size, filter mask and coordinates.
+///
+/// The library offers H5Dget_chunk_info, but in 1.10.8 each call walks the whole index, so a loop over
+/// N chunks is O(N²) (measured: 32k chunks ≈ 4–7 s). This scan reads each B-tree node once.
+enum ChunkBTree {
+    /// Why a scan could not run: the file uses a layout this scanner does not read (the caller falls
+    /// back to the library), or its bytes are inconsistent.
+    struct ScanError: Error { var reason: String; var unsupported: Bool }
+
+    /// Chunk locations by chunk number along axis 0, for a dataset whose chunks hold whole samples.
+    static func scan(
+        file: MappedFile, objectHeader: UInt64, rank: Int, chunkRows: UInt64, chunkCount: Int
+    ) throws(ScanError) -> [ChunkLocation] {
+        var reader = FileReader(file: file)
+        try reader.checkSuperblock()
+        let layout = try findLayoutMessage(&reader, objectHeader: objectHeader)
+        guard layout.version == 3 else {
+            throw ScanError(reason: "data layout message version \(layout.version)", unsupported: true)
+        }
+        guard layout.dimensionality == rank + 1 else {
+            throw ScanError(reason: "layout has \(layout.dimensionality) dimensions for a rank-\(rank) dataset", unsupported: false)
+        }
+        var locations = [ChunkLocation](repeating: ChunkLocation(offset: 0, size: 0, filterMask: 0), count: chunkCount)
+        if layout.btreeAddress == UInt64.max { return locations }  // no chunk written yet
+        var pending: [(address: UInt64, level: Int?)] = [(layout.btreeAddress, nil)]
+        var visited = 0
+        let keyBytes = 8 + 8 * layout.dimensionality
+        while let (address, expectedLevel) = pending.popLast() {
+            visited += 1
+            guard visited <= max(1024, file.size / 24) else {
+                throw ScanError(reason: "B-tree has more nodes than the file can hold (a cycle?)", unsupported: false)
+            }
+            guard try reader.bytes(address, 4) == Array("TREE".utf8) else {
+                throw ScanError(reason: "no B-tree node signature at address \(address)", unsupported: false)
+            }
+            guard try reader.u8(address + 4) == 1 else {
+                throw ScanError(reason: "B-tree node at \(address) is not a chunk node", unsupported: false)
+            }
+            let level = Int(try reader.u8(address + 5))
+            if let expectedLevel, level != expectedLevel {
+                throw ScanError(reason: "B-tree node at \(address) has level \(level), expected \(expectedLevel)", unsupported: false)
+            }
+            let entries = Int(try reader.u16(address + 6))
+            var position = address + 24
+            for _ in 0..<entries {
+                let storedSize = try reader.u32(position)
+                let mask = try reader.u32(position + 4)
+                var coordinates: [UInt64] = []
+                for dimension in 0..<layout.dimensionality {
+                    coordinates.append(try reader.u64(position + 8 + UInt64(8 * dimension)))
+                }
+                let child = try reader.u64(position + UInt64(keyBytes))
+                position += UInt64(keyBytes + 8)
+                if level > 0 {
+                    pending.append((child, level - 1))
+                    continue
+                }
+                guard coordinates.dropFirst().allSatisfy({ $0 == 0 }) else {
+                    throw ScanError(reason: "chunks split samples along axes other than 0", unsupported: true)
+                }
+                guard coordinates[0] % chunkRows == 0 else {
+                    throw ScanError(reason: "chunk at row \(coordinates[0]) is not aligned to \(chunkRows) rows", unsupported: false)
+                }
+                let number = Int(coordinates[0] / chunkRows)
+                guard number < chunkCount else { continue }  // beyond the extent: HDF5 keeps but never reads it
+                guard child < UInt64(file.size), UInt64(storedSize) <= UInt64(file.size) - child else {
+                    throw ScanError(reason: "chunk \(number) lies past the end of the file", unsupported: false)
+                }
+                locations[number] = ChunkLocation(offset: child, size: UInt64(storedSize), filterMask: mask)
+            }
+        }
+        return locations
+    }
+
+    private struct Layout { var version: Int; var dimensionality: Int; var btreeAddress: UInt64 }
+
+    /// Walks the object header's messages (following continuation blocks) to the data layout message.
+    private static func findLayoutMessage(_ reader: inout FileReader, objectHeader: UInt64) throws(ScanError) -> Layout {
+        var blocks: [(start: UInt64, end: UInt64, version2: Bool)] = []
+        var version2 = false
+        var trackCreationOrder = false
+        if try reader.bytes(objectHeader, 4) == Array("OHDR".utf8) {
+            version2 = true
+            guard try reader.u8(objectHeader + 4) == 2 else {
+                throw ScanError(reason: "object header version \(try reader.u8(objectHeader + 4))", unsupported: true)
+            }
+            let flags = try reader.u8(objectHeader + 5)
+            trackCreationOrder = flags & 0x04 != 0
+            var position = objectHeader + 6
+            if flags & 0x20 != 0 { position += 16 }
+            if flags & 0x10 != 0 { position += 4 }
+            let sizeWidth = 1 << Int(flags & 0x03)
+            var chunkSize: UInt64 = 0
+            for index in 0..<sizeWidth { chunkSize |= UInt64(try reader.u8(position + UInt64(index))) << (8 * UInt64(index)) }
+            position += UInt64(sizeWidth)
+            blocks.append((position, position + chunkSize, true))
+        } else {
+            guard try reader.u8(objectHeader) == 1 else {
+                throw ScanError(reason: "unknown object header version at address \(objectHeader)", unsupported: true)
+            }
+            let headerSize = UInt64(try reader.u32(objectHeader + 8))
+            blocks.append((objectHeader + 16, objectHeader + 16 + headerSize, false))
+        }
+        var visitedBlocks = 0
+        while let block = blocks.popLast() {
+            visitedBlocks += 1
+            guard visitedBlocks < 4096 else { throw ScanError(reason: "object header continuation loop", unsupported: false) }
+            var position = block.start
+            let headerBytes: UInt64 = version2 ? (trackCreationOrder ? 6 : 4) : 8
+            while position + headerBytes <= block.end {
+                let type: Int
+                let size: UInt64
+                if version2 {
+                    type = Int(try reader.u8(position))
+                    size = UInt64(try reader.u16(position + 1))
+                } else {
+                    type = Int(try reader.u16(position))
+                    size = UInt64(try reader.u16(position + 2))
+                }
+                let data = position + headerBytes
+                guard data + size <= block.end else {
+                    throw ScanError(reason: "object header message runs past its block", unsupported: false)
+                }
+                switch type {
+                case 0x10:  // continuation
+                    let address = try reader.u64(data)
+                    let length = try reader.u64(data + 8)
+                    if version2 {
+                        guard try reader.bytes(address, 4) == Array("OCHK".utf8), length >= 8 else {
+                            throw ScanError(reason: "bad object header continuation block at \(address)", unsupported: false)
+                        }
+                        blocks.append((address + 4, address + length - 4, true))
+                    } else {
+                        blocks.append((address, address + length, false))
+                    }
+                case 0x08:  // data layout
+                    let version = Int(try reader.u8(data))
+                    guard version == 3 else { return Layout(version: version, dimensionality: 0, btreeAddress: 0) }
+                    guard try reader.u8(data + 1) == 2 else {
+                        throw ScanError(reason: "dataset is not chunked", unsupported: true)
+                    }
+                    return Layout(version: 3, dimensionality: Int(try reader.u8(data + 2)), btreeAddress: try reader.u64(data + 3))
+                default:
+                    break
+                }
+                position = data + size
+            }
+        }
+        throw ScanError(reason: "no data layout message in the object header", unsupported: false)
+    }
+
+    /// Little-endian, bounds-checked reads from the map.
+    private struct FileReader {
+        let file: MappedFile
+
+        func bytes(_ address: UInt64, _ count: Int) throws(ScanError) -> [UInt8] {
+            guard let view = unsafe file.bytes(at: address, count: count) else {
+                throw ScanError(reason: "address \(address) + \(count) lies past the end of the file", unsupported: false)
+            }
+            return unsafe Array(view)
+        }
+        func u8(_ address: UInt64) throws(ScanError) -> UInt8 { try bytes(address, 1)[0] }
+        func u16(_ address: UInt64) throws(ScanError) -> UInt16 { UInt16(try little(address, 2)) }
+        func u32(_ address: UInt64) throws(ScanError) -> UInt32 { UInt32(try little(address, 4)) }
+        func u64(_ address: UInt64) throws(ScanError) -> UInt64 { try little(address, 8) }
+        private func little(_ address: UInt64, _ count: Int) throws(ScanError) -> UInt64 {
+            var value: UInt64 = 0
+            for (index, byte) in try bytes(address, count).enumerated() { value |= UInt64(byte) << (8 * UInt64(index)) }
+            return value
+        }
+
+        /// Addresses are read as 8-byte offsets relative to the file's start: refuse anything else.
+        func checkSuperblock() throws(ScanError) {
+            guard try bytes(0, 8) == [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a] else {
+                throw ScanError(reason: "no HDF5 signature at byte 0 (a userblock?)", unsupported: true)
+            }
+            let version = try u8(8)
+            let offsetSize = version < 2 ? try u8(13) : try u8(9)
+            let lengthSize = version < 2 ? try u8(14) : try u8(10)
+            guard offsetSize == 8, lengthSize == 8 else {
+                throw ScanError(reason: "file uses \(offsetSize)-byte offsets and \(lengthSize)-byte lengths", unsupported: true)
+            }
+        }
+    }
+}

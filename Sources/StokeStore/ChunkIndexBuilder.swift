@@ -1,0 +1,108 @@
+import CHDF5
+
+/// Builds, writes and loads the persisted chunk address index.
+enum ChunkIndexBuilder {
+    /// How an index was obtained, for reports and the documentation of the choice.
+    enum Method: String, Sendable { case btreeScan = "b-tree scan", libraryQuery = "H5Dget_chunk_info" }
+
+    /// Every chunk's location for a dataset chunked by whole samples along axis 0: from the file's B-tree
+    /// in O(chunks), or, for layouts the scanner does not read, from the library in O(chunks²).
+    static func locations(
+        dataset: borrowing H5Dataset, map: MappedFile, rows: Int, chunkRows: Int, rank: Int, context: H5Context
+    ) throws(StoreError) -> [ChunkLocation] {
+        try locationsWithMethod(dataset: dataset, map: map, rows: rows, chunkRows: chunkRows, rank: rank, context: context).locations
+    }
+
+    static func locationsWithMethod(
+        dataset: borrowing H5Dataset, map: MappedFile, rows: Int, chunkRows: Int, rank: Int, context: H5Context
+    ) throws(StoreError) -> (locations: [ChunkLocation], method: Method) {
+        let chunkCount = (rows + chunkRows - 1) / chunkRows
+        let address = try HDF5.objectAddress(dataset.id, context)
+        do {
+            let found = try ChunkBTree.scan(
+                file: map, objectHeader: address, rank: rank, chunkRows: UInt64(chunkRows), chunkCount: chunkCount)
+            return (found, .btreeScan)
+        } catch let error where error.unsupported {
+            // Fall through to the library, which reads every layout.
+        } catch {
+            throw .badIndex(path: context.path, field: context.object, reason: error.reason)
+        }
+        var locations = [ChunkLocation](repeating: ChunkLocation(offset: 0, size: 0, filterMask: 0), count: chunkCount)
+        let allocated = try HDF5.chunkCount(dataset, context)
+        for index in 0..<allocated {
+            let info = try HDF5.chunkInfo(dataset, index: index, rank: rank, context)
+            guard info.offset.dropFirst().allSatisfy({ $0 == 0 }) else {
+                throw .unsupported(path: context.path, reason: "field '\(context.object)' splits samples across chunks")
+            }
+            let number = Int(info.offset[0]) / chunkRows
+            if number < chunkCount {
+                locations[number] = ChunkLocation(offset: info.address, size: info.size, filterMask: info.filterMask)
+            }
+        }
+        return (locations, .libraryQuery)
+    }
+
+    /// Writes one `uint64 [chunks, 3]` dataset per field under `_stoke_index`, replacing any already there.
+    static func write(indices: [[ChunkLocation]], names: [String], file: borrowing H5File, context: H5Context) throws(StoreError) {
+        let group: H5Group
+        if try HDF5.linkExists(file.id, ChunkIndexFile.groupName, context) {
+            group = try HDF5.openGroup(file.id, ChunkIndexFile.groupName, context)
+        } else {
+            group = try HDF5.createGroup(file.id, ChunkIndexFile.groupName, context)
+        }
+        for (locations, name) in zip(indices, names) {
+            let fieldContext = H5Context(path: context.path, object: "\(ChunkIndexFile.groupName)/\(name)")
+            if try HDF5.linkExists(group.id, name, fieldContext) {
+                try HDF5.check(unsafe H5Ldelete(group.id, name, h5Default), "H5Ldelete", fieldContext)
+            }
+            var values: [UInt64] = []
+            values.reserveCapacity(locations.count * ChunkIndexFile.columns)
+            for location in locations { values += [location.offset, location.size, UInt64(location.filterMask)] }
+            let type = try HDF5.type(for: .i64, fieldContext)
+            let space = try HDF5.simpleSpace([UInt64(locations.count), UInt64(ChunkIndexFile.columns)], fieldContext)
+            let creation = try HDF5.datasetCreationList(fieldContext)
+            let dataset = try HDF5.createDataset(group.id, name, type: type, space: space, creation: creation, fieldContext)
+            if !values.isEmpty {
+                try withBytes(of: values) { (bytes) throws(StoreError) in
+                    try unsafe HDF5.writeAll(dataset, memoryType: type, bytes: bytes, fieldContext)
+                }
+            }
+        }
+    }
+
+    /// The persisted index of a field, or nil when the store has none. Every entry is checked against the
+    /// file size and the expected chunk count.
+    static func load(
+        file: borrowing H5File, field: String, chunkCount: Int, fileSize: Int, context: H5Context
+    ) throws(StoreError) -> [ChunkLocation]? {
+        guard try HDF5.linkExists(file.id, ChunkIndexFile.groupName, context) else { return nil }
+        let group = try HDF5.openGroup(file.id, ChunkIndexFile.groupName, context)
+        guard try HDF5.linkExists(group.id, field, context) else { return nil }
+        let fieldContext = H5Context(path: context.path, object: "\(ChunkIndexFile.groupName)/\(field)")
+        let dataset = try HDF5.openDataset(group.id, field, fieldContext)
+        let dims = try HDF5.dims(try HDF5.space(of: dataset, fieldContext), fieldContext)
+        guard dims.count == 2, dims[1] == UInt64(ChunkIndexFile.columns), dims[0] == UInt64(chunkCount) else {
+            throw .badIndex(path: context.path, field: field, reason: "index shape \(dims), expected [\(chunkCount), 3]")
+        }
+        var values = [UInt64](repeating: 0, count: chunkCount * ChunkIndexFile.columns)
+        if chunkCount > 0 {
+            let type = try HDF5.type(for: .i64, fieldContext)
+            try withMutableBytes(of: &values) { (buffer) throws(StoreError) in
+                try unsafe HDF5.readAll(dataset, memoryType: type, into: buffer, fieldContext)
+            }
+        }
+        var locations: [ChunkLocation] = []
+        locations.reserveCapacity(chunkCount)
+        for chunk in 0..<chunkCount {
+            let offset = values[chunk * 3], size = values[chunk * 3 + 1], mask = values[chunk * 3 + 2]
+            guard size == 0 || (offset <= UInt64(fileSize) && size <= UInt64(fileSize) - offset) else {
+                throw .badIndex(path: context.path, field: field, reason: "chunk \(chunk) at \(offset)+\(size) lies past the end of the file (\(fileSize) bytes)")
+            }
+            guard mask <= UInt64(UInt32.max) else {
+                throw .badIndex(path: context.path, field: field, reason: "chunk \(chunk) has filter mask \(mask)")
+            }
+            locations.append(ChunkLocation(offset: offset, size: size, filterMask: UInt32(mask)))
+        }
+        return locations
+    }
+}

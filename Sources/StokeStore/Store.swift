@@ -1,0 +1,430 @@
+import CHDF5
+import Foundation
+
+/// Options for opening a store.
+public struct StoreReadOptions: Sendable {
+    /// Check each chunk's Fletcher-32 checksum while decoding (costs one pass over the stored bytes).
+    public var verifyChecksums = false
+    /// Use the persisted chunk address index and the memory map (false: always go through HDF5).
+    public var useChunkIndex = true
+
+    public init(verifyChecksums: Bool = false, useChunkIndex: Bool = true) {
+        self.verifyChecksums = verifyChecksums
+        self.useChunkIndex = useChunkIndex
+    }
+}
+
+/// A store opened for reading: any HDF5 file whose root datasets share a sample axis 0, written by Stoke
+/// or by other tools (h5py + hdf5plugin with LZ4, gzip, shuffle or no filter; chunked or contiguous).
+///
+/// Chunk bytes come from a memory map through the chunk address index and are decoded outside the HDF5
+/// lock; stores without an index fall back to H5Dread_chunk. Safe to share between threads.
+public final class Store: @unchecked Sendable {
+    // Immutable after init. HDF5 calls on `file` are serialized by the library's global lock.
+    public let path: String
+    public let fields: [Field]
+    /// Root string attributes (JSON documents such as `stoke`, `recipe`, `provenance`).
+    public let attributes: [String: String]
+    let map: MappedFile
+    private let file: H5File
+    let options: StoreReadOptions
+
+    public init(path: String, options: StoreReadOptions = StoreReadOptions()) throws(StoreError) {
+        self.path = path
+        self.options = options
+        let context = H5Context(path: path)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw .io(path: path, operation: "open", message: "No such file or directory")
+        }
+        let file = try HDF5.openFile(path, writable: false)
+        map = try MappedFile(path: path)
+        let root = try HDF5.openGroup(file.id, "/", context)
+        var attributes: [String: String] = [:]
+        for name in [StoreSchema.attributeName, "recipe", "provenance", "normalization"] {
+            if let value = try HDF5.readStringAttribute(root.id, name, context) { attributes[name] = value }
+        }
+        self.attributes = attributes
+        if let schemaText = attributes[StoreSchema.attributeName] {
+            guard let schema = StoreSchema.parse(schemaText) else {
+                throw .invalidStore(path: path, reason: "root attribute 'stoke' is not a valid store schema")
+            }
+            guard schema.format_version <= StoreSchema.currentVersion else {
+                throw .invalidStore(path: path, reason: "store format version \(schema.format_version) is newer than this Stoke (\(StoreSchema.currentVersion))")
+            }
+        }
+        var fields: [Field] = []
+        for name in try HDF5.datasetNames(in: root.id, context) {
+            fields.append(try Field(file: file, name: name, map: map, options: options, path: path))
+        }
+        guard !fields.isEmpty else { throw .invalidStore(path: path, reason: "no datasets at the root") }
+        self.fields = fields
+        self.file = file
+    }
+
+    /// Samples in the store: the smallest axis-0 length among its fields (all equal in Stoke stores).
+    public var sampleCount: Int { fields.map(\.rows).min() ?? 0 }
+
+    /// Whether every chunked field has a persisted chunk address index.
+    public var hasChunkIndex: Bool { fields.allSatisfy { $0.layout != .chunked || $0.chunkIndex != nil } }
+
+    /// The field with this name.
+    public func field(_ name: String) throws(StoreError) -> Field {
+        guard let field = fields.first(where: { $0.name == name }) else {
+            throw .invalidArgument("\(path): no field named '\(name)' (fields: \(fields.map(\.name).joined(separator: ", ")))")
+        }
+        return field
+    }
+}
+
+/// One dataset of a store, readable by rows.
+public final class Field: @unchecked Sendable {
+    // Immutable after init; the dataset id is only used under HDF5's lock.
+    public enum Layout: String, Sendable { case chunked, contiguous, other }
+
+    public let name: String
+    public let dtype: DType
+    /// Shape of one sample.
+    public let sampleShape: [Int]
+    /// Samples (length of axis 0).
+    public let rows: Int
+    public let layout: Layout
+    /// Samples per chunk when chunks hold whole samples along axis 0; nil otherwise.
+    public let chunkRows: Int?
+    /// The full chunk shape as HDF5 records it (empty when not chunked).
+    public let chunkShape: [Int]
+    /// The filters HDF5 records for the dataset.
+    public let filters: [FilterSpec]
+    /// Persisted chunk locations, when the store has an index.
+    public let chunkIndex: [ChunkLocation]?
+    let pipeline: ChunkPipeline?
+    private let littleEndian: Bool
+    private let contiguousOffset: UInt64?
+    private let dataset: DatasetBox
+    private let map: MappedFile
+    private let path: String
+    private let options: StoreReadOptions
+
+    init(file: borrowing H5File, name: String, map: MappedFile, options: StoreReadOptions, path: String) throws(StoreError) {
+        let context = H5Context(path: path, object: name)
+        self.name = name
+        self.map = map
+        self.path = path
+        self.options = options
+        let dataset = try HDF5.openDataset(file.id, name, context)
+        let type = try HDF5.type(of: dataset, context)
+        guard let (dtype, littleEndian) = HDF5.dtype(of: type) else {
+            throw .unsupported(path: path, reason: "field '\(name)' has an element type Stoke does not read")
+        }
+        self.dtype = dtype
+        self.littleEndian = littleEndian || dtype.size == 1
+        let dims = try HDF5.dims(try HDF5.space(of: dataset, context), context)
+        guard !dims.isEmpty else { throw .unsupported(path: path, reason: "field '\(name)' is a scalar, not a sample axis") }
+        rows = Int(dims[0])
+        sampleShape = dims.dropFirst().map { Int($0) }
+        let creation = try HDF5.creationList(of: dataset, context)
+        filters = try HDF5.filters(creation, context)
+        switch HDF5.layout(creation) {
+        case H5D_CHUNKED:
+            layout = .chunked
+            let chunk = try HDF5.chunkDims(creation, rank: dims.count, context).map { Int($0) }
+            chunkShape = chunk
+            chunkRows = Array(chunk.dropFirst()) == sampleShape ? chunk[0] : nil
+            contiguousOffset = nil
+        case H5D_CONTIGUOUS:
+            layout = .contiguous
+            chunkShape = []
+            chunkRows = nil
+            contiguousOffset = HDF5.contiguousOffset(dataset)
+        default:
+            layout = .other
+            chunkShape = []
+            chunkRows = nil
+            contiguousOffset = nil
+        }
+        let sampleBytes = sampleShape.reduce(dtype.size, *)
+        pipeline = self.littleEndian ? ChunkPipeline(filters: filters, elementSize: dtype.size) : nil
+        if layout == .chunked, let chunkRows, options.useChunkIndex {
+            chunkIndex = try ChunkIndexBuilder.load(
+                file: file, field: name, chunkCount: (rows + chunkRows - 1) / chunkRows, fileSize: map.size, context: context)
+        } else {
+            chunkIndex = nil
+        }
+        if let contiguousOffset, layout == .contiguous {
+            guard contiguousOffset <= UInt64(map.size), UInt64(rows * sampleBytes) <= UInt64(map.size) - contiguousOffset else {
+                throw .invalidStore(path: path, reason: "field '\(name)': contiguous data at \(contiguousOffset) runs past the end of the file")
+            }
+        }
+        self.dataset = DatasetBox(dataset)
+    }
+
+    /// Bytes per sample.
+    public var sampleBytes: Int { sampleShape.reduce(dtype.size, *) }
+    /// Decoded size of the field in bytes.
+    public var rawBytes: Int { rows * sampleBytes }
+    /// Number of chunks along axis 0 (0 when not chunked by whole samples).
+    public var chunkCount: Int { chunkRows.map { (rows + $0 - 1) / $0 } ?? 0 }
+    /// Decoded bytes of one whole chunk.
+    public var chunkBytes: Int { (chunkRows ?? 0) * sampleBytes }
+    /// The codec as Stoke names it (`lz4`, `deflate:4`, …) or the filter names for foreign pipelines.
+    public var codecName: String {
+        if layout != .chunked { return "none" }
+        if let pipeline { return pipeline.codec.description }
+        return filters.map(\.name).joined(separator: "+")
+    }
+    /// Whether chunks carry a Fletcher-32 checksum.
+    public var hasChecksum: Bool { filters.contains { $0.id == 3 } }
+    /// Whether rows are decoded by Stoke outside the HDF5 lock (false: through the library).
+    public var decodesDirectly: Bool {
+        switch layout {
+        case .chunked: chunkRows != nil && pipeline != nil
+        case .contiguous: contiguousOffset != nil && littleEndian
+        case .other: false
+        }
+    }
+
+    /// Rows held by chunk `chunk` (the last may be partial).
+    public func rows(inChunk chunk: Int) -> Range<Int> {
+        let size = chunkRows ?? rows
+        return (chunk * size)..<min(rows, (chunk + 1) * size)
+    }
+
+    /// Total stored bytes of all chunks (or the raw size for contiguous data).
+    public func storedBytes() throws(StoreError) -> Int {
+        switch layout {
+        case .chunked:
+            if let chunkIndex { return chunkIndex.reduce(0) { $0 + Int($1.size) } }
+            var total = 0
+            for chunk in 0..<chunkCount { total += try withStoredChunk(chunk) { bytes, _ in bytes.count } }
+            return total
+        default:
+            return rawBytes
+        }
+    }
+
+    // MARK: - Chunks
+
+    /// Calls `body` with chunk `chunk`'s stored bytes and filter mask: a view of the memory map when the
+    /// store has an index, else bytes read with H5Dread_chunk. The view must not escape `body`.
+    public func withStoredChunk<R>(
+        _ chunk: Int, _ body: (UnsafeRawBufferPointer, UInt32) throws(StoreError) -> R
+    ) throws(StoreError) -> R {
+        guard let chunkRows, chunk >= 0, chunk < chunkCount else {
+            throw .invalidArgument("\(path): field '\(name)' has no chunk \(chunk)")
+        }
+        if let chunkIndex {
+            let location = chunkIndex[chunk]
+            if location.size == 0 { return try unsafe body(UnsafeRawBufferPointer(start: nil, count: 0), 0) }
+            guard let bytes = unsafe map.bytes(at: location.offset, count: Int(location.size)) else {
+                throw .corruptChunk(path: path, field: name, chunk: chunk, reason: "stored bytes lie past the end of the file")
+            }
+            return try unsafe body(bytes, location.filterMask)
+        }
+        let offset = [UInt64(chunk * chunkRows)] + sampleShape.map { _ in UInt64(0) }
+        let stored = try HDF5.readChunk(dataset.handle, offset: offset, H5Context(path: path, object: name))
+        return try withBytes(of: stored.bytes) { (bytes) throws(StoreError) in try unsafe body(bytes, stored.filterMask) }
+    }
+
+    /// Decodes whole chunk `chunk` into `destination` (`chunkBytes` long). `scratch` is reused between calls.
+    public func decodeChunk(
+        _ chunk: Int, into destination: UnsafeMutableRawBufferPointer, scratch: inout [UInt8]
+    ) throws(StoreError) {
+        guard let pipeline, chunkRows != nil else {
+            throw .unsupported(path: path, reason: "field '\(name)' cannot be decoded chunk by chunk (\(codecName))")
+        }
+        guard destination.count == chunkBytes else {
+            throw .invalidArgument("decodeChunk: buffer of \(destination.count) bytes for a \(chunkBytes)-byte chunk")
+        }
+        let verify = options.verifyChecksums
+        var localScratch = scratch
+        defer { scratch = localScratch }
+        try withStoredChunk(chunk) { (stored, mask) throws(StoreError) in
+            if stored.isEmpty {
+                if destination.count > 0 { unsafe destination.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: destination.count) }
+                return
+            }
+            do throws(ChunkDecodeError) {
+                try unsafe pipeline.decode(stored, filterMask: mask, into: destination, verifyChecksum: verify, scratch: &localScratch)
+            } catch {
+                throw .corruptChunk(path: path, field: name, chunk: chunk, reason: error.reason)
+            }
+        }
+    }
+
+    // MARK: - Rows
+
+    /// Reads rows `range` into `destination` (`range.count * sampleBytes` bytes), decoding chunks outside
+    /// the HDF5 lock on up to `workers` threads.
+    public func readRows(_ range: Range<Int>, into destination: UnsafeMutableRawBufferPointer, workers: Int = 1) throws(StoreError) {
+        guard range.lowerBound >= 0, range.upperBound <= rows else {
+            throw .invalidArgument("\(path): rows \(range) are outside field '\(name)' (\(rows) rows)")
+        }
+        guard destination.count == range.count * sampleBytes else {
+            throw .invalidArgument("readRows: buffer of \(destination.count) bytes for \(range.count) rows of \(sampleBytes) bytes")
+        }
+        if range.isEmpty { return }
+        if layout == .contiguous, let contiguousOffset, littleEndian {
+            guard let source = unsafe map.bytes(at: contiguousOffset + UInt64(range.lowerBound * sampleBytes), count: destination.count) else {
+                throw .invalidStore(path: path, reason: "field '\(name)': rows \(range) lie past the end of the file")
+            }
+            unsafe destination.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: source.count)
+            return
+        }
+        guard decodesDirectly, let chunkRows else {
+            try readThroughLibrary(range, into: destination)
+            return
+        }
+        let firstChunk = range.lowerBound / chunkRows
+        let lastChunk = (range.upperBound - 1) / chunkRows
+        let target = SendableBuffer(destination)
+        try parallelFor(count: lastChunk - firstChunk + 1, workers: workers) { (offset, scratch) throws(StoreError) in
+            let chunk = firstChunk + offset
+            let chunkRange = self.rows(inChunk: chunk)
+            let wanted = max(chunkRange.lowerBound, range.lowerBound)..<min(chunkRange.upperBound, range.upperBound)
+            let targetStart = (wanted.lowerBound - range.lowerBound) * self.sampleBytes
+            if wanted.count == chunkRows {
+                let slice = unsafe UnsafeMutableRawBufferPointer(rebasing: target.buffer[targetStart..<(targetStart + self.chunkBytes)])
+                try unsafe self.decodeChunk(chunk, into: slice, scratch: &scratch.other)
+            } else {
+                if scratch.chunk.count != self.chunkBytes { scratch.chunk = [UInt8](repeating: 0, count: self.chunkBytes) }
+                var chunkBuffer = scratch.chunk
+                try withMutableBytes(of: &chunkBuffer) { (bytes) throws(StoreError) in
+                    try unsafe self.decodeChunk(chunk, into: bytes, scratch: &scratch.other)
+                    let sourceStart = (wanted.lowerBound - chunkRange.lowerBound) * self.sampleBytes
+                    unsafe target.buffer.baseAddress!.advanced(by: targetStart).copyMemory(
+                        from: bytes.baseAddress!.advanced(by: sourceStart), byteCount: wanted.count * self.sampleBytes)
+                }
+                scratch.chunk = chunkBuffer
+            }
+        }
+    }
+
+    /// Reads the rows at `indices` (any order, repeats allowed) into `destination`, decoding each chunk once.
+    public func readRows(indices: [Int], into destination: UnsafeMutableRawBufferPointer) throws(StoreError) {
+        guard destination.count == indices.count * sampleBytes else {
+            throw .invalidArgument("readRows: buffer of \(destination.count) bytes for \(indices.count) rows of \(sampleBytes) bytes")
+        }
+        if let bad = indices.first(where: { $0 < 0 || $0 >= rows }) {
+            throw .invalidArgument("\(path): row \(bad) is outside field '\(name)' (\(rows) rows)")
+        }
+        let groupSize = chunkRows ?? 1
+        var byChunk: [Int: [(row: Int, slot: Int)]] = [:]
+        for (slot, row) in indices.enumerated() { byChunk[row / groupSize, default: []].append((row, slot)) }
+        var chunkBuffer = [UInt8](repeating: 0, count: decodesDirectly && chunkRows != nil ? chunkBytes : sampleBytes)
+        var scratch: [UInt8] = []
+        for chunk in byChunk.keys.sorted() {
+            let wanted = byChunk[chunk]!
+            if decodesDirectly, chunkRows != nil {
+                try withMutableBytes(of: &chunkBuffer) { (bytes) throws(StoreError) in
+                    try unsafe decodeChunk(chunk, into: bytes, scratch: &scratch)
+                    for (row, slot) in wanted {
+                        unsafe destination.baseAddress!.advanced(by: slot * sampleBytes).copyMemory(
+                            from: bytes.baseAddress!.advanced(by: (row - chunk * groupSize) * sampleBytes), byteCount: sampleBytes)
+                    }
+                }
+            } else {
+                for (row, slot) in wanted {
+                    let slice = unsafe UnsafeMutableRawBufferPointer(rebasing: destination[(slot * sampleBytes)..<((slot + 1) * sampleBytes)])
+                    try unsafe readRows(row..<(row + 1), into: slice)
+                }
+            }
+        }
+    }
+
+    /// Reads rows as typed values. `T` must match the field's element size.
+    public func read<T: BitwiseCopyable>(_ range: Range<Int>, as: T.Type = T.self, workers: Int = 1) throws(StoreError) -> [T] {
+        guard MemoryLayout<T>.stride == dtype.size else {
+            throw .invalidArgument("field '\(name)' holds \(dtype.rawValue); \(T.self) has \(MemoryLayout<T>.stride) bytes")
+        }
+        let count = range.count * sampleBytes / dtype.size
+        var values: [T]
+        var result: StoreError?
+        values = unsafe [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            do throws(StoreError) {
+                try unsafe readRows(range, into: UnsafeMutableRawBufferPointer(buffer), workers: workers)
+                initialized = count
+            } catch {
+                result = error
+                unsafe UnsafeMutableRawBufferPointer(buffer).initializeMemory(as: UInt8.self, repeating: 0)
+                initialized = count
+            }
+        }
+        if let result { throw result }
+        return values
+    }
+
+    private func readThroughLibrary(_ range: Range<Int>, into destination: UnsafeMutableRawBufferPointer) throws(StoreError) {
+        let context = H5Context(path: path, object: name)
+        let memoryType = try HDF5.type(for: dtype, context)
+        try unsafe HDF5.readRows(
+            dataset.handle, memoryType: memoryType, start: UInt64(range.lowerBound), count: UInt64(range.count),
+            sampleDims: sampleShape.map { UInt64($0) }, into: destination, context)
+    }
+
+    // MARK: - Verification
+
+    /// Decodes every chunk with checksums on; when the store has an index, also checks that each index
+    /// entry points at exactly the bytes the library reads for that chunk. Returns the chunks checked.
+    public func verify() throws(StoreError) -> Int {
+        guard layout == .chunked else {
+            if layout == .contiguous {
+                var buffer = [UInt8](repeating: 0, count: min(rawBytes, 1 << 20))
+                var row = 0
+                let step = max(1, buffer.count / max(sampleBytes, 1))
+                while row < rows {
+                    let range = row..<min(rows, row + step)
+                    try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in
+                        try unsafe readRows(range, into: UnsafeMutableRawBufferPointer(rebasing: bytes[0..<(range.count * sampleBytes)]))
+                    }
+                    row = range.upperBound
+                }
+            }
+            return 0
+        }
+        guard let chunkRows else {
+            var buffer = [UInt8](repeating: 0, count: rawBytes)
+            try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in try unsafe readThroughLibrary(0..<rows, into: bytes) }
+            return 0
+        }
+        let context = H5Context(path: path, object: name)
+        var decoded = [UInt8](repeating: 0, count: chunkBytes)
+        var scratch: [UInt8] = []
+        for chunk in 0..<chunkCount {
+            let offset = [UInt64(chunk * chunkRows)] + sampleShape.map { _ in UInt64(0) }
+            let library: (bytes: [UInt8], filterMask: UInt32)
+            do {
+                library = try HDF5.readChunk(dataset.handle, offset: offset, context)
+            } catch {
+                throw .corruptChunk(path: path, field: name, chunk: chunk, reason: "the library cannot read it: \(error)")
+            }
+            if let chunkIndex {
+                let location = chunkIndex[chunk]
+                let matches = try withStoredChunk(chunk) { (bytes, mask) throws(StoreError) in
+                    unsafe mask == library.filterMask && bytes.elementsEqual(library.bytes)
+                }
+                if !matches {
+                    throw .badIndex(path: path, field: name, reason: "chunk \(chunk): entry (offset \(location.offset), \(location.size) bytes) does not hold the chunk the library reads (\(library.bytes.count) bytes)")
+                }
+            }
+            guard let pipeline else { continue }
+            do {
+                try withMutableBytes(of: &decoded) { (target) throws(StoreError) in
+                    try withBytes(of: library.bytes) { (stored) throws(StoreError) in
+                        if stored.isEmpty { return }
+                        do throws(ChunkDecodeError) {
+                            try unsafe pipeline.decode(stored, filterMask: library.filterMask, into: target, verifyChecksum: true, scratch: &scratch)
+                        } catch {
+                            throw .corruptChunk(path: path, field: name, chunk: chunk, reason: error.reason)
+                        }
+                    }
+                }
+            }
+        }
+        return chunkCount
+    }
+}
+
+/// A destination buffer shared by decode workers that write disjoint ranges of it.
+struct SendableBuffer: @unchecked Sendable {
+    let buffer: UnsafeMutableRawBufferPointer
+    init(_ buffer: UnsafeMutableRawBufferPointer) { unsafe self.buffer = buffer }
+}

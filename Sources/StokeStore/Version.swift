@@ -1,1 +1,0 @@
-enum StoreVersion { static let format = 1 }
