@@ -6,6 +6,7 @@ import PackageDescription
 let products: [Product] = [
     .executable(name: "stoke", targets: ["stoke"]),
     .library(name: "StokeStore", targets: ["StokeStore"]),
+    .library(name: "StokePack", targets: ["StokePack"]),
     .library(name: "StokeEngine", targets: ["StokeEngine"]),
 ]
 
@@ -23,14 +24,16 @@ let cTargets: [Target] = [
 
 let swiftTargets: [Target] = [
     .target(name: "StokeStore", dependencies: ["CHDF5", "CLZ4", "CZlib", "CStokeKernels"]),
+    .target(name: "StokePack", dependencies: ["StokeStore"]),
     .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels"]),
     .executableTarget(
         name: "stoke",
         dependencies: [
-            "StokeStore", "StokeEngine",
+            "StokeStore", "StokePack", "StokeEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels"]),
+    .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore"]),
     .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"]),
     .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeStore"]),
 ]

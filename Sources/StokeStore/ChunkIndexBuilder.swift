@@ -106,3 +106,44 @@ enum ChunkIndexBuilder {
         return locations
     }
 }
+
+/// Adding a chunk address index to stores written by other tools (h5py…), so readers can decode from the
+/// memory map without the HDF5 lock.
+public enum ChunkIndexing {
+    /// What was indexed: per field, its chunk count and how the addresses were found.
+    public struct Report: Sendable, Equatable {
+        public var field: String
+        public var chunks: Int
+        public var method: String
+    }
+
+    /// Adds (or rebuilds) the index of every root field chunked by whole samples, in place.
+    /// Fields chunked otherwise, or contiguous, need none and are skipped.
+    public static func addIndex(to path: String) throws(StoreError) -> [Report] {
+        let context = H5Context(path: path)
+        let file = try HDF5.openFile(path, writable: true)
+        let map = try MappedFile(path: path)
+        let root = try HDF5.openGroup(file.id, "/", context)
+        var reports: [Report] = []
+        var indices: [[ChunkLocation]] = []
+        var names: [String] = []
+        for name in try HDF5.datasetNames(in: root.id, context) {
+            let fieldContext = H5Context(path: path, object: name)
+            let dataset = try HDF5.openDataset(file.id, name, fieldContext)
+            let dims = try HDF5.dims(try HDF5.space(of: dataset, fieldContext), fieldContext)
+            let creation = try HDF5.creationList(of: dataset, fieldContext)
+            guard !dims.isEmpty, HDF5.layout(creation) == H5D_CHUNKED else { continue }
+            let chunk = try HDF5.chunkDims(creation, rank: dims.count, fieldContext)
+            guard Array(chunk.dropFirst()) == Array(dims.dropFirst()) else { continue }
+            let (locations, method) = try ChunkIndexBuilder.locationsWithMethod(
+                dataset: dataset, map: map, rows: Int(dims[0]), chunkRows: Int(chunk[0]), rank: dims.count, context: fieldContext)
+            indices.append(locations)
+            names.append(name)
+            reports.append(Report(field: name, chunks: locations.count, method: method.rawValue))
+        }
+        try ChunkIndexBuilder.write(indices: indices, names: names, file: file, context: context)
+        _ = consume root
+        try HDF5.close(file, context)
+        return reports
+    }
+}

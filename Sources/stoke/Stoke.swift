@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import StokeStore
+
+@main
+struct Stoke: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stoke",
+        abstract: "Keeps a model fed: packs data into compressed HDF5 stores and streams them back.",
+        version: StokeVersion.string,
+        subcommands: [Pack.self, Inspect.self, Verify.self, Index.self, Demo.self])
+}
+
+/// Runs a command body; any error becomes one line on stderr and exit status 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        FileHandle.standardError.write(Data("stoke: error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Prints a JSON document with sorted keys.
+func printJSON(_ object: Any) {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data("{}".utf8)
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// Formats a byte count for people (KiB, MiB, GiB).
+func formatBytes(_ bytes: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}
+
+/// Prints rows as a left-aligned text table.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+    func line(_ cells: [String]) -> String {
+        zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+    }
+    print(line(header))
+    print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  "))
+    rows.forEach { print(line($0)) }
+}
+
+/// A one-line progress bar on stderr, shown only when stderr is a terminal.
+struct ProgressLine {
+    let total: Int
+    let label: String
+    private let start = Date()
+    private let enabled = isatty(STDERR_FILENO) == 1
+
+    init(total: Int, label: String) {
+        self.total = total
+        self.label = label
+    }
+
+    func update(_ done: Int) {
+        guard enabled else { return }
+        let elapsed = max(Date().timeIntervalSince(start), 1e-9)
+        let rate = Double(done) / elapsed
+        let remaining = rate > 0 ? Double(total - done) / rate : 0
+        let fraction = total > 0 ? Double(done) / Double(total) : 1
+        let filled = Int(fraction * 30)
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled)
+        let text = String(format: "\r%@ [%@] %d/%d samples  %.0f samples/s  ETA %.0fs", label, bar, done, total, rate, remaining)
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    func finish() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}
