@@ -35,7 +35,7 @@ let swiftTargets: [Target] = [
     .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels"]),
     .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore"]),
     .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"]),
-    .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeStore"]),
+    .testTarget(name: "StokeCLITests", dependencies: ["stoke"]),
 ]
 
 let package = Package(

@@ -64,8 +64,8 @@ public final class Store: @unchecked Sendable {
     /// Samples in the store: the smallest axis-0 length among its fields (all equal in Stoke stores).
     public var sampleCount: Int { fields.map(\.rows).min() ?? 0 }
 
-    /// Whether every chunked field has a persisted chunk address index.
-    public var hasChunkIndex: Bool { fields.allSatisfy { $0.layout != .chunked || $0.chunkIndex != nil } }
+    /// Whether every field chunked by whole samples has a persisted chunk address index.
+    public var hasChunkIndex: Bool { fields.allSatisfy { $0.chunkRows == nil || $0.chunkIndex != nil } }
 
     /// The field with this name.
     public func field(_ name: String) throws(StoreError) -> Field {

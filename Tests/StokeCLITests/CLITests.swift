@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+
+/// The `stoke` executable, built next to the test bundle.
+private let stokeBinary: String = {
+    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [bundle, bundle.deletingLastPathComponent()] {
+        let path = candidate.appendingPathComponent("stoke").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    return root.appendingPathComponent(".build/debug/stoke").path
+}()
+
+private let python = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent(".venv/bin/python3").path
+
+private struct Output { var status: Int32; var stdout: String; var stderr: String }
+
+@discardableResult
+private func execute(_ executable: String, _ arguments: [String]) throws -> Output {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+private func temporaryDirectory() -> String {
+    let path = NSTemporaryDirectory() + "stoke-cli-" + UUID().uuidString
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Suite("stoke command line")
+struct CLITests {
+    @Test("pack NPY v1/v2/v3, big-endian and Fortran order; inspect --json; verify")
+    func packInspectVerify() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try execute(python, ["-c", """
+            import sys, numpy as np
+            from numpy.lib import format as fmt
+            d = sys.argv[1]
+            rng = np.random.default_rng(3)
+            x = rng.integers(0, 200, size=(77, 3, 5, 4)).astype(np.float32)
+            y = np.arange(77, dtype=np.int64)
+            for version in [(1, 0), (2, 0), (3, 0)]:
+                with open(f'{d}/x{version[0]}.npy', 'wb') as f:
+                    fmt.write_array(f, x, version=version)
+            np.save(f'{d}/xbe.npy', x.astype('>f4'))
+            np.save(f'{d}/xf.npy', np.asfortranarray(x))
+            np.save(f'{d}/y.npy', y)
+            np.save(f'{d}/ybad.npy', y[:70])
+            np.save(f'{d}/complex.npy', np.zeros((4, 2), dtype=np.complex64))
+            x.tofile(f'{d}/expected.bin')
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let expected = try Data(contentsOf: URL(fileURLWithPath: directory + "/expected.bin"))
+        for source in ["x1", "x2", "x3", "xbe", "xf"] {
+            let store = "\(directory)/\(source).h5"
+            let pack = try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/\(source).npy", "--labels", "\(directory)/y.npy",
+                                                 "-o", store, "--codec", "lz4-shuffle", "--chunk-samples", "10", "--json"])
+            #expect(pack.status == 0, "\(source): \(pack.stderr)")
+            let check = try execute(python, ["-c", """
+                import sys, h5py, hdf5plugin, numpy as np
+                f = h5py.File(sys.argv[1], 'r')
+                x = np.fromfile(sys.argv[2], dtype='<f4').reshape(77, 3, 5, 4)
+                assert np.array_equal(f['data'][...], x)
+                assert np.array_equal(f['label'][...], np.arange(77))
+                """, store, directory + "/expected.bin"])
+            #expect(check.status == 0, "\(source): \(check.stderr)")
+        }
+        _ = expected
+        let inspect = try execute(stokeBinary, ["inspect", "\(directory)/x1.h5", "--json"])
+        #expect(inspect.status == 0, "\(inspect.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+        #expect(document?["samples"] as? Int == 77)
+        #expect(document?["chunk_index"] as? Bool == true)
+        let fields = document?["fields"] as? [[String: Any]] ?? []
+        #expect(fields.map { $0["name"] as? String } == ["data", "label"])
+        #expect(fields.first?["dtype"] as? String == "f32")
+        #expect(fields.first?["shape"] as? [Int] == [77, 3, 5, 4])
+        #expect(fields.first?["chunk_shape"] as? [Int] == [10, 3, 5, 4])
+        #expect(fields.first?["codec"] as? String == "lz4-shuffle")
+        #expect((fields.first?["stored_bytes"] as? Int ?? 0) > 0)
+        #expect(fields.first?["raw_bytes"] as? Int == 77 * 60 * 4)
+        let verify = try execute(stokeBinary, ["verify", "\(directory)/x1.h5"])
+        #expect(verify.status == 0, "\(verify.stderr)")
+
+        // Bad input: one clear line, non-zero exit, nothing written.
+        let mismatch = try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/x1.npy", "--labels", "\(directory)/ybad.npy", "-o", "\(directory)/bad.h5"])
+        #expect(mismatch.status != 0)
+        #expect(mismatch.stderr.contains("ybad.npy: has 70 samples"))
+        let unsupported = try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/complex.npy", "-o", "\(directory)/bad.h5"])
+        #expect(unsupported.status != 0)
+        #expect(unsupported.stderr.contains("field 'descr'"))
+        let exists = try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/x1.npy", "-o", "\(directory)/x1.h5"])
+        #expect(exists.status != 0)
+        #expect(exists.stderr.contains("already exists"))
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/bad.h5"))
+        let missing = try execute(stokeBinary, ["verify", "\(directory)/nope.h5"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test("verify names the field and chunk of a flipped byte")
+    func verifyFindsCorruption() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try execute(python, ["-c", "import numpy as np, sys; a = np.random.default_rng(5).integers(0, 256, size=(100, 64), dtype=np.uint8); np.save(sys.argv[1], a); a[50].tofile(sys.argv[1] + '.row50')", "\(directory)/a.npy"])
+        try #require(made.status == 0)
+        let store = "\(directory)/a.h5"
+        #expect(try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/a.npy", "-o", store, "--chunk-samples", "25", "--codec", "none"]).status == 0)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: store)))
+        // Chunk 2 holds rows 50..<75; find row 50's random bytes in the file.
+        let row = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(directory)/a.npy.row50")))
+        let start = try #require((0...(bytes.count - 64)).first { bytes[$0..<($0 + 64)].elementsEqual(row) })
+        bytes[start + 10] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: store))
+        let verify = try execute(stokeBinary, ["verify", store])
+        #expect(verify.status == 1)
+        #expect(verify.stderr.contains("field 'data' chunk 2"), "\(verify.stderr)")
+        #expect(verify.stderr.contains("Fletcher-32"))
+    }
+
+    @Test("killing a pack mid-way leaves no store at the final path")
+    func interruptedPack() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try execute(python, ["-c", "import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(1).integers(0, 255, size=(6000, 3, 96, 96), dtype=np.uint8))", "\(directory)/big.npy"])
+        try #require(made.status == 0)
+        let store = "\(directory)/big.h5"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: stokeBinary)
+        process.arguments = ["pack", "--from", "npy", "\(directory)/big.npy", "-o", store, "--codec", "deflate:9", "--workers", "1"]
+        try process.run()
+        // Wait until the partial file exists, then kill the writer.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            if names.contains(where: { $0.hasPrefix("big.h5.partial-") }) { break }
+            usleep(20_000)
+        }
+        usleep(200_000)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal)
+        #expect(!FileManager.default.fileExists(atPath: store))
+    }
+}
