@@ -50,7 +50,7 @@ let package = Package(
 )
 
 // One settings loop over every Swift target: strict memory safety makes every unsafe spot greppable.
-for target in package.targets where target.type != .system && target.name != "CStokeKernels" {
+for target in package.targets where [.regular, .executable].contains(target.type) && !target.name.hasPrefix("C") {
     target.swiftSettings = (target.swiftSettings ?? []) + [
         .strictMemorySafety(),
         .enableUpcomingFeature("MemberImportVisibility"),

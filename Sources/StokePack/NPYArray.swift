@@ -108,11 +108,11 @@ public struct NPYArray: Sendable {
                     if fortranOrder {
                         for inner in innerOffsets {
                             let element = (row + inner) * size
-                            appendElement(from: all, at: element, size: size, to: &converted)
+                            unsafe appendElement(from: all, at: element, size: size, to: &converted)
                         }
                     } else {
                         for element in stride(from: row * sampleBytes, to: (row + 1) * sampleBytes, by: size) {
-                            appendElement(from: all, at: element, size: size, to: &converted)
+                            unsafe appendElement(from: all, at: element, size: size, to: &converted)
                         }
                     }
                 }

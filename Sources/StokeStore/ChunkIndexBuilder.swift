@@ -63,7 +63,7 @@ enum ChunkIndexBuilder {
             let creation = try HDF5.datasetCreationList(fieldContext)
             let dataset = try HDF5.createDataset(group.id, name, type: type, space: space, creation: creation, fieldContext)
             if !values.isEmpty {
-                try withBytes(of: values) { (bytes) throws(StoreError) in
+                unsafe try withBytes(of: values) { (bytes) throws(StoreError) in
                     try unsafe HDF5.writeAll(dataset, memoryType: type, bytes: bytes, fieldContext)
                 }
             }
@@ -87,7 +87,7 @@ enum ChunkIndexBuilder {
         var values = [UInt64](repeating: 0, count: chunkCount * ChunkIndexFile.columns)
         if chunkCount > 0 {
             let type = try HDF5.type(for: .i64, fieldContext)
-            try withMutableBytes(of: &values) { (buffer) throws(StoreError) in
+            unsafe try withMutableBytes(of: &values) { (buffer) throws(StoreError) in
                 try unsafe HDF5.readAll(dataset, memoryType: type, into: buffer, fieldContext)
             }
         }

@@ -152,7 +152,7 @@ struct ChunkPipeline: Sendable, Equatable {
                 swap(&current, &scratch)
             case .fletcher32:
                 let sum = unsafe current.withUnsafeBytes { unsafe fletcher32($0) }
-                withUnsafeBytes(of: sum.littleEndian) { current.append(contentsOf: $0) }
+                unsafe withUnsafeBytes(of: sum.littleEndian) { unsafe current.append(contentsOf: $0) }
             }
         }
         swap(&output, &current)
@@ -164,7 +164,7 @@ struct ChunkPipeline: Sendable, Equatable {
         _ stored: UnsafeRawBufferPointer, filterMask: UInt32, into destination: UnsafeMutableRawBufferPointer,
         verifyChecksum: Bool, scratch: inout [UInt8]
     ) throws(ChunkDecodeError) {
-        var input = stored
+        var input = unsafe stored
         // Stages that will run, in decode order.
         let active = stages.enumerated().reversed().filter { filterMask & (1 << UInt32($0.offset)) == 0 }.map(\.element)
         if let first = active.first, first == .fletcher32 {
@@ -178,7 +178,7 @@ struct ChunkPipeline: Sendable, Equatable {
                     throw .init("Fletcher-32 checksum mismatch (stored \(hex(recorded)), computed \(hex(computed)))")
                 }
             }
-            input = payload
+            unsafe input = unsafe payload
         }
         let decoders = active.filter { $0 != .fletcher32 }
         guard decoders.count <= 2 else { throw .init("pipeline has more than one compression stage") }
@@ -189,17 +189,17 @@ struct ChunkPipeline: Sendable, Equatable {
             case .lz4, .deflate:
                 let output: UnsafeMutableRawBufferPointer
                 if isLast {
-                    output = destination
+                    unsafe output = unsafe destination
                 } else {
                     if scratch.count < destination.count { scratch = [UInt8](repeating: 0, count: destination.count) }
-                    output = unsafe scratch.withUnsafeMutableBytes { unsafe UnsafeMutableRawBufferPointer(rebasing: $0[0..<destination.count]) }
+                    unsafe output = unsafe scratch.withUnsafeMutableBytes { unsafe UnsafeMutableRawBufferPointer(rebasing: $0[0..<destination.count]) }
                 }
                 if case .lz4 = stage {
                     try unsafe LZ4Chunk.decode(pending, into: output)
                 } else {
                     try unsafe inflate(pending, into: output)
                 }
-                pending = unsafe UnsafeRawBufferPointer(output)
+                unsafe pending = UnsafeRawBufferPointer(output)
             case .shuffle(let elementSize):
                 guard pending.count == destination.count else {
                     throw .init("shuffle: \(pending.count) bytes where the chunk has \(destination.count)")
@@ -208,7 +208,7 @@ struct ChunkPipeline: Sendable, Equatable {
                 unsafe stoke_unshuffle(
                     pending.baseAddress!.assumingMemoryBound(to: UInt8.self),
                     destination.baseAddress!.assumingMemoryBound(to: UInt8.self), destination.count, max(elementSize, 1))
-                pending = unsafe UnsafeRawBufferPointer(destination)
+                unsafe pending = UnsafeRawBufferPointer(destination)
             case .fletcher32:
                 throw .init("Fletcher-32 is not the last filter of the pipeline")
             }
@@ -226,7 +226,7 @@ struct ChunkPipeline: Sendable, Equatable {
     private func inflate(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws(ChunkDecodeError) {
         var length = UInt(destination.count)
         guard let input = source.baseAddress, let output = destination.baseAddress else {
-            if destination.isEmpty && source.isEmpty { return }
+            if unsafe destination.isEmpty && source.isEmpty { return }
             throw .init("deflate: empty stream for a \(destination.count)-byte chunk")
         }
         let status = unsafe uncompress(

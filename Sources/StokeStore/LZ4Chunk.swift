@@ -71,7 +71,7 @@ public enum LZ4Chunk {
     /// Decodes a whole chunk into `destination`, whose size must equal the header's decoded size.
     /// Every size field is checked against both buffers; LZ4 blocks use the bounds-checked decoder.
     static func decode(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws(ChunkDecodeError) {
-        let total = try decodedSize(source)
+        let total = unsafe try decodedSize(source)
         guard total == destination.count else {
             throw .init("LZ4 header: decoded size field \(total) does not match the chunk's \(destination.count) bytes")
         }

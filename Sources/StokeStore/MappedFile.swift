@@ -5,7 +5,7 @@ import Glibc
 /// A read-only memory map of a whole file. The pointer never escapes except as bounds-checked buffer
 /// views that live no longer than the map's owner; the map is unmapped when the owner goes away.
 /// Immutable after `init`, so readers on any thread may share it.
-public final class MappedFile: @unchecked Sendable {
+@safe public final class MappedFile: @unchecked Sendable {
     public let path: String
     /// File size in bytes when it was mapped.
     public let size: Int
@@ -22,14 +22,14 @@ public final class MappedFile: @unchecked Sendable {
         }
         size = Int(status.st_size)
         if size == 0 {
-            base = nil
+            unsafe base = nil
             return
         }
         let mapping = unsafe mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, 0)
-        guard let mapping = unsafe mapping, mapping != MAP_FAILED else {
+        guard let mapping = unsafe mapping, unsafe mapping != MAP_FAILED else {
             throw .io(path: path, operation: "mmap", message: systemError())
         }
-        base = unsafe UnsafeRawPointer(mapping)
+        unsafe base = UnsafeRawPointer(mapping)
     }
 
     deinit {

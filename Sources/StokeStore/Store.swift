@@ -194,7 +194,7 @@ public final class Field: @unchecked Sendable {
         case .chunked:
             if let chunkIndex { return chunkIndex.reduce(0) { $0 + Int($1.size) } }
             var total = 0
-            for chunk in 0..<chunkCount { total += try withStoredChunk(chunk) { bytes, _ in bytes.count } }
+            for chunk in 0..<chunkCount { unsafe total += try withStoredChunk(chunk) { bytes, _ in bytes.count } }
             return total
         default:
             return rawBytes
@@ -221,7 +221,7 @@ public final class Field: @unchecked Sendable {
         }
         let offset = [UInt64(chunk * chunkRows)] + sampleShape.map { _ in UInt64(0) }
         let stored = try HDF5.readChunk(dataset.handle, offset: offset, H5Context(path: path, object: name))
-        return try withBytes(of: stored.bytes) { (bytes) throws(StoreError) in try unsafe body(bytes, stored.filterMask) }
+        return unsafe try withBytes(of: stored.bytes) { (bytes) throws(StoreError) in try unsafe body(bytes, stored.filterMask) }
     }
 
     /// Decodes whole chunk `chunk` into `destination` (`chunkBytes` long). `scratch` is reused between calls.
@@ -237,8 +237,8 @@ public final class Field: @unchecked Sendable {
         let verify = options.verifyChecksums
         var localScratch = scratch
         defer { scratch = localScratch }
-        try withStoredChunk(chunk) { (stored, mask) throws(StoreError) in
-            if stored.isEmpty {
+        unsafe try withStoredChunk(chunk) { (stored, mask) throws(StoreError) in
+            if unsafe stored.isEmpty {
                 if destination.count > 0 { unsafe destination.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: destination.count) }
                 return
             }
@@ -270,12 +270,12 @@ public final class Field: @unchecked Sendable {
             return
         }
         guard decodesDirectly, let chunkRows else {
-            try readThroughLibrary(range, into: destination)
+            unsafe try readThroughLibrary(range, into: destination)
             return
         }
         let firstChunk = range.lowerBound / chunkRows
         let lastChunk = (range.upperBound - 1) / chunkRows
-        let target = SendableBuffer(destination)
+        let target = unsafe SendableBuffer(destination)
         try parallelFor(count: lastChunk - firstChunk + 1, workers: workers) { (offset, scratch) throws(StoreError) in
             let chunk = firstChunk + offset
             let chunkRange = self.rows(inChunk: chunk)
@@ -287,7 +287,7 @@ public final class Field: @unchecked Sendable {
             } else {
                 if scratch.chunk.count != self.chunkBytes { scratch.chunk = [UInt8](repeating: 0, count: self.chunkBytes) }
                 var chunkBuffer = scratch.chunk
-                try withMutableBytes(of: &chunkBuffer) { (bytes) throws(StoreError) in
+                unsafe try withMutableBytes(of: &chunkBuffer) { (bytes) throws(StoreError) in
                     try unsafe self.decodeChunk(chunk, into: bytes, scratch: &scratch.other)
                     let sourceStart = (wanted.lowerBound - chunkRange.lowerBound) * self.sampleBytes
                     unsafe target.buffer.baseAddress!.advanced(by: targetStart).copyMemory(
@@ -314,7 +314,7 @@ public final class Field: @unchecked Sendable {
         for chunk in byChunk.keys.sorted() {
             let wanted = byChunk[chunk]!
             if decodesDirectly, chunkRows != nil {
-                try withMutableBytes(of: &chunkBuffer) { (bytes) throws(StoreError) in
+                unsafe try withMutableBytes(of: &chunkBuffer) { (bytes) throws(StoreError) in
                     try unsafe decodeChunk(chunk, into: bytes, scratch: &scratch)
                     for (row, slot) in wanted {
                         unsafe destination.baseAddress!.advanced(by: slot * sampleBytes).copyMemory(
@@ -372,7 +372,7 @@ public final class Field: @unchecked Sendable {
                 let step = max(1, buffer.count / max(sampleBytes, 1))
                 while row < rows {
                     let range = row..<min(rows, row + step)
-                    try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in
+                    unsafe try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in
                         try unsafe readRows(range, into: UnsafeMutableRawBufferPointer(rebasing: bytes[0..<(range.count * sampleBytes)]))
                     }
                     row = range.upperBound
@@ -382,7 +382,7 @@ public final class Field: @unchecked Sendable {
         }
         guard let chunkRows else {
             var buffer = [UInt8](repeating: 0, count: rawBytes)
-            try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in try unsafe readThroughLibrary(0..<rows, into: bytes) }
+            unsafe try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in try unsafe readThroughLibrary(0..<rows, into: bytes) }
             return 0
         }
         let context = H5Context(path: path, object: name)
@@ -398,7 +398,7 @@ public final class Field: @unchecked Sendable {
             }
             if let chunkIndex {
                 let location = chunkIndex[chunk]
-                let matches = try withStoredChunk(chunk) { (bytes, mask) throws(StoreError) in
+                let matches = unsafe try withStoredChunk(chunk) { (bytes, mask) throws(StoreError) in
                     unsafe mask == library.filterMask && bytes.elementsEqual(library.bytes)
                 }
                 if !matches {
@@ -407,9 +407,9 @@ public final class Field: @unchecked Sendable {
             }
             guard let pipeline else { continue }
             do {
-                try withMutableBytes(of: &decoded) { (target) throws(StoreError) in
-                    try withBytes(of: library.bytes) { (stored) throws(StoreError) in
-                        if stored.isEmpty { return }
+                unsafe try withMutableBytes(of: &decoded) { (target) throws(StoreError) in
+                    unsafe try withBytes(of: library.bytes) { (stored) throws(StoreError) in
+                        if unsafe stored.isEmpty { return }
                         do throws(ChunkDecodeError) {
                             try unsafe pipeline.decode(stored, filterMask: library.filterMask, into: target, verifyChecksum: true, scratch: &scratch)
                         } catch {
@@ -424,7 +424,7 @@ public final class Field: @unchecked Sendable {
 }
 
 /// A destination buffer shared by decode workers that write disjoint ranges of it.
-struct SendableBuffer: @unchecked Sendable {
+@safe struct SendableBuffer: @unchecked Sendable {
     let buffer: UnsafeMutableRawBufferPointer
     init(_ buffer: UnsafeMutableRawBufferPointer) { unsafe self.buffer = buffer }
 }

@@ -82,7 +82,7 @@ public final class StoreWriter {
             }
         } catch {
             _ = file.close()
-            unlink(temporaryPath)
+            unsafe unlink(temporaryPath)
             throw error
         }
         _ = context
@@ -121,7 +121,7 @@ public final class StoreWriter {
 
     /// Appends whole samples given as typed values (their count must fill whole samples).
     public func append<T: BitwiseCopyable>(_ field: String, values: [T]) throws(StoreError) {
-        try withBytes(of: values) { (bytes) throws(StoreError) in try unsafe append(field, bytes: bytes) }
+        unsafe try withBytes(of: values) { (bytes) throws(StoreError) in try unsafe append(field, bytes: bytes) }
     }
 
     /// Records a JSON document as a root attribute (recipe, provenance…); written by `finish()`.
@@ -194,7 +194,7 @@ public final class StoreWriter {
         _ = consume root
         try HDF5.close(file, context)
         try syncFile(temporaryPath)
-        guard rename(temporaryPath, path) == 0 else {
+        guard unsafe rename(temporaryPath, path) == 0 else {
             throw .io(path: path, operation: "rename from \(temporaryPath)", message: systemError())
         }
         return summary
@@ -205,7 +205,7 @@ public final class StoreWriter {
         compressor.shutdown()
         for writer in fields { writer.closeDataset() }
         if let file = file.take() { _ = file.close() }
-        unlink(temporaryPath)
+        unsafe unlink(temporaryPath)
         finished = true
     }
 
@@ -235,7 +235,7 @@ public final class StoreWriter {
         while nextToWrite < nextSequence {
             guard let result = compressor.takeResult(sequence: nextToWrite, wait: wait && !wrote) else { return }
             let writer = fields[result.field]
-            try withBytes(of: result.stored) { (bytes) throws(StoreError) in
+            unsafe try withBytes(of: result.stored) { (bytes) throws(StoreError) in
                 try unsafe writer.write(chunk: result.chunk, rows: result.rows, stored: bytes)
             }
             nextToWrite += 1
@@ -245,7 +245,7 @@ public final class StoreWriter {
 }
 
 private func syncFile(_ path: String) throws(StoreError) {
-    let descriptor = open(path, O_RDONLY)
+    let descriptor = unsafe open(path, O_RDONLY)
     guard descriptor >= 0 else { throw .io(path: path, operation: "open for fsync", message: systemError()) }
     defer { close(descriptor) }
     guard fsync(descriptor) == 0 else { throw .io(path: path, operation: "fsync", message: systemError()) }

@@ -54,8 +54,8 @@ struct Demo: ParsableCommand {
             let field = try store.field("image")
             var buffer = [UInt8](repeating: 0, count: field.rawBytes)
             let readStart = Date()
-            try buffer.withUnsafeMutableBytes {
-                try field.readRows(0..<field.rows, into: $0, workers: ProcessInfo.processInfo.activeProcessorCount)
+            unsafe try buffer.withUnsafeMutableBytes {
+                unsafe try field.readRows(0..<field.rows, into: $0, workers: ProcessInfo.processInfo.activeProcessorCount)
             }
             let readSeconds = Date().timeIntervalSince(readStart)
             if json {

@@ -52,13 +52,13 @@ struct Pack: ParsableCommand {
             let writer = try StoreWriter(path: output, fields: specs, options: options)
             let progress = ProgressLine(total: data.count, label: "packing")
             let batchRows = max(1, (8 << 20) / max(1, data.sampleBytes))
-            try data.forEachBatch(batchRows: batchRows) { rows, bytes in
-                try writer.append(name, bytes: bytes)
+            unsafe try data.forEachBatch(batchRows: batchRows) { rows, bytes in
+                unsafe try writer.append(name, bytes: bytes)
                 progress.update(rows.upperBound)
             }
             if let labelArray {
-                try labelArray.forEachBatch(batchRows: max(1, (8 << 20) / max(1, labelArray.sampleBytes))) { _, bytes in
-                    try writer.append(labelName, bytes: bytes)
+                unsafe try labelArray.forEachBatch(batchRows: max(1, (8 << 20) / max(1, labelArray.sampleBytes))) { _, bytes in
+                    unsafe try writer.append(labelName, bytes: bytes)
                 }
             }
             try writer.setMetadata("provenance", json: provenanceJSON(sources: [input] + (labels.map { [$0] } ?? [])))
