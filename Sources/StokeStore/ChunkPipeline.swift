@@ -164,62 +164,79 @@ struct ChunkPipeline: Sendable, Equatable {
         _ stored: UnsafeRawBufferPointer, filterMask: UInt32, into destination: UnsafeMutableRawBufferPointer,
         verifyChecksum: Bool, scratch: inout [UInt8]
     ) throws(ChunkDecodeError) {
+        // Allocation-free: this runs once per chunk on the loader's hot path. Walk the stages in decode
+        // order (last applied first), skipping those the chunk's filter mask marks as not applied.
         var input = unsafe stored
-        // Stages that will run, in decode order.
-        let active = stages.enumerated().reversed().filter { filterMask & (1 << UInt32($0.offset)) == 0 }.map(\.element)
-        if let first = active.first, first == .fletcher32 {
-            guard input.count >= 4 else { throw .init("Fletcher-32: \(input.count) bytes, fewer than the checksum") }
-            let payload = unsafe UnsafeRawBufferPointer(rebasing: input[0..<(input.count - 4)])
-            if verifyChecksum {
-                let recorded = UInt32(littleEndian: unsafe input.loadUnaligned(fromByteOffset: input.count - 4, as: UInt32.self))
-                let computed = unsafe fletcher32(payload)
-                // HDF5 also accepts the byte-swapped sum that releases before 1.6.3 wrote.
-                if recorded != computed && recorded != computed.byteSwapped {
-                    throw .init("Fletcher-32 checksum mismatch (stored \(hex(recorded)), computed \(hex(computed)))")
+        var decoders = 0
+        var first = Stage.fletcher32, second = Stage.fletcher32
+        var position = stages.count - 1
+        while position >= 0 {
+            defer { position -= 1 }
+            if filterMask & (1 << UInt32(position)) != 0 { continue }
+            let stage = stages[position]
+            if stage == .fletcher32 {
+                guard decoders == 0 else { throw .init("Fletcher-32 is not the last filter of the pipeline") }
+                guard input.count >= 4 else { throw .init("Fletcher-32: \(input.count) bytes, fewer than the checksum") }
+                let payload = unsafe UnsafeRawBufferPointer(rebasing: input[0..<(input.count - 4)])
+                if verifyChecksum {
+                    let recorded = UInt32(littleEndian: unsafe input.loadUnaligned(fromByteOffset: input.count - 4, as: UInt32.self))
+                    let computed = unsafe fletcher32(payload)
+                    // HDF5 also accepts the byte-swapped sum that releases before 1.6.3 wrote.
+                    if recorded != computed && recorded != computed.byteSwapped {
+                        throw .init("Fletcher-32 checksum mismatch (stored \(hex(recorded)), computed \(hex(computed)))")
+                    }
                 }
+                unsafe input = unsafe payload
+                continue
             }
-            unsafe input = unsafe payload
-        }
-        let decoders = active.filter { $0 != .fletcher32 }
-        guard decoders.count <= 2 else { throw .init("pipeline has more than one compression stage") }
-        var pending = unsafe input
-        for (position, stage) in decoders.enumerated() {
-            let isLast = position == decoders.count - 1
-            switch stage {
-            case .lz4, .deflate:
-                let output: UnsafeMutableRawBufferPointer
-                if isLast {
-                    unsafe output = unsafe destination
-                } else {
-                    if scratch.count < destination.count { scratch = [UInt8](repeating: 0, count: destination.count) }
-                    unsafe output = unsafe scratch.withUnsafeMutableBytes { unsafe UnsafeMutableRawBufferPointer(rebasing: $0[0..<destination.count]) }
-                }
-                if case .lz4 = stage {
-                    try unsafe LZ4Chunk.decode(pending, into: output)
-                } else {
-                    try unsafe inflate(pending, into: output)
-                }
-                unsafe pending = UnsafeRawBufferPointer(output)
-            case .shuffle(let elementSize):
-                guard pending.count == destination.count else {
-                    throw .init("shuffle: \(pending.count) bytes where the chunk has \(destination.count)")
-                }
-                guard isLast else { throw .init("shuffle is not the first filter of the pipeline") }
-                unsafe stoke_unshuffle(
-                    pending.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                    destination.baseAddress!.assumingMemoryBound(to: UInt8.self), destination.count, max(elementSize, 1))
-                unsafe pending = UnsafeRawBufferPointer(destination)
-            case .fletcher32:
-                throw .init("Fletcher-32 is not the last filter of the pipeline")
+            switch decoders {
+            case 0: first = stage
+            case 1: second = stage
+            default: throw .init("pipeline has more than one compression stage")
             }
+            decoders += 1
         }
-        if decoders.isEmpty {
-            guard pending.count == destination.count else {
-                throw .init("stored size \(pending.count) does not match the chunk's \(destination.count) bytes")
+        switch decoders {
+        case 0:
+            guard input.count == destination.count else {
+                throw .init("stored size \(input.count) does not match the chunk's \(destination.count) bytes")
             }
             if destination.count > 0 {
-                unsafe destination.baseAddress!.copyMemory(from: pending.baseAddress!, byteCount: pending.count)
+                unsafe destination.baseAddress!.copyMemory(from: input.baseAddress!, byteCount: input.count)
             }
+        case 1:
+            try unsafe run(first, input, into: destination)
+        default:
+            // Two stages: decompress into scratch, then unshuffle into the destination.
+            if scratch.count < destination.count { scratch = [UInt8](repeating: 0, count: destination.count) }
+            let outcome: Result<Void, ChunkDecodeError> = unsafe scratch.withUnsafeMutableBytes { buffer in
+                let middle = unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[0..<destination.count])
+                return Result { () throws(ChunkDecodeError) in
+                    try unsafe run(first, input, into: middle)
+                    try unsafe run(second, UnsafeRawBufferPointer(middle), into: destination)
+                }
+            }
+            try outcome.get()
+        }
+    }
+
+    /// Runs one decode stage from `input` into `output` (both the stage's full sizes).
+    private func run(_ stage: Stage, _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(ChunkDecodeError) {
+        switch stage {
+        case .lz4:
+            try unsafe LZ4Chunk.decode(input, into: output)
+        case .deflate:
+            try unsafe inflate(input, into: output)
+        case .shuffle(let elementSize):
+            guard input.count == output.count else {
+                throw .init("shuffle: \(input.count) bytes where the chunk has \(output.count)")
+            }
+            if unsafe output.isEmpty { return }
+            unsafe stoke_unshuffle(
+                input.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                output.baseAddress!.assumingMemoryBound(to: UInt8.self), output.count, max(elementSize, 1))
+        case .fletcher32:
+            throw .init("Fletcher-32 is not the last filter of the pipeline")
         }
     }
 

@@ -235,15 +235,13 @@ public final class Field: @unchecked Sendable {
             throw .invalidArgument("decodeChunk: buffer of \(destination.count) bytes for a \(chunkBytes)-byte chunk")
         }
         let verify = options.verifyChecksums
-        var localScratch = scratch
-        defer { scratch = localScratch }
         unsafe try withStoredChunk(chunk) { (stored, mask) throws(StoreError) in
             if unsafe stored.isEmpty {
                 if destination.count > 0 { unsafe destination.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: destination.count) }
                 return
             }
             do throws(ChunkDecodeError) {
-                try unsafe pipeline.decode(stored, filterMask: mask, into: destination, verifyChecksum: verify, scratch: &localScratch)
+                try unsafe pipeline.decode(stored, filterMask: mask, into: destination, verifyChecksum: verify, scratch: &scratch)
             } catch {
                 throw .corruptChunk(path: path, field: name, chunk: chunk, reason: error.reason)
             }
