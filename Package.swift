@@ -7,6 +7,7 @@ let products: [Product] = [
     .executable(name: "stoke", targets: ["stoke"]),
     .library(name: "StokeStore", targets: ["StokeStore"]),
     .library(name: "StokePack", targets: ["StokePack"]),
+    .library(name: "StokeLoader", targets: ["StokeLoader"]),
     .library(name: "StokeEngine", targets: ["StokeEngine"]),
 ]
 
@@ -25,14 +26,16 @@ let cTargets: [Target] = [
 let swiftTargets: [Target] = [
     .target(name: "StokeStore", dependencies: ["CHDF5", "CLZ4", "CZlib", "CStokeKernels"]),
     .target(name: "StokePack", dependencies: ["StokeStore"]),
+    .target(name: "StokeLoader", dependencies: ["StokeStore", "CStokeKernels"]),
     .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels"]),
     .executableTarget(
         name: "stoke",
         dependencies: [
-            "StokeStore", "StokePack", "StokeEngine",
+            "StokeStore", "StokePack", "StokeLoader", "StokeEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels"]),
+    .testTarget(name: "StokeLoaderTests", dependencies: ["StokeLoader", "StokeStore"]),
     .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore"]),
     .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"]),
     .testTarget(name: "StokeCLITests", dependencies: ["stoke"]),

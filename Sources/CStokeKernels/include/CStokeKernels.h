@@ -29,4 +29,5 @@ void stoke_unshuffle(const uint8_t *_Nonnull src, uint8_t *_Nonnull dst, size_t 
 
 /// HDF5's Fletcher-32 checksum (H5_checksum_fletcher32), byte-compatible with the library's filter (id 3).
 uint32_t stoke_fletcher32(const uint8_t *_Nonnull data, size_t nbytes);
+#include "stoke_collate.h"
 #endif

@@ -1,0 +1,65 @@
+#include "CStokeKernels.h"
+
+static void normalize_run_portable(const uint8_t *src, float *dst, size_t n, float scale, float bias) {
+    for (size_t i = 0; i < n; i++) dst[i] = (float)src[i] * scale + bias;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+__attribute__((target("avx2,fma")))
+static void normalize_run_avx2(const uint8_t *src, float *dst, size_t n, float scale, float bias) {
+    __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(bias);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i bytes = _mm_loadl_epi64((const __m128i *)(src + i));
+        __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+        _mm256_storeu_ps(dst + i, _mm256_fmadd_ps(x, vs, vb));
+    }
+    normalize_run_portable(src + i, dst + i, n - i, scale, bias);
+}
+
+__attribute__((target("avx512f")))
+static void normalize_run_avx512(const uint8_t *src, float *dst, size_t n, float scale, float bias) {
+    __m512 vs = _mm512_set1_ps(scale), vb = _mm512_set1_ps(bias);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(src + i));
+        __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
+        _mm512_storeu_ps(dst + i, _mm512_fmadd_ps(x, vs, vb));
+    }
+    normalize_run_portable(src + i, dst + i, n - i, scale, bias);
+}
+#endif
+
+typedef void (*normalize_run_fn)(const uint8_t *, float *, size_t, float, float);
+
+static normalize_run_fn pick_run(void) {
+#if defined(__x86_64__)
+    switch (stoke_cpu_active()) {
+    case STOKE_CPU_AVX512_VNNI: return normalize_run_avx512;
+    case STOKE_CPU_AVX2: return normalize_run_avx2;
+    default: break;
+    }
+#endif
+    return normalize_run_portable;
+}
+
+void stoke_normalize_u8_f32(const uint8_t *src, float *dst, size_t count, size_t inner, size_t channels,
+                            const float *scale, const float *bias) {
+    if (channels == 0 || inner == 0) return;
+    normalize_run_fn run = pick_run();
+    if (inner == 1 && channels > 1) {
+        // Interleaved channels (HWC): element-wise, the channel cycles every element.
+        for (size_t i = 0; i < count; i++) {
+            size_t c = i % channels;
+            dst[i] = (float)src[i] * scale[c] + bias[c];
+        }
+        return;
+    }
+    for (size_t start = 0, run_index = 0; start < count; start += inner, run_index++) {
+        size_t n = count - start < inner ? count - start : inner;
+        size_t c = run_index % channels;
+        run(src + start, dst + start, n, scale[c], bias[c]);
+    }
+}

@@ -1,0 +1,13 @@
+#ifndef STOKE_COLLATE_H
+#define STOKE_COLLATE_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Fused collate for one sample: `dst[i] = src[i] * scale[c] + bias[c]` as f32, where the channel of
+/// element `i` is `(i / inner) % channels` (`inner` = elements after the channel axis: H*W for CHW,
+/// 1 for HWC). With `scale = 1/(255*std)` and `bias = -mean/std` this is torchvision's
+/// `Normalize(mean, std)` applied to `ToTensor()` output, in one pass. Dispatches on
+/// `stoke_cpu_active()` (AVX-512, AVX2, portable).
+void stoke_normalize_u8_f32(const uint8_t *_Nonnull src, float *_Nonnull dst, size_t count, size_t inner,
+                            size_t channels, const float *_Nonnull scale, const float *_Nonnull bias);
+#endif

@@ -1,0 +1,618 @@
+import CStokeKernels
+import Foundation
+import StokeStore
+
+/// Per-channel normalization applied while collating a u8 field into f32: `(x / 255 - mean) / std`,
+/// as torchvision's `ToTensor()` + `Normalize(mean, std)`.
+public struct Normalization: Sendable, Equatable, Codable {
+    /// Per channel, on the 0–1 scale (one value applies to every channel).
+    public var mean: [Float]
+    public var std: [Float]
+    public init(mean: [Float], std: [Float]) {
+        self.mean = mean
+        self.std = std
+    }
+}
+
+/// How the loader reads a store.
+public struct LoaderOptions: Sendable {
+    /// Fields to load (nil: every field of the store).
+    public var fields: [String]? = nil
+    /// Samples per batch.
+    public var batchSize = 256
+    public var order: SampleOrder = .chunkShuffle(window: 4)
+    /// Drop the last partial batch (and, with several ranks, trim instead of padding).
+    public var dropLast = false
+    /// Worker threads that decode chunks and fill batches.
+    public var workers = ProcessInfo.processInfo.activeProcessorCount
+    /// Batches in flight at most (being filled or ready and not yet taken).
+    public var prefetch = 4
+    /// This process's rank and the number of ranks (distributed training).
+    public var rank = 0
+    public var world = 1
+    public var seed: UInt64 = 0
+    /// Explicit normalization per field (u8 fields only; output becomes f32). Overrides the store's.
+    public var normalization: [String: Normalization] = [:]
+    /// Apply the normalization recorded in the store's `normalization` attribute.
+    public var useStoreNormalization = true
+    /// Byte budget of the decoded-chunk cache shared by all workers.
+    public var cacheBytes = 512 << 20
+    /// Page-lock batch buffers with mlock when RLIMIT_MEMLOCK allows.
+    public var pinBuffers = true
+
+    public init() {}
+}
+
+/// Time and bytes of one epoch so far. Seconds are summed over worker threads, except `wait` (the
+/// consumer's time blocked in `next()`) and `wall`.
+public struct LoaderStats: Sendable, Equatable {
+    public var batches = 0
+    public var samples = 0
+    /// Reading stored bytes that are not memory-mapped (H5Dread_chunk / H5Dread fallbacks).
+    public var readSeconds = 0.0
+    /// Decoding chunks (page faults of memory-mapped reads are counted here).
+    public var decodeSeconds = 0.0
+    /// Gathering rows into batch buffers, with conversion and normalization.
+    public var gatherSeconds = 0.0
+    public var waitSeconds = 0.0
+    public var wallSeconds = 0.0
+    /// Bytes delivered in batches (output dtype).
+    public var batchBytes = 0
+    /// Decoded bytes produced by chunk decodes.
+    public var decodedBytes = 0
+    public var chunkDecodes = 0
+    /// Chunks decoded more than once this epoch because the cache had evicted them.
+    public var redecodes = 0
+    public var cacheHits = 0
+}
+
+/// One field as it appears in batches.
+public struct BatchFieldLayout: Sendable, Equatable {
+    public var name: String
+    /// Element type in the batch (f32 for normalized u8 fields).
+    public var dtype: DType
+    public var sampleShape: [Int]
+    /// Bytes per sample in the batch.
+    public var sampleBytes: Int
+    /// Offset of the field in a batch buffer, in bytes.
+    var offset: Int
+    var normalization: Normalization?
+}
+
+/// Streams a store in deterministic, shuffled batches: worker threads decode chunks from the memory
+/// map into a shared cache and gather rows into pinned, reused batch buffers (normalizing u8 to f32 in
+/// the same pass); batches arrive in plan order with at most `prefetch` in flight, and nothing is
+/// allocated per batch in the steady state.
+///
+/// Iterate with `epoch(_:)`; each `Batch` is a `~Copyable` lease on a buffer that returns to the pool
+/// when the batch goes out of scope. One epoch runs at a time; starting another stops the current one.
+@safe public final class Loader: Sendable {
+    private let core: LoaderCore
+
+    /// Opens the loader on a store; allocates the pinned pool and the cache and starts the workers.
+    public init(store: Store, options: LoaderOptions = LoaderOptions()) throws(StoreError) {
+        core = try LoaderCore(store: store, options: options)
+    }
+
+    /// Joins the worker threads. Batches still held stay valid: they keep the pipeline's state alive.
+    deinit { core.shutdown() }
+
+    public var store: Store { core.store }
+    public var options: LoaderOptions { core.options }
+    public var layouts: [BatchFieldLayout] { core.layouts }
+    /// Bytes of one batch buffer (all fields and the sample indices).
+    public var batchBufferBytes: Int { core.batchBufferBytes }
+    public var pinning: PinningStatus { core.pinning }
+    /// Decoded-chunk cache slots per field.
+    public var cacheSlots: [Int] { core.cacheSlots }
+    /// Samples in the store.
+    public var sampleCount: Int { core.sampleCount }
+
+    /// The plan of an epoch (the same on every run for the same seed, whatever the worker count).
+    public func plan(epoch: Int) -> EpochPlan { core.plan(epoch: epoch) }
+
+    /// Starts epoch `number` at batch `startBatch` (O(1) resume: earlier batches are not read), stopping
+    /// any epoch in progress.
+    public func epoch(_ number: Int, startingAt startBatch: Int = 0) throws(StoreError) -> Epoch {
+        try core.epoch(number, startingAt: startBatch)
+    }
+
+    /// Stops the current epoch and joins every worker thread; safe to call twice.
+    public func shutdown() { core.shutdown() }
+}
+
+/// The loader's pipeline: worker threads capture this object, not the `Loader`, so the loader can be
+/// released (and join them in `deinit`) while they still run.
+@safe final class LoaderCore: @unchecked Sendable {
+    public let store: Store
+    public let options: LoaderOptions
+    public let layouts: [BatchFieldLayout]
+    /// Bytes of one batch buffer (all fields and the sample indices).
+    public let batchBufferBytes: Int
+    public var pinning: PinningStatus { pool.status }
+    /// Decoded-chunk cache slots per field.
+    public var cacheSlots: [Int] { cache.slotCounts }
+
+    let fields: [Field]
+    private let pool: PinnedBufferPool
+    private let cache: ChunkCache
+    private let indicesOffset: Int
+    private let chunkRows: Int
+    private let scales: [[Float]]
+    private let biases: [[Float]]
+    private let channelInner: [Int]
+
+    // Pipeline state, all guarded by `condition`.
+    private let condition = NSCondition()
+    private var generation = 0
+    private var plan: EpochPlan?
+    private var epochNumber = 0
+    private var nextDispatch = 0
+    private var nextConsume = 0
+    private var endBatch = 0
+    private var freeSlots: [Int]
+    private var readyBatch: [Int]
+    private var readySlot: [Int]
+    private var failure: StoreError?
+    private var busyWorkers = 0
+    private var shuttingDown = false
+    private var runningThreads = 0
+    private var stats = LoaderStats()
+    private var epochStart = ContinuousClock.now
+
+    init(store: Store, options: LoaderOptions) throws(StoreError) {
+        self.store = store
+        self.options = options
+        guard options.batchSize > 0, options.workers > 0, options.prefetch > 0 else {
+            throw .invalidArgument("batch size, workers and prefetch must be positive")
+        }
+        guard options.world > 0, options.rank >= 0, options.rank < options.world else {
+            throw .invalidArgument("rank \(options.rank) is outside world size \(options.world)")
+        }
+        var fields: [Field] = []
+        for name in options.fields ?? store.fields.map(\.name) { fields.append(try store.field(name)) }
+        guard !fields.isEmpty else { throw .invalidArgument("\(store.path): no fields to load") }
+        self.fields = fields
+        let storeNormalization = options.useStoreNormalization ? try LoaderCore.storeNormalization(store, fields: fields) : [:]
+        var layouts: [BatchFieldLayout] = []
+        var offset = 0
+        var scales: [[Float]] = [], biases: [[Float]] = [], inner: [Int] = []
+        for field in fields {
+            let normalization = options.normalization[field.name] ?? storeNormalization[field.name]
+            var dtype = field.dtype
+            var channelScale: [Float] = [], channelBias: [Float] = [], innerCount = 1
+            if let normalization {
+                guard field.dtype == .u8 else {
+                    throw .invalidArgument("\(store.path): normalization applies to u8 fields; '\(field.name)' is \(field.dtype.rawValue)")
+                }
+                guard normalization.mean.count == normalization.std.count, !normalization.mean.isEmpty,
+                      normalization.std.allSatisfy({ $0 > 0 }) else {
+                    throw .invalidArgument("field '\(field.name)': normalization needs as many positive std as mean values")
+                }
+                let channels = normalization.mean.count
+                let shape = field.sampleShape
+                if channels == 1 {
+                    innerCount = max(1, shape.reduce(1, *))
+                } else if shape.first == channels {
+                    innerCount = shape.dropFirst().reduce(1, *)   // CHW
+                } else if shape.last == channels {
+                    innerCount = 1                                 // HWC
+                } else {
+                    throw .invalidArgument("field '\(field.name)': \(channels) normalization channels match neither the first nor the last axis of \(shape)")
+                }
+                channelScale = zip(normalization.mean, normalization.std).map { 1 / (255 * $0.1) }
+                channelBias = zip(normalization.mean, normalization.std).map { -$0.0 / $0.1 }
+                dtype = .f32
+            }
+            let sampleBytes = field.sampleShape.reduce(dtype.size, *)
+            layouts.append(BatchFieldLayout(
+                name: field.name, dtype: dtype, sampleShape: field.sampleShape, sampleBytes: sampleBytes, offset: offset,
+                normalization: normalization))
+            offset += (sampleBytes * options.batchSize + 63) / 64 * 64
+            scales.append(channelScale)
+            biases.append(channelBias)
+            inner.append(innerCount)
+        }
+        self.layouts = layouts
+        self.scales = scales
+        self.biases = biases
+        self.channelInner = inner
+        indicesOffset = offset
+        batchBufferBytes = offset + 8 * options.batchSize
+        let buffers = options.prefetch + 2
+        pool = PinnedBufferPool(count: buffers, bufferBytes: batchBufferBytes, pin: options.pinBuffers)
+        chunkRows = fields.first(where: { $0.chunkRows != nil })?.chunkRows ?? 1
+        cache = ChunkCache(
+            chunkBytes: fields.map { $0.decodesDirectly && $0.chunkRows != nil ? $0.chunkBytes : 0 },
+            chunkCounts: fields.map(\.chunkCount), budgetBytes: options.cacheBytes, minimumSlots: options.workers + 1)
+        freeSlots = Array((0..<buffers).reversed())
+        freeSlots.reserveCapacity(buffers)
+        readyBatch = Array(repeating: -1, count: options.prefetch + 1)
+        readySlot = Array(repeating: -1, count: options.prefetch + 1)
+        runningThreads = options.workers
+        for number in 0..<options.workers {
+            let thread = Thread { [self] in self.workerLoop() }
+            thread.name = "stoke-loader-\(number)"
+            thread.start()
+        }
+    }
+
+    /// Stops the current epoch and joins every worker thread (they hold this object until they exit).
+    func shutdown() {
+        condition.lock()
+        shuttingDown = true
+        generation += 1
+        condition.broadcast()
+        while runningThreads > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    /// Samples in the store.
+    public var sampleCount: Int { store.sampleCount }
+
+    /// The plan of an epoch (the same on every run for the same seed, whatever the worker count).
+    public func plan(epoch: Int) -> EpochPlan {
+        EpochPlan.make(
+            samples: store.sampleCount, chunkRows: chunkRows, order: options.order, seed: options.seed, epoch: epoch,
+            batchSize: options.batchSize, dropLast: options.dropLast, rank: options.rank, world: options.world)
+    }
+
+    /// Starts epoch `number` at batch `startBatch` (O(1) resume: earlier batches are not read), stopping
+    /// any epoch in progress.
+    public func epoch(_ number: Int, startingAt startBatch: Int = 0) throws(StoreError) -> Epoch {
+        let plan = plan(epoch: number)
+        guard startBatch >= 0, startBatch <= plan.batchCount else {
+            throw .invalidArgument("epoch \(number) has \(plan.batchCount) batches; cannot start at \(startBatch)")
+        }
+        cache.startEpoch()
+        condition.lock()
+        stopLocked()
+        generation += 1
+        self.plan = plan
+        epochNumber = number
+        nextDispatch = startBatch
+        nextConsume = startBatch
+        endBatch = plan.batchCount
+        failure = nil
+        stats = LoaderStats()
+        epochStart = ContinuousClock.now
+        let current = generation
+        condition.broadcast()
+        condition.unlock()
+        return Epoch(loader: self, generation: current, number: number, plan: plan)
+    }
+
+    // MARK: - Consumer side
+
+    fileprivate func next(generation expected: Int) throws(StoreError) -> Batch? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard generation == expected else { return nil }
+        let waitStart = ContinuousClock.now
+        defer { stats.waitSeconds += (ContinuousClock.now - waitStart).seconds }
+        while true {
+            if let failure { throw failure }
+            if nextConsume >= endBatch { return nil }
+            let ring = nextConsume % readyBatch.count
+            if readyBatch[ring] == nextConsume {
+                let slot = readySlot[ring]
+                readyBatch[ring] = -1
+                let number = nextConsume
+                nextConsume += 1
+                stats.wallSeconds = (ContinuousClock.now - epochStart).seconds
+                condition.broadcast()
+                let count = plan!.batchRange(number).count
+                return Batch(loader: self, slot: slot, number: number, count: count)
+            }
+            condition.wait()
+        }
+    }
+
+    fileprivate func recycle(slot: Int) {
+        condition.lock()
+        freeSlots.append(slot)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    fileprivate func stop(generation expected: Int) {
+        condition.lock()
+        if generation == expected { stopLocked() }
+        condition.unlock()
+    }
+
+    fileprivate func currentStats(generation expected: Int) -> LoaderStats {
+        condition.lock()
+        defer { condition.unlock() }
+        var snapshot = stats
+        snapshot.chunkDecodes = cache.decodes
+        snapshot.redecodes = cache.redecodes
+        snapshot.cacheHits = cache.hits
+        return snapshot
+    }
+
+    /// Ends the epoch in progress: no new batches start, the ready ones return to the pool, and the
+    /// call waits for batches being filled. Caller holds `condition`.
+    private func stopLocked() {
+        generation += 1
+        endBatch = 0
+        for ring in readyBatch.indices where readyBatch[ring] >= 0 {
+            freeSlots.append(readySlot[ring])
+            readyBatch[ring] = -1
+        }
+        condition.broadcast()
+        while busyWorkers > 0 { condition.wait() }
+    }
+
+    // MARK: - Workers
+
+    private func workerLoop() {
+        var keys = [Int](repeating: 0, count: options.batchSize)
+        var scratch: [UInt8] = []
+        condition.lock()
+        while true {
+            if shuttingDown {
+                runningThreads -= 1
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            guard failure == nil, let plan, nextDispatch < endBatch, nextDispatch < nextConsume + options.prefetch,
+                  let slot = freeSlots.popLast() else {
+                condition.wait()
+                continue
+            }
+            let number = nextDispatch
+            nextDispatch += 1
+            busyWorkers += 1
+            let myGeneration = generation
+            condition.unlock()
+
+            var timing = LoaderStats()
+            var error: StoreError?
+            do throws(StoreError) {
+                try fill(slot: slot, batch: number, plan: plan, keys: &keys, scratch: &scratch, timing: &timing)
+            } catch let caught {
+                error = caught
+            }
+
+            condition.lock()
+            busyWorkers -= 1
+            if myGeneration != generation {
+                freeSlots.append(slot)
+            } else if let error {
+                if failure == nil { failure = error }
+                freeSlots.append(slot)
+            } else {
+                let ring = number % readyBatch.count
+                readyBatch[ring] = number
+                readySlot[ring] = slot
+                stats.batches += 1
+                stats.samples += timing.samples
+                stats.readSeconds += timing.readSeconds
+                stats.decodeSeconds += timing.decodeSeconds
+                stats.gatherSeconds += timing.gatherSeconds
+                stats.batchBytes += timing.batchBytes
+                stats.decodedBytes += timing.decodedBytes
+            }
+            condition.broadcast()
+        }
+    }
+
+    /// Fills buffer `slot` with batch `number`: for each field, rows are grouped by chunk (a heap sort of
+    /// preallocated keys), each chunk is taken from the cache once, and its rows are copied or
+    /// normalized into place.
+    private func fill(
+        slot: Int, batch number: Int, plan: EpochPlan, keys: inout [Int], scratch: inout [UInt8], timing: inout LoaderStats
+    ) throws(StoreError) {
+        let range = plan.batchRange(number)
+        let count = range.count
+        let buffer = unsafe pool.buffer(slot)
+        let indices = unsafe buffer.baseAddress!.advanced(by: indicesOffset).assumingMemoryBound(to: Int64.self)
+        for position in 0..<count { unsafe indices[position] = Int64(plan.indices[range.lowerBound + position]) }
+        timing.samples = count
+        for (fieldNumber, field) in fields.enumerated() {
+            let layout = layouts[fieldNumber]
+            let destination = unsafe buffer.baseAddress!.advanced(by: layout.offset)
+            timing.batchBytes += count * layout.sampleBytes
+            guard field.decodesDirectly, let rowsPerChunk = field.chunkRows else {
+                let start = ContinuousClock.now
+                for position in 0..<count {
+                    let row = plan.indices[range.lowerBound + position]
+                    let target = unsafe UnsafeMutableRawBufferPointer(start: destination.advanced(by: position * field.sampleBytes), count: field.sampleBytes)
+                    try unsafe field.readRows(row..<(row + 1), into: target)
+                }
+                if layout.normalization != nil {
+                    // Rows were read as u8 into the front of the f32 area; widen in place from the back.
+                    for position in (0..<count).reversed() {
+                        let source = unsafe destination.advanced(by: position * field.sampleBytes).assumingMemoryBound(to: UInt8.self)
+                        var copy = [UInt8](repeating: 0, count: field.sampleBytes)
+                        for index in 0..<field.sampleBytes { unsafe copy[index] = source[index] }
+                        unsafe normalize(copy, into: destination.advanced(by: position * layout.sampleBytes), field: fieldNumber, elements: field.sampleBytes)
+                    }
+                }
+                timing.readSeconds += (ContinuousClock.now - start).seconds
+                continue
+            }
+            for position in 0..<count {
+                keys[position] = (plan.indices[range.lowerBound + position] / rowsPerChunk) * options.batchSize + position
+            }
+            heapSort(&keys, count: count)
+            var groupStart = 0
+            while groupStart < count {
+                let chunk = keys[groupStart] / options.batchSize
+                var groupEnd = groupStart + 1
+                while groupEnd < count && keys[groupEnd] / options.batchSize == chunk { groupEnd += 1 }
+                let decodeStart = ContinuousClock.now
+                var decodedHere = false
+                let (cacheSlot, chunkBytes) = unsafe try cache.acquire(field: fieldNumber, chunk: chunk) { (target) throws(StoreError) in
+                    try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
+                    decodedHere = true
+                }
+                let gatherStart = ContinuousClock.now
+                if decodedHere {
+                    timing.decodeSeconds += (gatherStart - decodeStart).seconds
+                    timing.decodedBytes += field.chunkBytes
+                }
+                for key in groupStart..<groupEnd {
+                    let position = keys[key] % options.batchSize
+                    let row = plan.indices[range.lowerBound + position] - chunk * rowsPerChunk
+                    let source = unsafe chunkBytes.baseAddress!.advanced(by: row * field.sampleBytes)
+                    let target = unsafe destination.advanced(by: position * layout.sampleBytes)
+                    if layout.normalization != nil {
+                        unsafe stoke_normalize_u8_f32(
+                            source.assumingMemoryBound(to: UInt8.self), target.assumingMemoryBound(to: Float.self),
+                            field.sampleBytes, channelInner[fieldNumber], scales[fieldNumber].count,
+                            scales[fieldNumber], biases[fieldNumber])
+                    } else {
+                        unsafe target.copyMemory(from: source, byteCount: field.sampleBytes)
+                    }
+                }
+                cache.release(field: fieldNumber, slot: cacheSlot)
+                timing.gatherSeconds += (ContinuousClock.now - gatherStart).seconds
+                groupStart = groupEnd
+            }
+        }
+    }
+
+    private func normalize(_ source: [UInt8], into target: UnsafeMutableRawPointer, field: Int, elements: Int) {
+        unsafe stoke_normalize_u8_f32(
+            source, target.assumingMemoryBound(to: Float.self), elements, channelInner[field], scales[field].count,
+            scales[field], biases[field])
+    }
+
+    /// The view of a leased buffer, for `Batch`.
+    fileprivate func bytes(slot: Int, field: Int, count: Int) -> UnsafeRawBufferPointer {
+        let buffer = unsafe pool.buffer(slot)
+        return unsafe UnsafeRawBufferPointer(start: buffer.baseAddress!.advanced(by: layouts[field].offset), count: count * layouts[field].sampleBytes)
+    }
+
+    fileprivate func indices(slot: Int, count: Int) -> UnsafeBufferPointer<Int64> {
+        let buffer = unsafe pool.buffer(slot)
+        return unsafe UnsafeBufferPointer(start: buffer.baseAddress!.advanced(by: indicesOffset).assumingMemoryBound(to: Int64.self), count: count)
+    }
+
+    /// The normalization recorded in the store: `{"<field>": {"mean": [...], "std": [...]}}` or
+    /// `{"field": "<name>", "mean": [...], "std": [...]}`.
+    static func storeNormalization(_ store: Store, fields: [Field]) throws(StoreError) -> [String: Normalization] {
+        guard let text = store.attributes["normalization"] else { return [:] }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            throw .invalidStore(path: store.path, reason: "attribute 'normalization' is not a JSON object")
+        }
+        func parse(_ value: Any?) -> Normalization? {
+            guard let entry = value as? [String: Any], let mean = entry["mean"] as? [Double], let std = entry["std"] as? [Double] else { return nil }
+            return Normalization(mean: mean.map(Float.init), std: std.map(Float.init))
+        }
+        if let single = parse(object) {
+            let name = (object["field"] as? String) ?? fields.first(where: { $0.dtype == .u8 && !$0.sampleShape.isEmpty })?.name
+            return name.map { [$0: single] } ?? [:]
+        }
+        var result: [String: Normalization] = [:]
+        for (name, value) in object {
+            guard let normalization = parse(value) else {
+                throw .invalidStore(path: store.path, reason: "attribute 'normalization': entry '\(name)' needs mean and std arrays")
+            }
+            result[name] = normalization
+        }
+        return result
+    }
+}
+
+/// One epoch of batches, in plan order. Stops the epoch (joining in-flight work) when it goes away.
+public struct Epoch: ~Copyable {
+    private let loader: LoaderCore
+    private let generation: Int
+    public let number: Int
+    public let plan: EpochPlan
+
+    fileprivate init(loader: LoaderCore, generation: Int, number: Int, plan: EpochPlan) {
+        self.loader = loader
+        self.generation = generation
+        self.number = number
+        self.plan = plan
+    }
+
+    deinit { loader.stop(generation: generation) }
+
+    /// The next batch, nil at the end of the epoch. A worker's error (a corrupt chunk, naming store,
+    /// field and chunk) is thrown here.
+    public func next() throws(StoreError) -> Batch? {
+        try loader.next(generation: generation)
+    }
+
+    /// Time and bytes so far.
+    public var stats: LoaderStats { loader.currentStats(generation: generation) }
+}
+
+/// A lease on a filled batch buffer. It returns to the loader's pool when the batch goes out of scope
+/// (or is `consume`d); views must not outlive the closures that receive them.
+public struct Batch: ~Copyable {
+    private let loader: LoaderCore
+    private let slot: Int
+    /// The batch's position in the epoch.
+    public let number: Int
+    /// Samples in this batch (the last batch may be smaller).
+    public let count: Int
+
+    fileprivate init(loader: LoaderCore, slot: Int, number: Int, count: Int) {
+        self.loader = loader
+        self.slot = slot
+        self.number = number
+        self.count = count
+    }
+
+    deinit { loader.recycle(slot: slot) }
+
+    /// The store indices of the batch's samples.
+    public func withIndices<R>(_ body: (UnsafeBufferPointer<Int64>) throws -> R) rethrows -> R {
+        try unsafe body(loader.indices(slot: slot, count: count))
+    }
+
+    /// The bytes of one field: `count` samples of the layout's dtype and sample shape, C order.
+    public func withField<R>(_ name: String, _ body: (UnsafeRawBufferPointer, BatchFieldLayout) throws -> R) throws -> R {
+        guard let index = loader.layouts.firstIndex(where: { $0.name == name }) else {
+            throw StoreError.invalidArgument("batch has no field '\(name)'")
+        }
+        return try unsafe body(loader.bytes(slot: slot, field: index, count: count), loader.layouts[index])
+    }
+
+    /// A copy of one field's values (allocates; for tests and small consumers).
+    public func values<T: BitwiseCopyable>(_ name: String, as: T.Type = T.self) throws -> [T] {
+        unsafe try withField(name) { bytes, layout in
+            guard MemoryLayout<T>.stride == layout.dtype.size else {
+                throw StoreError.invalidArgument("field '\(name)' is \(layout.dtype.rawValue) in batches; \(T.self) does not match")
+            }
+            return unsafe Array(bytes.assumingMemoryBound(to: T.self))
+        }
+    }
+
+    /// A copy of the sample indices.
+    public var indices: [Int] { unsafe withIndices { unsafe $0.map { Int($0) } } }
+}
+
+/// Heap sort of `values[0..<count]` in place: no allocation, O(n log n).
+func heapSort(_ values: inout [Int], count: Int) {
+    func siftDown(_ values: inout [Int], _ start: Int, _ end: Int) {
+        var root = start
+        while 2 * root + 1 < end {
+            var child = 2 * root + 1
+            if child + 1 < end && values[child] < values[child + 1] { child += 1 }
+            if values[root] >= values[child] { return }
+            values.swapAt(root, child)
+            root = child
+        }
+    }
+    guard count > 1 else { return }
+    for start in stride(from: count / 2 - 1, through: 0, by: -1) { siftDown(&values, start, count) }
+    for end in stride(from: count - 1, to: 0, by: -1) {
+        values.swapAt(0, end)
+        siftDown(&values, 0, end)
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let parts = components
+        return Double(parts.seconds) + Double(parts.attoseconds) * 1e-18
+    }
+}
