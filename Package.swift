@@ -27,15 +27,17 @@ let swiftTargets: [Target] = [
     .target(name: "StokeStore", dependencies: ["CHDF5", "CLZ4", "CZlib", "CStokeKernels"]),
     .target(name: "StokePack", dependencies: ["StokeStore"]),
     .target(name: "StokeLoader", dependencies: ["StokeStore", "CStokeKernels"]),
+    .target(name: "StokeBench", dependencies: ["StokeStore", "StokeLoader"]),
     .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels"]),
     .executableTarget(
         name: "stoke",
         dependencies: [
-            "StokeStore", "StokePack", "StokeLoader", "StokeEngine",
+            "StokeStore", "StokePack", "StokeLoader", "StokeBench", "StokeEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels"]),
     .testTarget(name: "StokeLoaderTests", dependencies: ["StokeLoader", "StokeStore"]),
+    .testTarget(name: "StokeBenchTests", dependencies: ["StokeBench", "StokeLoader", "StokeStore"]),
     .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore"]),
     .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"]),
     .testTarget(name: "StokeCLITests", dependencies: ["stoke"]),

@@ -76,10 +76,11 @@ import StokeStore
     }
 
     /// The decoded bytes of `chunk`, decoding it with `decode` if no slot holds it. The caller must
-    /// `release` the returned slot when done reading.
+    /// `release` the returned slot when done reading. Without `wait`, returns nil instead of waiting
+    /// for another worker that is decoding the chunk (so the caller can do other work first).
     func acquire(
-        field: Int, chunk: Int, decode: (UnsafeMutableRawBufferPointer) throws(StoreError) -> Void
-    ) throws(StoreError) -> (slot: Int, bytes: UnsafeRawBufferPointer) {
+        field: Int, chunk: Int, wait: Bool = true, decode: (UnsafeMutableRawBufferPointer) throws(StoreError) -> Void
+    ) throws(StoreError) -> (slot: Int, bytes: UnsafeRawBufferPointer)? {
         guard let cache = fields[field] else { preconditionFailure("field \(field) is not cached") }
         condition.lock()
         while true {
@@ -90,6 +91,10 @@ import StokeStore
                     hits += 1
                     condition.unlock()
                     return unsafe (held, UnsafeRawBufferPointer(cache.buffer(held)))
+                }
+                if !wait {
+                    condition.unlock()
+                    return nil
                 }
                 condition.wait()
                 continue

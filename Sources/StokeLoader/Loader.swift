@@ -64,6 +64,8 @@ public struct LoaderStats: Sendable, Equatable {
     /// Chunks decoded more than once this epoch because the cache had evicted them.
     public var redecodes = 0
     public var cacheHits = 0
+
+    public init() {}
 }
 
 /// One field as it appears in batches.
@@ -348,6 +350,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
 
     private func workerLoop() {
         var keys = [Int](repeating: 0, count: options.batchSize)
+        var deferred = [Int](repeating: 0, count: options.batchSize)
         var scratch: [UInt8] = []
         condition.lock()
         while true {
@@ -371,7 +374,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
             var timing = LoaderStats()
             var error: StoreError?
             do throws(StoreError) {
-                try fill(slot: slot, batch: number, plan: plan, keys: &keys, scratch: &scratch, timing: &timing)
+                try fill(slot: slot, batch: number, plan: plan, keys: &keys, deferred: &deferred, scratch: &scratch, timing: &timing)
             } catch let caught {
                 error = caught
             }
@@ -403,7 +406,8 @@ public struct BatchFieldLayout: Sendable, Equatable {
     /// preallocated keys), each chunk is taken from the cache once, and its rows are copied or
     /// normalized into place.
     private func fill(
-        slot: Int, batch number: Int, plan: EpochPlan, keys: inout [Int], scratch: inout [UInt8], timing: inout LoaderStats
+        slot: Int, batch number: Int, plan: EpochPlan, keys: inout [Int], deferred: inout [Int], scratch: inout [UInt8],
+        timing: inout LoaderStats
     ) throws(StoreError) {
         let range = plan.batchRange(number)
         let count = range.count
@@ -438,41 +442,68 @@ public struct BatchFieldLayout: Sendable, Equatable {
                 keys[position] = (plan.indices[range.lowerBound + position] / rowsPerChunk) * options.batchSize + position
             }
             heapSort(&keys, count: count)
+            // First pass: chunks nobody else is decoding; groups whose chunk another worker is decoding
+            // are deferred (their start kept in `deferred`) so this worker decodes other chunks meanwhile.
+            var deferredCount = 0
             var groupStart = 0
             while groupStart < count {
-                let chunk = keys[groupStart] / options.batchSize
-                var groupEnd = groupStart + 1
-                while groupEnd < count && keys[groupEnd] / options.batchSize == chunk { groupEnd += 1 }
-                let decodeStart = ContinuousClock.now
-                var decodedHere = false
-                let (cacheSlot, chunkBytes) = unsafe try cache.acquire(field: fieldNumber, chunk: chunk) { (target) throws(StoreError) in
-                    try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
-                    decodedHere = true
+                let groupEnd = groupEnd(keys, from: groupStart, count: count)
+                if try !gather(fieldNumber, field, layout, keys, groupStart..<groupEnd, plan, range, destination, wait: false, &scratch, &timing) {
+                    deferred[deferredCount] = groupStart
+                    deferredCount += 1
                 }
-                let gatherStart = ContinuousClock.now
-                if decodedHere {
-                    timing.decodeSeconds += (gatherStart - decodeStart).seconds
-                    timing.decodedBytes += field.chunkBytes
-                }
-                for key in groupStart..<groupEnd {
-                    let position = keys[key] % options.batchSize
-                    let row = plan.indices[range.lowerBound + position] - chunk * rowsPerChunk
-                    let source = unsafe chunkBytes.baseAddress!.advanced(by: row * field.sampleBytes)
-                    let target = unsafe destination.advanced(by: position * layout.sampleBytes)
-                    if layout.normalization != nil {
-                        unsafe stoke_normalize_u8_f32(
-                            source.assumingMemoryBound(to: UInt8.self), target.assumingMemoryBound(to: Float.self),
-                            field.sampleBytes, channelInner[fieldNumber], scales[fieldNumber].count,
-                            scales[fieldNumber], biases[fieldNumber])
-                    } else {
-                        unsafe target.copyMemory(from: source, byteCount: field.sampleBytes)
-                    }
-                }
-                cache.release(field: fieldNumber, slot: cacheSlot)
-                timing.gatherSeconds += (ContinuousClock.now - gatherStart).seconds
                 groupStart = groupEnd
             }
+            for index in 0..<deferredCount {
+                let start = deferred[index]
+                _ = try gather(fieldNumber, field, layout, keys, start..<groupEnd(keys, from: start, count: count), plan, range, destination, wait: true, &scratch, &timing)
+            }
         }
+    }
+
+    private func groupEnd(_ keys: [Int], from start: Int, count: Int) -> Int {
+        let chunk = keys[start] / options.batchSize
+        var end = start + 1
+        while end < count && keys[end] / options.batchSize == chunk { end += 1 }
+        return end
+    }
+
+    /// Copies (or normalizes) the rows of one chunk group into the batch; false when the chunk is being
+    /// decoded by another worker and `wait` is off.
+    private func gather(
+        _ fieldNumber: Int, _ field: Field, _ layout: BatchFieldLayout, _ keys: [Int], _ group: Range<Int>, _ plan: EpochPlan,
+        _ range: Range<Int>, _ destination: UnsafeMutableRawPointer, wait: Bool, _ scratch: inout [UInt8], _ timing: inout LoaderStats
+    ) throws(StoreError) -> Bool {
+        let rowsPerChunk = field.chunkRows!
+        let chunk = keys[group.lowerBound] / options.batchSize
+        let decodeStart = ContinuousClock.now
+        var decodedHere = false
+        guard let (cacheSlot, chunkBytes) = try cache.acquire(field: fieldNumber, chunk: chunk, wait: wait, decode: { (target) throws(StoreError) in
+            try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
+            decodedHere = true
+        }) else { return false }
+        let gatherStart = ContinuousClock.now
+        if decodedHere {
+            timing.decodeSeconds += (gatherStart - decodeStart).seconds
+            timing.decodedBytes += field.chunkBytes
+        }
+        for key in group {
+            let position = keys[key] % options.batchSize
+            let row = plan.indices[range.lowerBound + position] - chunk * rowsPerChunk
+            let source = unsafe chunkBytes.baseAddress!.advanced(by: row * field.sampleBytes)
+            let target = unsafe destination.advanced(by: position * layout.sampleBytes)
+            if layout.normalization != nil {
+                unsafe stoke_normalize_u8_f32(
+                    source.assumingMemoryBound(to: UInt8.self), target.assumingMemoryBound(to: Float.self),
+                    field.sampleBytes, channelInner[fieldNumber], scales[fieldNumber].count,
+                    scales[fieldNumber], biases[fieldNumber])
+            } else {
+                unsafe target.copyMemory(from: source, byteCount: field.sampleBytes)
+            }
+        }
+        cache.release(field: fieldNumber, slot: cacheSlot)
+        timing.gatherSeconds += (ContinuousClock.now - gatherStart).seconds
+        return true
     }
 
     private func normalize(_ source: [UInt8], into target: UnsafeMutableRawPointer, field: Int, elements: Int) {

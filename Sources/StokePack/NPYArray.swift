@@ -81,17 +81,21 @@ public struct NPYArray: Sendable {
     /// Bytes per sample.
     public var sampleBytes: Int { sampleShape.reduce(dtype.size, *) }
 
-    /// Calls `body` with rows `[start, start + n)` as little-endian C-order bytes, `batchRows` at a time.
-    /// C-order little-endian data is passed straight from the map, without a copy.
+    /// Calls `body` with the rows of `range` (default: all) as little-endian C-order bytes, `batchRows`
+    /// at a time. C-order little-endian data is passed straight from the map, without a copy.
     public func forEachBatch(
-        batchRows: Int, _ body: (Range<Int>, UnsafeRawBufferPointer) throws -> Void
+        batchRows: Int, in range: Range<Int>? = nil, _ body: (Range<Int>, UnsafeRawBufferPointer) throws -> Void
     ) throws {
+        let range = range ?? 0..<count
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw SourceError(path: path, reason: "rows \(range) are outside the array's \(count) samples")
+        }
         let step = max(1, batchRows)
         var converted: [UInt8] = []
         let innerOffsets = fortranOrder ? fortranInnerOffsets() : []
-        var start = 0
-        while start < count {
-            let rows = start..<min(count, start + step)
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let rows = start..<min(range.upperBound, start + step)
             if !fortranOrder && !bigEndian {
                 guard let bytes = unsafe map.bytes(at: UInt64(dataOffset + rows.lowerBound * sampleBytes), count: rows.count * sampleBytes) else {
                     throw SourceError(path: path, reason: "rows \(rows) lie past the end of the file")

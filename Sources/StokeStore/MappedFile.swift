@@ -43,6 +43,12 @@ import Glibc
         return unsafe UnsafeRawBufferPointer(start: base.advanced(by: Int(offset)), count: count)
     }
 
+    /// Drops this process's mappings of the file's pages (they fault back in on the next access), so
+    /// that evicting the file from the page cache can succeed: pages mapped by a process stay resident.
+    public func dropMappedPages() {
+        if let base = unsafe base { _ = unsafe madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_DONTNEED) }
+    }
+
     /// Tells the kernel the whole file will be read soon (readahead); a hint, never an error.
     public func adviseWillNeed() {
         if let base = unsafe base { _ = unsafe madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_WILLNEED) }

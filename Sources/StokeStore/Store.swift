@@ -67,6 +67,10 @@ public final class Store: @unchecked Sendable {
     /// Whether every field chunked by whole samples has a persisted chunk address index.
     public var hasChunkIndex: Bool { fields.allSatisfy { $0.chunkRows == nil || $0.chunkIndex != nil } }
 
+    /// Drops this process's mapped pages of the store (for cold-cache measurements; reads fault them
+    /// back in).
+    public func dropMappedPages() { map.dropMappedPages() }
+
     /// The field with this name.
     public func field(_ name: String) throws(StoreError) -> Field {
         guard let field = fields.first(where: { $0.name == name }) else {
@@ -425,4 +429,50 @@ public final class Field: @unchecked Sendable {
 @safe struct SendableBuffer: @unchecked Sendable {
     let buffer: UnsafeMutableRawBufferPointer
     init(_ buffer: UnsafeMutableRawBufferPointer) { unsafe self.buffer = buffer }
+}
+
+extension Field {
+    /// Decodes stored chunk bytes (as `withStoredChunk` yields them) into `destination` (`chunkBytes`
+    /// long), checking checksums when `verifyChecksum` is set. For measuring decode alone.
+    public func decode(
+        stored: UnsafeRawBufferPointer, filterMask: UInt32, chunk: Int, into destination: UnsafeMutableRawBufferPointer,
+        verifyChecksum: Bool = false, scratch: inout [UInt8]
+    ) throws(StoreError) {
+        guard let pipeline else {
+            throw .unsupported(path: "", reason: "field '\(name)' cannot be decoded chunk by chunk (\(codecName))")
+        }
+        if unsafe stored.isEmpty { return }
+        do throws(ChunkDecodeError) {
+            try unsafe pipeline.decode(stored, filterMask: filterMask, into: destination, verifyChecksum: verifyChecksum, scratch: &scratch)
+        } catch {
+            throw .corruptChunk(path: "", field: name, chunk: chunk, reason: error.reason)
+        }
+    }
+}
+
+/// Encodes and decodes single chunks with a codec, outside any store: for choosing a codec by
+/// measurement (`stoke bench codecs`).
+public struct ChunkCodec: Sendable {
+    let pipeline: ChunkPipeline
+    public let codec: Codec
+
+    /// - Parameter elementSize: bytes per element (the shuffle's granularity).
+    public init(codec: Codec, checksum: Bool = false, elementSize: Int) {
+        self.codec = codec
+        pipeline = ChunkPipeline(codec: codec, checksum: checksum, elementSize: elementSize)
+    }
+
+    /// Encodes `raw` into `output` (resized to the stored bytes); `scratch` is reused between calls.
+    public func encode(_ raw: UnsafeRawBufferPointer, into output: inout [UInt8], scratch: inout [UInt8]) {
+        unsafe pipeline.encode(raw, into: &output, scratch: &scratch)
+    }
+
+    /// Decodes `stored` into `destination`, which must have the raw chunk's size.
+    public func decode(_ stored: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer, scratch: inout [UInt8]) throws(StoreError) {
+        do throws(ChunkDecodeError) {
+            try unsafe pipeline.decode(stored, filterMask: 0, into: destination, verifyChecksum: false, scratch: &scratch)
+        } catch {
+            throw .invalidArgument("decode failed: \(error.reason)")
+        }
+    }
 }

@@ -1,6 +1,6 @@
 // Array's `withUnsafe*Bytes` rethrow untyped errors; these keep `throws(StoreError)` intact.
 
-func withBytes<Element, Result>(
+public func withBytes<Element, Result>(
     of array: [Element], _ body: (UnsafeRawBufferPointer) throws(StoreError) -> Result
 ) throws(StoreError) -> Result {
     let outcome: Swift.Result<Result, StoreError> = unsafe array.withUnsafeBytes { bytes in
@@ -9,7 +9,7 @@ func withBytes<Element, Result>(
     return try outcome.get()
 }
 
-func withMutableBytes<Element, Result>(
+public func withMutableBytes<Element, Result>(
     of array: inout [Element], _ body: (UnsafeMutableRawBufferPointer) throws(StoreError) -> Result
 ) throws(StoreError) -> Result {
     let outcome: Swift.Result<Result, StoreError> = unsafe array.withUnsafeMutableBytes { bytes in

@@ -8,7 +8,7 @@ struct Stoke: ParsableCommand {
         commandName: "stoke",
         abstract: "Keeps a model fed: packs data into compressed HDF5 stores and streams them back.",
         version: StokeVersion.string,
-        subcommands: [Pack.self, Inspect.self, Verify.self, Index.self, Demo.self])
+        subcommands: [Pack.self, Inspect.self, Verify.self, Index.self, Bench.self, Demo.self])
 }
 
 /// Runs a command body; any error becomes one line on stderr and exit status 1.
@@ -74,6 +74,14 @@ struct ProgressLine {
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled)
         let text = String(format: "\r%@ [%@] %d/%d samples  %.0f samples/s  ETA %.0fs", label, bar, done, total, rate, remaining)
         FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    /// Progress in steps (runs of a sweep) rather than samples.
+    func updateSteps(_ done: Int, _ total: Int) {
+        guard enabled else { return }
+        let filled = total > 0 ? done * 30 / total : 30
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled)
+        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(done)/\(total) runs".utf8))
     }
 
     func finish() {
