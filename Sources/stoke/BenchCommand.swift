@@ -30,12 +30,12 @@ struct Bench: ParsableCommand {
 
         func validate() throws {
             guard batchSize > 0, prefetch > 0, epochs > 0, cacheMb >= 0 else {
-                throw ValidationError("--batch-size, --prefetch and --epochs must be positive")
+                throw UsageError("--batch-size, --prefetch and --epochs must be positive")
             }
-            if let workers, workers <= 0 { throw ValidationError("--workers must be positive") }
-            guard SampleOrder(parsing: order) != nil else { throw ValidationError("--order '\(order)': use sequential, random or chunk-shuffle[:W]") }
+            if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
+            guard SampleOrder(parsing: order) != nil else { throw UsageError("--order '\(order)': use sequential, random or chunk-shuffle[:W]") }
             if let report, !(report.hasSuffix(".svg") || report.hasSuffix(".html")) {
-                throw ValidationError("--report must end in .svg or .html")
+                throw UsageError("--report must end in .svg or .html")
             }
         }
 
@@ -134,9 +134,9 @@ struct Bench: ParsableCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func validate() throws {
-            guard chunks > 0 else { throw ValidationError("--chunks must be positive") }
+            guard chunks > 0 else { throw UsageError("--chunks must be positive") }
             for name in codecs.split(separator: ",") where Codec(parsing: String(name)) == nil {
-                throw ValidationError("--codecs: '\(name)' is not lz4, lz4-shuffle, deflate[:1-9] or none")
+                throw UsageError("--codecs: '\(name)' is not lz4, lz4-shuffle, deflate[:1-9] or none")
             }
         }
 

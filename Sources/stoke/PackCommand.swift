@@ -25,11 +25,11 @@ struct Pack: ParsableCommand {
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func validate() throws {
-        if chunkBytes != nil && chunkSamples != nil { throw ValidationError("give --chunk-bytes or --chunk-samples, not both") }
-        if let chunkBytes, chunkBytes <= 0 { throw ValidationError("--chunk-bytes must be positive") }
-        if let chunkSamples, chunkSamples <= 0 { throw ValidationError("--chunk-samples must be positive") }
-        if Codec(parsing: codec) == nil { throw ValidationError("--codec '\(codec)' is not lz4, lz4-shuffle, deflate[:1-9] or none") }
-        if let workers, workers <= 0 { throw ValidationError("--workers must be positive") }
+        if chunkBytes != nil && chunkSamples != nil { throw UsageError("give --chunk-bytes or --chunk-samples, not both") }
+        if let chunkBytes, chunkBytes <= 0 { throw UsageError("--chunk-bytes must be positive") }
+        if let chunkSamples, chunkSamples <= 0 { throw UsageError("--chunk-samples must be positive") }
+        if Codec(parsing: codec) == nil { throw UsageError("--codec '\(codec)' is not lz4, lz4-shuffle, deflate[:1-9] or none") }
+        if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
     }
 
     func run() throws {

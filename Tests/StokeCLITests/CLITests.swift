@@ -110,6 +110,31 @@ struct CLITests {
         #expect(missing.stderr.split(separator: "\n").count == 1)
     }
 
+    @Test("stoke bench io: JSON on a packed store, one clear line for bad arguments")
+    func benchIO() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try execute(python, ["-c", "import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(2).integers(0, 8, size=(500, 3, 8, 8), dtype=np.uint8))", "\(directory)/a.npy"])
+        try #require(made.status == 0)
+        let store = "\(directory)/a.h5"
+        #expect(try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/a.npy", "-o", store, "--chunk-samples", "50"]).status == 0)
+        let bench = try execute(stokeBinary, ["bench", "io", store, "--batch-size", "32", "--sweep", "workers=1,2", "--report", "\(directory)/r.html", "--json"])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any]
+        #expect(document?["samples_per_s"] as? Double ?? 0 > 0)
+        #expect((document?["sweep"] as? [Any])?.count == 2)
+        let html = try String(contentsOfFile: "\(directory)/r.html", encoding: .utf8)
+        #expect(html.contains("<svg") && html.contains("samples/s"))
+        let codecs = try execute(stokeBinary, ["bench", "codecs", "\(directory)/a.npy", "--chunks", "2", "--json"])
+        #expect(codecs.status == 0, "\(codecs.stderr)")
+        for bad in [["bench", "io", store, "--order", "zigzag"], ["bench", "io", store, "--sweep", "speed=1"],
+                    ["bench", "io", "\(directory)/missing.h5"], ["bench", "codecs", store, "--codecs", "zstd"]] {
+            let result = try execute(stokeBinary, bad)
+            #expect(result.status != 0, "\(bad)")
+            #expect(result.stderr.split(separator: "\n").filter { !$0.isEmpty }.count <= 2, "\(bad): \(result.stderr)")
+        }
+    }
+
     @Test("verify names the field and chunk of a flipped byte")
     func verifyFindsCorruption() throws {
         let directory = temporaryDirectory()
