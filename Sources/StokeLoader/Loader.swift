@@ -448,7 +448,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
             var groupStart = 0
             while groupStart < count {
                 let groupEnd = groupEnd(keys, from: groupStart, count: count)
-                if try !gather(fieldNumber, field, layout, keys, groupStart..<groupEnd, plan, range, destination, wait: false, &scratch, &timing) {
+                if unsafe try !gather(fieldNumber, field, layout, keys, groupStart..<groupEnd, plan, range, destination, wait: false, &scratch, &timing) {
                     deferred[deferredCount] = groupStart
                     deferredCount += 1
                 }
@@ -456,7 +456,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
             }
             for index in 0..<deferredCount {
                 let start = deferred[index]
-                _ = try gather(fieldNumber, field, layout, keys, start..<groupEnd(keys, from: start, count: count), plan, range, destination, wait: true, &scratch, &timing)
+                _ = unsafe try gather(fieldNumber, field, layout, keys, start..<groupEnd(keys, from: start, count: count), plan, range, destination, wait: true, &scratch, &timing)
             }
         }
     }
@@ -478,7 +478,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
         let chunk = keys[group.lowerBound] / options.batchSize
         let decodeStart = ContinuousClock.now
         var decodedHere = false
-        guard let (cacheSlot, chunkBytes) = try cache.acquire(field: fieldNumber, chunk: chunk, wait: wait, decode: { (target) throws(StoreError) in
+        guard let (cacheSlot, chunkBytes) = unsafe try cache.acquire(field: fieldNumber, chunk: chunk, wait: wait, decode: { (target) throws(StoreError) in
             try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
             decodedHere = true
         }) else { return false }

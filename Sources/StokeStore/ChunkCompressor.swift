@@ -15,7 +15,11 @@ struct ChunkResult: Sendable {
     var field: Int
     var chunk: Int
     var rows: Int
+    /// The stored bytes are `stored[0..<storedCount]` (the buffer is reused, so it can be longer).
     var stored: [UInt8]
+    var storedCount: Int
+    /// The job's raw buffer, handed back for reuse as a staging buffer.
+    var raw: [UInt8]
 }
 
 /// Worker threads that encode chunks in parallel. Jobs go in through `trySubmit` (refused while
@@ -31,6 +35,7 @@ final class ChunkCompressor: @unchecked Sendable {
     private var inFlight = 0                    // guarded by condition
     private var stopping = false                // guarded by condition
     private var runningWorkers = 0              // guarded by condition
+    private var spareBuffers: [[UInt8]] = []    // guarded by condition
     private let inFlightLimit: Int
 
     init(workers: Int, inFlightLimit: Int) {
@@ -71,6 +76,21 @@ final class ChunkCompressor: @unchecked Sendable {
         }
     }
 
+    /// Returns a buffer (a written chunk's raw or stored bytes) for reuse, so the steady state
+    /// allocates no chunk-sized arrays.
+    func recycle(_ buffer: consuming [UInt8]) {
+        condition.lock()
+        if spareBuffers.count < 4 * inFlightLimit { spareBuffers.append(buffer) }
+        condition.unlock()
+    }
+
+    /// A recycled buffer, or an empty one.
+    func spare() -> [UInt8] {
+        condition.lock()
+        defer { condition.unlock() }
+        return spareBuffers.popLast() ?? []
+    }
+
     /// Stops the workers after the jobs already queued; waits until they have exited.
     func shutdown() {
         condition.lock()
@@ -92,7 +112,8 @@ final class ChunkCompressor: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let job = queue[queueHead]
+            var job = queue[queueHead]
+            queue[queueHead].raw = []
             queueHead += 1
             if queueHead > 64 && queueHead * 2 > queue.count {
                 queue.removeFirst(queueHead)
@@ -100,12 +121,18 @@ final class ChunkCompressor: @unchecked Sendable {
             }
             condition.unlock()
 
-            unsafe job.raw.withUnsafeBytes { raw in
+            let count = unsafe job.raw.withUnsafeBytes { raw in
                 unsafe job.pipeline.encode(raw, into: &output, scratch: &scratch)
             }
-            let result = ChunkResult(sequence: job.sequence, field: job.field, chunk: job.chunk, rows: job.rows, stored: output)
+            var stored: [UInt8] = []
+            swap(&stored, &output)
+            let raw = job.raw
+            job.raw = []
+            let result = ChunkResult(
+                sequence: job.sequence, field: job.field, chunk: job.chunk, rows: job.rows, stored: stored, storedCount: count, raw: raw)
 
             condition.lock()
+            output = spareBuffers.popLast() ?? []
             results[job.sequence] = result
             condition.broadcast()
             condition.unlock()

@@ -108,54 +108,62 @@ struct ChunkPipeline: Sendable, Equatable {
         return size
     }
 
-    /// Encodes one chunk; `output` is resized to the stored bytes. `scratch` is reused between calls.
-    func encode(_ raw: UnsafeRawBufferPointer, into output: inout [UInt8], scratch: inout [UInt8]) {
-        var current = unsafe Array(raw)
+    /// Encodes one chunk with one of Stoke's own pipelines ([shuffle] [lz4 | deflate] [fletcher32]) into
+    /// `output[0..<returned]`. `output` and `scratch` only ever grow, so buffers reused between chunks
+    /// are neither reallocated nor zero-filled again; `output` may be longer than the stored bytes.
+    func encode(_ raw: UnsafeRawBufferPointer, into output: inout [UInt8], scratch: inout [UInt8]) -> Int {
+        var shuffleSize: Int? = nil
+        var compression: Stage? = nil
+        var checksum = false
         for stage in stages {
             switch stage {
-            case .shuffle(let elementSize):
-                scratch.removeAll(keepingCapacity: true)
-                scratch.append(contentsOf: repeatElement(0, count: current.count))
-                unsafe current.withUnsafeBytes { source in
-                    unsafe scratch.withUnsafeMutableBytes { target in
-                        unsafe stoke_shuffle(
-                            source.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                            target.baseAddress!.assumingMemoryBound(to: UInt8.self), source.count, elementSize)
-                    }
-                }
-                swap(&current, &scratch)
-            case .lz4(let block):
-                let bound = LZ4Chunk.maximumEncodedSize(count: current.count, blockBytes: block)
-                scratch.removeAll(keepingCapacity: true)
-                scratch.append(contentsOf: repeatElement(0, count: bound))
-                let written = unsafe current.withUnsafeBytes { source in
-                    unsafe scratch.withUnsafeMutableBytes { target in
-                        unsafe LZ4Chunk.encode(source, blockBytes: block, into: target)
-                    }
-                }
-                scratch.removeLast(bound - written)
-                swap(&current, &scratch)
-            case .deflate(let level):
-                var bound = compressBound(UInt(current.count))
-                scratch.removeAll(keepingCapacity: true)
-                scratch.append(contentsOf: repeatElement(0, count: Int(bound)))
-                let status = unsafe current.withUnsafeBytes { source in
-                    unsafe scratch.withUnsafeMutableBytes { target in
-                        unsafe compress2(
-                            target.baseAddress!.assumingMemoryBound(to: Bytef.self), &bound,
-                            source.baseAddress?.assumingMemoryBound(to: Bytef.self) ?? UnsafePointer(bitPattern: 1)!,
-                            UInt(source.count), Int32(level))
-                    }
-                }
-                precondition(status == Z_OK, "zlib compress2 failed with status \(status) on a bounded buffer")
-                scratch.removeLast(scratch.count - Int(bound))
-                swap(&current, &scratch)
-            case .fletcher32:
-                let sum = unsafe current.withUnsafeBytes { unsafe fletcher32($0) }
-                unsafe withUnsafeBytes(of: sum.littleEndian) { unsafe current.append(contentsOf: $0) }
+            case .shuffle(let elementSize): shuffleSize = elementSize
+            case .lz4, .deflate: compression = stage
+            case .fletcher32: checksum = true
             }
         }
-        swap(&output, &current)
+        grow(&output, to: maximumEncodedSize(count: raw.count))
+        if shuffleSize != nil { grow(&scratch, to: raw.count) }
+        var written = 0
+        unsafe output.withUnsafeMutableBytes { out in
+            func compress(_ input: UnsafeRawBufferPointer) -> Int {
+                switch compression {
+                case .lz4(let block)?:
+                    return unsafe LZ4Chunk.encode(input, blockBytes: block, into: out)
+                case .deflate(let level)?:
+                    var length = UInt(out.count)
+                    let status = unsafe compress2(
+                        out.baseAddress!.assumingMemoryBound(to: Bytef.self), &length,
+                        input.baseAddress?.assumingMemoryBound(to: Bytef.self) ?? UnsafePointer(bitPattern: 1)!,
+                        UInt(input.count), Int32(level))
+                    precondition(status == Z_OK, "zlib compress2 failed with status \(status) on a bounded buffer")
+                    return Int(length)
+                default:
+                    if unsafe !input.isEmpty { unsafe out.baseAddress!.copyMemory(from: input.baseAddress!, byteCount: input.count) }
+                    return input.count
+                }
+            }
+            if let shuffleSize, unsafe !raw.isEmpty {
+                written = unsafe scratch.withUnsafeMutableBytes { shuffled in
+                    unsafe stoke_shuffle(
+                        raw.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        shuffled.baseAddress!.assumingMemoryBound(to: UInt8.self), raw.count, shuffleSize)
+                    return unsafe compress(UnsafeRawBufferPointer(rebasing: shuffled[0..<raw.count]))
+                }
+            } else {
+                written = unsafe compress(raw)
+            }
+            if checksum {
+                let sum = unsafe fletcher32(UnsafeRawBufferPointer(rebasing: out[0..<written]))
+                unsafe out.storeBytes(of: sum.littleEndian, toByteOffset: written, as: UInt32.self)
+                written += 4
+            }
+        }
+        return written
+    }
+
+    private func grow(_ buffer: inout [UInt8], to count: Int) {
+        if buffer.count < count { buffer.append(contentsOf: repeatElement(0, count: count - buffer.count)) }
     }
 
     /// Decodes one chunk's stored bytes into `destination` (the chunk's full decoded size).

@@ -464,7 +464,8 @@ public struct ChunkCodec: Sendable {
 
     /// Encodes `raw` into `output` (resized to the stored bytes); `scratch` is reused between calls.
     public func encode(_ raw: UnsafeRawBufferPointer, into output: inout [UInt8], scratch: inout [UInt8]) {
-        unsafe pipeline.encode(raw, into: &output, scratch: &scratch)
+        let count = unsafe pipeline.encode(raw, into: &output, scratch: &scratch)
+        output.removeLast(output.count - count)
     }
 
     /// Decodes `stored` into `destination`, which must have the raw chunk's size.

@@ -73,7 +73,6 @@ public final class StoreWriter {
         let directory = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         temporaryPath = (directory.isEmpty ? "" : directory + "/") + "\(base).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let context = H5Context(path: temporaryPath)
         let file = try HDF5.createFile(temporaryPath)
         var writers: [FieldWriter] = []
         do throws(StoreError) {
@@ -85,7 +84,6 @@ public final class StoreWriter {
             unsafe unlink(temporaryPath)
             throw error
         }
-        _ = context
         self.file = consume file
         self.fields = writers
         compressor = ChunkCompressor(workers: max(1, options.workers), inFlightLimit: max(2, options.workers * 2 + 2))
@@ -215,7 +213,7 @@ public final class StoreWriter {
         let writer = fields[fieldIndex]
         let job = ChunkJob(
             sequence: nextSequence, field: fieldIndex, chunk: writer.chunksSubmitted, rows: writer.stagedRows,
-            raw: writer.takeStaged(), pipeline: writer.pipeline)
+            raw: writer.takeStaged(replacement: compressor.spare()), pipeline: writer.pipeline)
         nextSequence += 1
         while !compressor.trySubmit(job) {
             try writeReady(wait: true)
@@ -236,8 +234,11 @@ public final class StoreWriter {
             guard let result = compressor.takeResult(sequence: nextToWrite, wait: wait && !wrote) else { return }
             let writer = fields[result.field]
             unsafe try withBytes(of: result.stored) { (bytes) throws(StoreError) in
-                try unsafe writer.write(chunk: result.chunk, rows: result.rows, stored: bytes)
+                try unsafe writer.write(
+                    chunk: result.chunk, rows: result.rows, stored: UnsafeRawBufferPointer(rebasing: bytes[0..<result.storedCount]))
             }
+            compressor.recycle(result.stored)
+            compressor.recycle(result.raw)
             nextToWrite += 1
             wrote = true
         }
@@ -310,11 +311,14 @@ private final class FieldWriter {
         return count
     }
 
-    /// Hands over the staged chunk, zero-padded to a whole chunk as HDF5 stores edge chunks.
-    func takeStaged() -> [UInt8] {
-        var chunk = staged
-        chunk.append(contentsOf: repeatElement(0, count: chunkRows * spec.sampleBytes - chunk.count))
+    /// Hands over the staged chunk, zero-padded to a whole chunk as HDF5 stores edge chunks, and stages
+    /// into `replacement` (a recycled buffer) from now on: no copy, no new allocation.
+    func takeStaged(replacement: consuming [UInt8]) -> [UInt8] {
+        staged.append(contentsOf: repeatElement(0, count: chunkRows * spec.sampleBytes - staged.count))
+        var chunk = replacement
+        swap(&chunk, &staged)
         staged.removeAll(keepingCapacity: true)
+        staged.reserveCapacity(chunkRows * spec.sampleBytes)
         stagedRows = 0
         chunksSubmitted += 1
         return chunk

@@ -149,7 +149,7 @@ struct Bench: ParsableCommand {
                     let array = try NPYArray(path: path)
                     return (array.dtype.size, array.sampleBytes, array.count, { rows in
                         var bytes: [UInt8] = []
-                        try array.forEachBatch(batchRows: rows.count, in: rows) { _, chunk in bytes += unsafe chunk }
+                        unsafe try array.forEachBatch(batchRows: rows.count, in: rows) { _, chunk in unsafe bytes += unsafe chunk }
                         return bytes
                     })
                 }
