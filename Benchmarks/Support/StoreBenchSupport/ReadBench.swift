@@ -106,6 +106,29 @@ public final class DecodeCeiling: @unchecked Sendable {
         if failed != 0 { throw BenchError("decode ceiling: chunk \(failed - 1) did not decode") }
     }
 
+    /// The same parallel decode, but reading each chunk's stored bytes from the store's memory map
+    /// (`Field.withStoredChunk`) instead of the in-memory copy: separates what the map costs from what
+    /// StokeStore's `readRows` adds on top.
+    public func decodeAllFromMap(of field: Field, threads: Int) throws {
+        let trailer = field.hasChecksum ? 4 : 0
+        let next = Atomic<Int>(0)
+        let failure = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, chunkCount))) { _ in
+            while true {
+                let chunk = next.add(1, ordering: .relaxed).oldValue
+                if chunk >= chunkCount { return }
+                let status = (try? field.withStoredChunk(chunk) { (bytes, _) throws(StoreError) -> Int32 in
+                    cbench_lz4_chunk_decode(
+                        bytes.baseAddress!, bytes.count - trailer,
+                        destination.bytes.baseAddress!.advanced(by: chunk * chunkBytes), chunkBytes)
+                }) ?? -100
+                if status != 0 { failure.store(chunk + 1, ordering: .relaxed) }
+            }
+        }
+        let failed = failure.load(ordering: .relaxed)
+        if failed != 0 { throw BenchError("decode from map: chunk \(failed - 1) did not decode") }
+    }
+
     /// Whether the decoded chunks equal `rows` (the field's rows as readRows returned them).
     public func matches(_ rows: UnsafeMutableRawBufferPointer) -> Bool {
         memcmp(destination.bytes.baseAddress!, rows.baseAddress!, rows.count) == 0

@@ -166,7 +166,7 @@ func run(_ options: Options) throws {
     try ceiling.decodeAll(threads: cores)
     guard ceiling.matches(reader.destination.bytes) else { throw BenchError("readRows and the decode ceiling disagree") }
 
-    var readTimes: [Double] = [], ceilingTimes: [Double] = []
+    var readTimes: [Double] = [], ceilingTimes: [Double] = [], mapTimes: [Double] = []
     for _ in 0..<max(options.runs, 5) {
         var start = now()
         try reader.readAll(workers: options.workers)
@@ -174,6 +174,9 @@ func run(_ options: Options) throws {
         start = now()
         try ceiling.decodeAll(threads: cores)
         ceilingTimes.append(now() - start)
+        start = now()
+        try ceiling.decodeAllFromMap(of: reader.field, threads: cores)
+        mapTimes.append(now() - start)
     }
     func readLine(_ name: String, _ times: [Double]) -> String {
         let runs = times.map { format($0 * 1000, 1) }.joined(separator: " ")
@@ -182,6 +185,7 @@ func run(_ options: Options) throws {
     print("read:    \(reader.field.rows) rows = \(mib(rawBytes)) in \(reader.field.chunkCount) chunks, \(mib(ceiling.storedBytes)) stored; file in page cache")
     print(readLine("read   Field.readRows (\(options.workers) workers, mmap + index):", readTimes))
     print(readLine("read   decode ceiling (\(cores) threads, chunks in memory): ", ceilingTimes))
+    print(readLine("       same decode, chunks read from the map (diagnostic):", mapTimes))
     let readRate = megabytesPerSecond(bytes: rawBytes, seconds: readTimes.min()!)
     let ceilingRate = megabytesPerSecond(bytes: rawBytes, seconds: ceilingTimes.min()!)
     print("read ratio: \(format(readRate / ceilingRate, 2)) (readRows \(format(readRate)) MB/s, ceiling \(format(ceilingRate)) MB/s) — goal ≥ 0.9")
