@@ -1,0 +1,54 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// Stoke's benchmarks: their own package, so `swift test` at the root never builds the harness.
+//
+//   cd Benchmarks && swift package benchmark                        # package-benchmark suites
+//   swift run -c release --package-path Benchmarks store-ratios     # ratio lines for issue 2's goals
+//
+// package-benchmark treats every executable target whose folder sits directly in a folder named
+// `Benchmarks` as a suite (here `Benchmarks/StoreBenchmarks/`); helpers live under `Support/` and
+// `Tools/` so the plugin never mistakes them for suites.
+
+let package = Package(
+    name: "StokeBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "Stoke", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // MARK: - Shared measurement code
+
+        // A thin C wrapper over liblz4's safe block decoder for the decode ceiling. Its public header
+        // does not include <lz4.h>, so it never clashes with the root package's CLZ4 module.
+        .target(
+            name: "CBenchLZ4",
+            path: "Support/CBenchLZ4",
+            linkerSettings: [.linkedLibrary("lz4")]),
+        .target(
+            name: "StoreBenchSupport",
+            dependencies: [.product(name: "StokeStore", package: "Stoke"), "CBenchLZ4"],
+            path: "Support/StoreBenchSupport"),
+
+        // MARK: - package-benchmark suites (one executable per suite under Benchmarks/<Suite>/)
+
+        .executableTarget(
+            name: "StoreBenchmarks",
+            dependencies: [
+                "StoreBenchSupport",
+                .product(name: "StokeStore", package: "Stoke"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "StoreBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
+
+        // MARK: - Ratio report (plain executable, no harness)
+
+        .executableTarget(
+            name: "store-ratios",
+            dependencies: ["StoreBenchSupport", .product(name: "StokeStore", package: "Stoke")],
+            path: "Tools/StoreRatios"),
+    ],
+    swiftLanguageModes: [.v6]
+)
