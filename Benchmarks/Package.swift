@@ -20,15 +20,9 @@ let package = Package(
     targets: [
         // MARK: - Shared measurement code
 
-        // A thin C wrapper over liblz4's safe block decoder for the decode ceiling. Its public header
-        // does not include <lz4.h>, so it never clashes with the root package's CLZ4 module.
-        .target(
-            name: "CBenchLZ4",
-            path: "Support/CBenchLZ4",
-            linkerSettings: [.linkedLibrary("lz4")]),
         .target(
             name: "StoreBenchSupport",
-            dependencies: [.product(name: "StokeStore", package: "Stoke"), "CBenchLZ4"],
+            dependencies: [.product(name: "StokeStore", package: "Stoke")],
             path: "Support/StoreBenchSupport"),
 
         // MARK: - package-benchmark suites (one executable per suite under Benchmarks/<Suite>/)

@@ -1,4 +1,3 @@
-import CBenchLZ4
 import Foundation
 import StokeStore
 import Synchronization
@@ -37,15 +36,16 @@ public final class RowReader: @unchecked Sendable {
     }
 }
 
-/// The decode ceiling: every chunk's stored bytes copied into memory first, then all chunks LZ4-decoded
-/// in parallel (`DispatchQueue.concurrentPerform`, one chunk at a time from an atomic counter) with the
-/// same checks and the same liblz4 call as StokeStore's decoder, each chunk straight into its slot of one
+/// The decode ceiling: every chunk's stored bytes copied into memory first, then all chunks decoded in
+/// parallel (`DispatchQueue.concurrentPerform`, one chunk at a time from an atomic counter) with
+/// StokeStore's own decoder (`Field.decode(stored:…)`), each chunk straight into its slot of one
 /// destination. No file, no map, no HDF5: the most a reader could get out of these cores.
 public final class DecodeCeiling: @unchecked Sendable {
     // Immutable after init.
+    public let field: Field
     public let chunkCount: Int
     public let chunkBytes: Int
-    /// Stored bytes of all chunks, back to back (the checksum trailer already cut off).
+    /// Stored bytes of all chunks, back to back (checksum trailers included; decoding skips them).
     public let stored: ByteBuffer
     /// Start of chunk `i`'s stored bytes in `stored`, and one past the last.
     public let offsets: [Int]
@@ -58,7 +58,7 @@ public final class DecodeCeiling: @unchecked Sendable {
         guard field.codecName == "lz4", field.chunkRows != nil else {
             throw BenchError("decode ceiling: field '\(field.name)' is \(field.codecName), not whole-sample LZ4 chunks")
         }
-        let trailer = field.hasChecksum ? 4 : 0
+        self.field = field
         chunkCount = field.chunkCount
         chunkBytes = field.chunkBytes
         var payloads: [(start: Int, count: Int)] = []
@@ -68,9 +68,8 @@ public final class DecodeCeiling: @unchecked Sendable {
                 guard mask == 0 else { throw StoreError.invalidArgument("decode ceiling: chunk \(chunk) skips a filter (mask \(mask))") }
                 return bytes.count
             }
-            guard count >= trailer else { throw BenchError("decode ceiling: chunk \(chunk) has \(count) stored bytes") }
-            payloads.append((total, count - trailer))
-            total += count - trailer
+            payloads.append((total, count))
+            total += count
         }
         stored = ByteBuffer(count: total)
         for chunk in 0..<chunkCount {
@@ -92,14 +91,19 @@ public final class DecodeCeiling: @unchecked Sendable {
         let next = Atomic<Int>(0)
         let failure = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: max(1, min(threads, chunkCount))) { _ in
+            var scratch: [UInt8] = []
             while true {
                 let chunk = next.add(1, ordering: .relaxed).oldValue
                 if chunk >= chunkCount { return }
-                let source = stored.bytes.baseAddress!.advanced(by: offsets[chunk])
-                let status = cbench_lz4_chunk_decode(
-                    source, offsets[chunk + 1] - offsets[chunk],
-                    destination.bytes.baseAddress!.advanced(by: chunk * chunkBytes), chunkBytes)
-                if status != 0 { failure.store(chunk + 1, ordering: .relaxed) }
+                let source = UnsafeRawBufferPointer(
+                    start: stored.bytes.baseAddress!.advanced(by: offsets[chunk]), count: offsets[chunk + 1] - offsets[chunk])
+                let target = UnsafeMutableRawBufferPointer(
+                    start: destination.bytes.baseAddress!.advanced(by: chunk * chunkBytes), count: chunkBytes)
+                do {
+                    try field.decode(stored: source, filterMask: 0, chunk: chunk, into: target, scratch: &scratch)
+                } catch {
+                    failure.store(chunk + 1, ordering: .relaxed)
+                }
             }
         }
         let failed = failure.load(ordering: .relaxed)
@@ -110,19 +114,22 @@ public final class DecodeCeiling: @unchecked Sendable {
     /// (`Field.withStoredChunk`) instead of the in-memory copy: separates what the map costs from what
     /// StokeStore's `readRows` adds on top.
     public func decodeAllFromMap(of field: Field, threads: Int) throws {
-        let trailer = field.hasChecksum ? 4 : 0
         let next = Atomic<Int>(0)
         let failure = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: max(1, min(threads, chunkCount))) { _ in
+            var scratch: [UInt8] = []
             while true {
                 let chunk = next.add(1, ordering: .relaxed).oldValue
                 if chunk >= chunkCount { return }
-                let status = (try? field.withStoredChunk(chunk) { (bytes, _) throws(StoreError) -> Int32 in
-                    cbench_lz4_chunk_decode(
-                        bytes.baseAddress!, bytes.count - trailer,
-                        destination.bytes.baseAddress!.advanced(by: chunk * chunkBytes), chunkBytes)
-                }) ?? -100
-                if status != 0 { failure.store(chunk + 1, ordering: .relaxed) }
+                let target = UnsafeMutableRawBufferPointer(
+                    start: destination.bytes.baseAddress!.advanced(by: chunk * chunkBytes), count: chunkBytes)
+                do {
+                    try field.withStoredChunk(chunk) { (bytes, mask) throws(StoreError) in
+                        try field.decode(stored: bytes, filterMask: mask, chunk: chunk, into: target, scratch: &scratch)
+                    }
+                } catch {
+                    failure.store(chunk + 1, ordering: .relaxed)
+                }
             }
         }
         let failed = failure.load(ordering: .relaxed)
