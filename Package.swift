@@ -8,6 +8,7 @@ let products: [Product] = [
     .library(name: "StokeStore", targets: ["StokeStore"]),
     .library(name: "StokePack", targets: ["StokePack"]),
     .library(name: "StokeLoader", targets: ["StokeLoader"]),
+    .library(name: "StokeBench", targets: ["StokeBench"]),
     .library(name: "StokeEngine", targets: ["StokeEngine"]),
 ]
 

@@ -25,6 +25,14 @@ let package = Package(
             dependencies: [.product(name: "StokeStore", package: "Stoke")],
             path: "Support/StoreBenchSupport"),
 
+        .target(
+            name: "LoaderBenchSupport",
+            dependencies: [
+                "StoreBenchSupport", .product(name: "StokeStore", package: "Stoke"),
+                .product(name: "StokeLoader", package: "Stoke"), .product(name: "StokeBench", package: "Stoke"),
+            ],
+            path: "Support/LoaderBenchSupport"),
+
         // MARK: - package-benchmark suites (one executable per suite under Benchmarks/<Suite>/)
 
         .executableTarget(
@@ -37,7 +45,22 @@ let package = Package(
             path: "StoreBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
 
-        // MARK: - Ratio report (plain executable, no harness)
+        .executableTarget(
+            name: "LoaderBenchmarks",
+            dependencies: [
+                "LoaderBenchSupport", "StoreBenchSupport", .product(name: "StokeLoader", package: "Stoke"),
+                .product(name: "StokeStore", package: "Stoke"), .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "LoaderBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
+
+        // MARK: - Ratio reports (plain executables, no harness)
+
+        .executableTarget(
+            name: "loader-ratios",
+            dependencies: ["LoaderBenchSupport", "StoreBenchSupport", .product(name: "StokeLoader", package: "Stoke"),
+                           .product(name: "StokeStore", package: "Stoke"), .product(name: "StokeBench", package: "Stoke")],
+            path: "Tools/LoaderRatios"),
 
         .executableTarget(
             name: "store-ratios",

@@ -45,7 +45,7 @@ public struct IOBenchmark {
         public var config: [String: Any] {
             [
                 "batch_size": options.batchSize, "workers": options.workers, "prefetch": options.prefetch,
-                "order": options.order.description, "drop_last": options.dropLast, "cache_bytes": options.cacheBytes,
+                "order": options.order.description, "drop_last": options.dropLast, "cache_bytes": options.cacheBytes ?? -1,
                 "fields": fields, "epochs": epochs, "seed": options.seed,
             ]
         }

@@ -35,8 +35,11 @@ public struct LoaderOptions: Sendable {
     public var normalization: [String: Normalization] = [:]
     /// Apply the normalization recorded in the store's `normalization` attribute.
     public var useStoreNormalization = true
-    /// Byte budget of the decoded-chunk cache shared by all workers.
-    public var cacheBytes = 512 << 20
+    /// Byte budget of the decoded-chunk cache shared by all workers; nil sizes it for the order: for
+    /// chunk-shuffle, the chunks of the batches in flight plus two windows and one chunk per worker
+    /// (small, so decoded chunks stay in the CPU caches); one chunk per worker and two more for
+    /// sequential; 256 MiB for random.
+    public var cacheBytes: Int? = nil
     /// Page-lock batch buffers with mlock when RLIMIT_MEMLOCK allows.
     public var pinBuffers = true
 
@@ -224,9 +227,24 @@ public struct BatchFieldLayout: Sendable, Equatable {
         let buffers = options.prefetch + 2
         pool = PinnedBufferPool(count: buffers, bufferBytes: batchBufferBytes, pin: options.pinBuffers)
         chunkRows = fields.first(where: { $0.chunkRows != nil })?.chunkRows ?? 1
+        let cachedChunkBytes = fields.map { $0.decodesDirectly && $0.chunkRows != nil ? $0.chunkBytes : 0 }
+        let budget: Int
+        if let cacheBytes = options.cacheBytes {
+            budget = cacheBytes
+        } else {
+            let perChunkSet = cachedChunkBytes.reduce(0, +)
+            switch options.order {
+            case .chunkShuffle(let window):
+                // The chunks of every batch in flight (prefetch + workers batches) plus a window each side.
+                let inFlight = (options.prefetch + options.workers) * options.batchSize / max(1, chunkRows) + 1
+                budget = perChunkSet * (2 * window + inFlight + options.workers + 1)
+            case .sequential: budget = perChunkSet * (options.workers + 2)
+            case .random: budget = 256 << 20
+            }
+        }
         cache = ChunkCache(
-            chunkBytes: fields.map { $0.decodesDirectly && $0.chunkRows != nil ? $0.chunkBytes : 0 },
-            chunkCounts: fields.map(\.chunkCount), budgetBytes: options.cacheBytes, minimumSlots: options.workers + 1)
+            chunkBytes: cachedChunkBytes, chunkCounts: fields.map(\.chunkCount), budgetBytes: budget,
+            minimumSlots: options.workers + 1)
         freeSlots = Array((0..<buffers).reversed())
         freeSlots.reserveCapacity(buffers)
         readyBatch = Array(repeating: -1, count: options.prefetch + 1)

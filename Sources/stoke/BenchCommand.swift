@@ -22,14 +22,14 @@ struct Bench: ParsableCommand {
         @Option(name: .long, help: "Batches in flight.") var prefetch = 4
         @Option(name: .long, help: "sequential, random, chunk-shuffle or chunk-shuffle:W.") var order = "chunk-shuffle"
         @Option(name: .long, help: "Epochs to measure.") var epochs = 1
-        @Option(name: .long, help: "Decoded-chunk cache budget in MiB.") var cacheMb = 512
+        @Option(name: .long, help: "Decoded-chunk cache budget in MiB (default: sized for the order).") var cacheMb: Int?
         @Flag(name: .long, help: "Evict the store from the page cache before reading (no root needed).") var cold = false
         @Option(name: .long, parsing: .upToNextOption, help: "Knob values to sweep, e.g. workers=1,2 prefetch=1,2,4,8.") var sweep: [String] = []
         @Option(name: .long, help: "Write an SVG or HTML report.") var report: String?
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func validate() throws {
-            guard batchSize > 0, prefetch > 0, epochs > 0, cacheMb >= 0 else {
+            guard batchSize > 0, prefetch > 0, epochs > 0, (cacheMb ?? 0) >= 0 else {
                 throw UsageError("--batch-size, --prefetch and --epochs must be positive")
             }
             if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
@@ -47,7 +47,7 @@ struct Bench: ParsableCommand {
                 configuration.loader.workers = workers ?? ProcessInfo.processInfo.activeProcessorCount
                 configuration.loader.prefetch = prefetch
                 configuration.loader.order = SampleOrder(parsing: order)!
-                configuration.loader.cacheBytes = cacheMb << 20
+                configuration.loader.cacheBytes = cacheMb.map { $0 << 20 }
                 configuration.epochs = epochs
                 configuration.cold = cold
                 let sweeps = try sweep.map { try IOBenchmark.parseSweep($0) }
