@@ -133,6 +133,8 @@ public struct IOBenchmark {
             total.readSeconds += stats.readSeconds
             total.decodeSeconds += stats.decodeSeconds
             total.gatherSeconds += stats.gatherSeconds
+            total.workerIdleSeconds += stats.workerIdleSeconds
+            total.chunkWaitSeconds += stats.chunkWaitSeconds
             total.waitSeconds += stats.waitSeconds
             total.batchBytes += stats.batchBytes
             total.decodedBytes += stats.decodedBytes
@@ -151,6 +153,10 @@ public struct IOBenchmark {
             "gather": total.gatherSeconds / workers, "wait": total.waitSeconds, "wall": wall,
         ]
         stages["idle"] = max(0, wall - stages["read"]! - stages["decode"]! - stages["gather"]!)
+        // What the idle time was spent on: no batch to take (prefetch full or no free buffer), or waiting
+        // for a chunk another worker was decoding; the rest is scheduling and epoch start/end.
+        stages["idle_no_work"] = total.workerIdleSeconds / workers
+        stages["idle_chunk_wait"] = total.chunkWaitSeconds / workers
         // The storage ceiling in decoded bytes: what the disk (or page cache) can feed at this ratio.
         let storageDecoded = storage.bytesPerSecond * ratio
         let binding = min(storageDecoded, decode.bytesPerSecond > 0 ? decode.bytesPerSecond : storageDecoded)

@@ -58,6 +58,10 @@ public struct LoaderStats: Sendable, Equatable {
     /// Gathering rows into batch buffers, with conversion and normalization.
     public var gatherSeconds = 0.0
     public var waitSeconds = 0.0
+    /// Workers' time blocked for want of work: every batch allowed by `prefetch` taken, or no free buffer.
+    public var workerIdleSeconds = 0.0
+    /// Workers' time waiting for a chunk another worker was decoding.
+    public var chunkWaitSeconds = 0.0
     public var wallSeconds = 0.0
     /// Bytes delivered in batches (output dtype).
     public var batchBytes = 0
@@ -380,7 +384,9 @@ public struct BatchFieldLayout: Sendable, Equatable {
             }
             guard failure == nil, let plan, nextDispatch < endBatch, nextDispatch < nextConsume + options.prefetch,
                   let slot = freeSlots.popLast() else {
+                let idleStart = ContinuousClock.now
                 condition.wait()
+                if self.plan != nil && nextDispatch < endBatch { stats.workerIdleSeconds += (ContinuousClock.now - idleStart).seconds }
                 continue
             }
             let number = nextDispatch
@@ -413,6 +419,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
                 stats.readSeconds += timing.readSeconds
                 stats.decodeSeconds += timing.decodeSeconds
                 stats.gatherSeconds += timing.gatherSeconds
+                stats.chunkWaitSeconds += timing.chunkWaitSeconds
                 stats.batchBytes += timing.batchBytes
                 stats.decodedBytes += timing.decodedBytes
             }
@@ -504,6 +511,8 @@ public struct BatchFieldLayout: Sendable, Equatable {
         if decodedHere {
             timing.decodeSeconds += (gatherStart - decodeStart).seconds
             timing.decodedBytes += field.chunkBytes
+        } else {
+            timing.chunkWaitSeconds += (gatherStart - decodeStart).seconds
         }
         for key in group {
             let position = keys[key] % options.batchSize

@@ -82,7 +82,7 @@ struct Bench: ParsableCommand {
             }
             stoke.printTable(["measurement", "stored", "decoded", "samples/s"], rows)
             for run in result.runs {
-                let stages = ["read", "decode", "gather", "idle", "wait"].map { String(format: "%@ %.3fs", $0, run.stages[$0] ?? 0) }.joined(separator: ", ")
+                let stages = ["read", "decode", "gather", "idle", "idle_no_work", "idle_chunk_wait", "wait"].map { String(format: "%@ %.3fs", $0, run.stages[$0] ?? 0) }.joined(separator: ", ")
                 print(String(format: "efficiency %.0f%% of the binding ceiling; %@: %@", run.efficiency * 100, run.bottleneck, run.advice))
                 print("stages per worker: \(stages) (wall \(String(format: "%.3f", run.stages["wall"] ?? 0))s); chunk decodes \(run.stats.chunkDecodes), re-decodes \(run.stats.redecodes)")
                 if let resident = run.residentFraction { print(String(format: "resident before the epoch: %.1f%%", resident * 100)) }
