@@ -255,21 +255,31 @@ public struct BatchFieldLayout: Sendable, Equatable {
         readySlot = Array(repeating: -1, count: options.prefetch + 1)
         runningThreads = options.workers
         for number in 0..<options.workers {
-            let thread = Thread { [self] in self.workerLoop() }
+            // The thread holds the core only while it runs the loop, and says it is gone only after
+            // letting go, so the core (and the store's HDF5 handles) is never released on a worker.
+            let exits = threadExits
+            let thread = Thread { [weak self] in
+                self?.workerLoop()
+                exits.signal()
+            }
             thread.name = "stoke-loader-\(number)"
             thread.start()
         }
     }
 
-    /// Stops the current epoch and joins every worker thread (they hold this object until they exit).
+    /// Stops the current epoch and joins every worker thread.
     func shutdown() {
         condition.lock()
+        let first = !shuttingDown
         shuttingDown = true
         generation += 1
         condition.broadcast()
         while runningThreads > 0 { condition.wait() }
         condition.unlock()
+        if first { for _ in 0..<options.workers { threadExits.wait() } }
     }
+
+    private let threadExits = DispatchSemaphore(value: 0)
 
     /// Samples in the store.
     public var sampleCount: Int { store.sampleCount }

@@ -20,7 +20,11 @@ enum H5AttributeKind: H5HandleKind { static func close(_ id: hid_t) -> herr_t { 
 struct H5Handle<Kind: H5HandleKind>: ~Copyable {
     let id: hid_t
     init(owning id: hid_t) { self.id = id }
-    deinit { _ = Kind.close(id) }
+    deinit {
+        // Error printing is per thread in thread-safe HDF5: keep it off wherever the owner goes away.
+        chdf5_silence_errors()
+        _ = Kind.close(id)
+    }
 
     /// Closes now and returns the library's status, so a failing close is reported, not lost in `deinit`.
     consuming func close() -> herr_t {
