@@ -33,6 +33,9 @@ public struct LoaderOptions: Sendable {
     public var seed: UInt64 = 0
     /// Explicit normalization per field (u8 fields only; output becomes f32). Overrides the store's.
     public var normalization: [String: Normalization] = [:]
+    /// Element type per field in batches: `.f32` turns a u8 field into floats 0–255 (no scaling) in
+    /// the collate pass; a field with a normalization is f32 anyway. Other conversions are refused.
+    public var outputTypes: [String: DType] = [:]
     /// Apply the normalization recorded in the store's `normalization` attribute.
     public var useStoreNormalization = true
     /// Byte budget of the decoded-chunk cache shared by all workers; nil sizes it for the order: for
@@ -187,7 +190,14 @@ public struct BatchFieldLayout: Sendable, Equatable {
         var offset = 0
         var scales: [[Float]] = [], biases: [[Float]] = [], inner: [Int] = []
         for field in fields {
-            let normalization = options.normalization[field.name] ?? storeNormalization[field.name]
+            var normalization = options.normalization[field.name] ?? storeNormalization[field.name]
+            if let wanted = options.outputTypes[field.name], wanted != field.dtype, wanted != (normalization == nil ? field.dtype : .f32) {
+                guard field.dtype == .u8, wanted == .f32 else {
+                    throw .invalidArgument("field '\(field.name)': the loader converts u8 to f32 only, not \(field.dtype.rawValue) to \(wanted.rawValue)")
+                }
+                // Plain widening: (x / 255 - 0) / (1 / 255) = x.
+                normalization = Normalization(mean: [0], std: [1 / 255])
+            }
             var dtype = field.dtype
             var channelScale: [Float] = [], channelBias: [Float] = [], innerCount = 1
             if let normalization {

@@ -186,6 +186,23 @@ struct LoaderTests {
         #expect(throws: StoreError.self) { try Loader(store: Store(path: path), options: bad) }
     }
 
+    @Test("output type f32 widens u8 samples; other conversions are refused")
+    func outputTypes() throws {
+        let (path, cleanup) = try makeStore(samples: 50, chunkRows: 16)
+        defer { cleanup() }
+        var options = LoaderOptions()
+        options.order = .sequential
+        options.batchSize = 50
+        options.outputTypes = ["x": .f32]
+        let loader = try Loader(store: Store(path: path), options: options)
+        let epoch = try loader.epoch(0)
+        let values = try #require(try epoch.next()?.values("x", as: Float.self))
+        #expect(values == (0..<50).flatMap { sample in (0..<32).map { Float(UInt8(truncatingIfNeeded: sample * 31 + $0)) } })
+        var bad = LoaderOptions()
+        bad.outputTypes = ["id": .f32]
+        #expect(throws: StoreError.self) { try Loader(store: Store(path: path), options: bad) }
+    }
+
     @Test("a corrupt chunk surfaces as an error naming store, field and chunk, without hanging")
     func corruptChunk() throws {
         let (path, cleanup) = try makeStore(samples: 400, chunkRows: 50, codec: .lz4)
