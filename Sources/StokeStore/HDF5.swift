@@ -113,6 +113,16 @@ enum HDF5 {
         try check(file.close(), "H5Fclose", context)
     }
 
+    /// The POSIX descriptor of a file opened with the default (sec2) driver, or nil.
+    static func descriptor(ofFile fileID: hid_t) -> Int32? {
+        var handle: UnsafeMutableRawPointer? = nil
+        guard unsafe H5Fget_vfd_handle(fileID, h5Default, &handle) >= 0, let handle = unsafe handle else {
+            _ = H5Eclear2(0)
+            return nil
+        }
+        return unsafe handle.load(as: Int32.self)
+    }
+
     static func linkExists(_ location: hid_t, _ name: String, _ context: H5Context) throws(StoreError) -> Bool {
         let status = unsafe H5Lexists(location, name, h5Default)
         return try check(status, "H5Lexists", context) > 0
