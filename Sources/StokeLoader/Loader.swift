@@ -493,6 +493,10 @@ public struct BatchFieldLayout: Sendable, Equatable {
             var groupStart = 0
             while groupStart < count {
                 let groupEnd = groupEnd(keys, from: groupStart, count: count)
+                if unsafe try decodeInPlace(field, layout, keys, groupStart..<groupEnd, plan, range, destination, &scratch, &timing) {
+                    groupStart = groupEnd
+                    continue
+                }
                 if unsafe try !gather(fieldNumber, field, layout, keys, groupStart..<groupEnd, plan, range, destination, wait: false, &scratch, &timing) {
                     deferred[deferredCount] = groupStart
                     deferredCount += 1
@@ -511,6 +515,29 @@ public struct BatchFieldLayout: Sendable, Equatable {
         var end = start + 1
         while end < count && keys[end] / options.batchSize == chunk { end += 1 }
         return end
+    }
+
+    /// When a group is a whole chunk whose rows land in order at consecutive batch positions (sequential
+    /// reading), decodes it straight into the batch buffer: no cache slot, no copy. False otherwise.
+    private func decodeInPlace(
+        _ field: Field, _ layout: BatchFieldLayout, _ keys: [Int], _ group: Range<Int>, _ plan: EpochPlan,
+        _ range: Range<Int>, _ destination: UnsafeMutableRawPointer, _ scratch: inout [UInt8], _ timing: inout LoaderStats
+    ) throws(StoreError) -> Bool {
+        guard layout.normalization == nil, let rowsPerChunk = field.chunkRows, group.count == rowsPerChunk else { return false }
+        let chunk = keys[group.lowerBound] / options.batchSize
+        let firstPosition = keys[group.lowerBound] % options.batchSize
+        let firstRow = chunk * rowsPerChunk
+        for (offset, key) in group.enumerated() {
+            let position = key % options.batchSize
+            guard position == firstPosition + offset, plan.indices[range.lowerBound + position] == firstRow + offset else { return false }
+        }
+        let start = ContinuousClock.now
+        let target = unsafe UnsafeMutableRawBufferPointer(
+            start: destination.advanced(by: firstPosition * layout.sampleBytes), count: field.chunkBytes)
+        try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
+        timing.decodeSeconds += (ContinuousClock.now - start).seconds
+        timing.decodedBytes += field.chunkBytes
+        return true
     }
 
     /// Copies (or normalizes) the rows of one chunk group into the batch; false when the chunk is being

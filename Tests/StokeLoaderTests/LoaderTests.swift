@@ -62,6 +62,24 @@ struct LoaderTests {
         }
     }
 
+    @Test("sequential batches larger than a chunk decode whole chunks in place, bypassing the cache")
+    func sequentialInPlace() throws {
+        let (path, cleanup) = try makeStore(samples: 1000, chunkRows: 40)
+        defer { cleanup() }
+        var options = LoaderOptions()
+        options.order = .sequential
+        options.batchSize = 150
+        let loader = try Loader(store: Store(path: path), options: options)
+        let batches = try collect(loader, epoch: 0)  // checks every sample's bytes
+        #expect(batches.flatMap { $0 } == Array(0..<1000))
+        let epoch = try loader.epoch(1)
+        while let _ = try epoch.next() {}
+        // 25 chunks per field; most are decoded straight into batches, so the cache decodes only the
+        // chunks that straddle a batch boundary.
+        #expect(epoch.stats.chunkDecodes < 2 * 25)
+        #expect(epoch.stats.decodedBytes >= 1000 * 32)
+    }
+
     @Test("chunk-shuffle decodes each chunk once per epoch when the cache holds a window")
     func chunkShuffleDecodesOnce() throws {
         let (path, cleanup) = try makeStore(samples: 2000, chunkRows: 100)
