@@ -188,7 +188,7 @@ public struct IOBenchmark {
         }
         if (stages["decode"] ?? 0) >= (stages["gather"] ?? 0) {
             if stats.redecodes > 0 {
-                return ("decode-bound", "\(stats.redecodes) chunks were decoded more than once: use --order chunk-shuffle or a larger cache")
+                return ("decode-bound", "\(stats.redecodes) chunks were decoded more than once: give the cache more room (--cache-mb) or, for random order, use --order chunk-shuffle")
             }
             return ("decode-bound", "decoding takes most of the time: more --workers (up to the cores), or a faster codec (lz4 rather than deflate)")
         }
