@@ -1,3 +1,5 @@
+import StokeStore
+
 /// The order samples are visited in an epoch.
 public enum SampleOrder: Sendable, Equatable, CustomStringConvertible {
     /// 0, 1, 2, … every epoch.
@@ -31,19 +33,8 @@ public enum SampleOrder: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// A small, fast, seedable generator (SplitMix64): the order must be a pure function of (seed, epoch),
-/// identical on every machine, run and worker count.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// A generator for one purpose of one epoch, independent of the others.
+extension SplitMix64 {
+    /// A generator for one purpose (`stream`) of one epoch, independent of the others.
     static func forEpoch(seed: UInt64, epoch: Int, stream: UInt64) -> SplitMix64 {
         var mixer = SplitMix64(seed: seed ^ (UInt64(truncatingIfNeeded: epoch) &* 0xD6E8_FEB8_6659_FD93) ^ (stream &* 0xA076_1D64_78BD_642F))
         return SplitMix64(seed: mixer.next())

@@ -22,7 +22,7 @@ struct Demo: ParsableCommand {
             options.overwrite = true
             let started = Date()
             let writer = try StoreWriter(path: path, fields: [images, labels], options: options)
-            var generator = SplitMix(seed: 42)
+            var generator = SplitMix64(seed: 42)
             let batch = 1000
             var produced = 0
             while produced < samples {
@@ -72,18 +72,5 @@ struct Demo: ParsableCommand {
                              readSeconds, Double(field.rawBytes) / max(readSeconds, 1e-9) / 1e6))
             }
         }
-    }
-}
-
-/// A small deterministic generator for the demo data.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import StokeStore
 
 /// The array both writers store: uint8 samples of shape [3, 96, 96] that look like small images.
 ///
@@ -47,19 +48,6 @@ public enum BenchData {
             }
             initialized = offset
         }
-    }
-}
-
-/// A small, fast, deterministic generator (Steele, Lea and Flood's SplitMix64).
-public struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
