@@ -34,4 +34,5 @@ uint32_t stoke_fletcher32(const uint8_t *_Nonnull data, size_t nbytes);
 int stoke_start_writeback(int fd);
 
 #include "stoke_collate.h"
+#include "stoke_int8.h"
 #endif

@@ -1,0 +1,33 @@
+#ifndef STOKE_INT8_H
+#define STOKE_INT8_H
+#include <stddef.h>
+#include <stdint.h>
+
+// INT8 matrix products for quantized inference: u8 activations × s8 weights → s32, exact on every path.
+// Weights are packed once per kernel level (the layout each level's instructions want) together with
+// their column sums, which turn an activation zero point into one subtraction per output:
+//   C[m][n] = Σ_k (A[m][k] − za) · B[k][n] = Σ_k A[m][k] · B[k][n] − za · colsum[n].
+// Levels: 2 = AVX-512 VNNI (vpdpbusd: exact u8×s8 dot products of 4), 1 = AVX2 (u8 and s8 widened to
+// s16, vpmaddwd: exact, no vpmaddubsw saturation), 0 = portable C.
+
+/// Bytes `stoke_int8_pack_b` writes for a K×N weight matrix at `level`.
+size_t stoke_int8_packed_bytes(size_t k, size_t n, int level);
+
+/// Packs B (K×N s8, row stride `ldb` elements) for `level` into `packed` (`stoke_int8_packed_bytes`
+/// bytes, 64-byte aligned), with its column sums. A level above the CPU's is clamped to it.
+void stoke_int8_pack_b(const int8_t *_Nonnull b, size_t ldb, size_t k, size_t n, int level, void *_Nonnull packed);
+
+/// The level a packed matrix was packed for.
+int stoke_int8_packed_level(const void *_Nonnull packed);
+
+/// C (M×N s32, row stride `ldc`) = A (M×K u8, row stride `lda`) × packed B − `a_zero_point` · colsum.
+void stoke_int8_gemm_s32(size_t m, size_t n, size_t k, const uint8_t *_Nonnull a, size_t lda,
+                         const void *_Nonnull packed, int32_t a_zero_point, int32_t *_Nonnull c, size_t ldc);
+
+/// The same product dequantized: C[m][n] = a_scale · b_scale[n] · (acc − za · colsum[n]) + bias[n]
+/// (bias may be NULL), then max(0, ·) when `relu` is set. f32 out, row stride `ldc`.
+void stoke_int8_gemm_f32(size_t m, size_t n, size_t k, const uint8_t *_Nonnull a, size_t lda,
+                         const void *_Nonnull packed, int32_t a_zero_point, float a_scale,
+                         const float *_Nonnull b_scale, const float *_Nullable bias, int relu,
+                         float *_Nonnull c, size_t ldc);
+#endif

@@ -1,0 +1,241 @@
+#include "CStokeKernels.h"
+#include <string.h>
+
+// Packed weights: a header, the column sums (N int32, padded to 16), then the level's layout.
+typedef struct {
+    uint32_t magic;
+    int32_t level;
+    uint64_t k, n;
+    uint64_t data_offset;
+} int8_header;
+
+#define INT8_MAGIC 0x53384b50u /* "PK8S" */
+#define ROUND_UP(x, m) (((x) + (m) - 1) / (m) * (m))
+
+static size_t header_and_sums(size_t n) { return ROUND_UP(sizeof(int8_header) + 4 * ROUND_UP(n, 16), 64); }
+
+static int clamp_level(int level) {
+    int best = (int)stoke_cpu_probe();
+    if (level > best) level = best;
+    return level < 0 ? 0 : level;
+}
+
+size_t stoke_int8_packed_bytes(size_t k, size_t n, int level) {
+    level = clamp_level(level);
+    size_t data;
+    switch (level) {
+    case STOKE_CPU_AVX512_VNNI: data = ROUND_UP(n, 16) * ROUND_UP(k, 4); break;           // bytes
+    case STOKE_CPU_AVX2: data = ROUND_UP(n, 8) * ROUND_UP(k, 2) * 2; break;                 // int16
+    default: data = n * k; break;
+    }
+    return header_and_sums(n) + data;
+}
+
+int stoke_int8_packed_level(const void *packed) { return ((const int8_header *)packed)->level; }
+
+void stoke_int8_pack_b(const int8_t *b, size_t ldb, size_t k, size_t n, int level, void *packed) {
+    level = clamp_level(level);
+    int8_header *header = (int8_header *)packed;
+    header->magic = INT8_MAGIC;
+    header->level = level;
+    header->k = k;
+    header->n = n;
+    header->data_offset = header_and_sums(n);
+    int32_t *sums = (int32_t *)((uint8_t *)packed + sizeof(int8_header));
+    for (size_t j = 0; j < ROUND_UP(n, 16); j++) {
+        int32_t sum = 0;
+        if (j < n) for (size_t i = 0; i < k; i++) sum += b[i * ldb + j];
+        sums[j] = sum;
+    }
+    uint8_t *data = (uint8_t *)packed + header->data_offset;
+    if (level == STOKE_CPU_AVX512_VNNI) {
+        // [n/16][k/4][16 columns][4 k]: one 64-byte vector per (column block, k quad).
+        size_t quads = ROUND_UP(k, 4) / 4, blocks = ROUND_UP(n, 16) / 16;
+        int8_t *out = (int8_t *)data;
+        for (size_t block = 0; block < blocks; block++)
+            for (size_t q = 0; q < quads; q++)
+                for (size_t lane = 0; lane < 16; lane++)
+                    for (size_t t = 0; t < 4; t++) {
+                        size_t row = 4 * q + t, column = 16 * block + lane;
+                        *out++ = (row < k && column < n) ? b[row * ldb + column] : 0;
+                    }
+    } else if (level == STOKE_CPU_AVX2) {
+        // [n/8][k/2][8 columns][2 k] as int16: one 32-byte vector per (column block, k pair).
+        size_t pairs = ROUND_UP(k, 2) / 2, blocks = ROUND_UP(n, 8) / 8;
+        int16_t *out = (int16_t *)data;
+        for (size_t block = 0; block < blocks; block++)
+            for (size_t p = 0; p < pairs; p++)
+                for (size_t lane = 0; lane < 8; lane++)
+                    for (size_t t = 0; t < 2; t++) {
+                        size_t row = 2 * p + t, column = 8 * block + lane;
+                        *out++ = (row < k && column < n) ? (int16_t)b[row * ldb + column] : 0;
+                    }
+    } else {
+        int8_t *out = (int8_t *)data;
+        for (size_t i = 0; i < k; i++) memcpy(out + i * n, b + i * ldb, n);
+    }
+}
+
+// The epilogue every path shares: one output row segment from s32 accumulators.
+typedef struct {
+    int32_t zero_point;
+    const int32_t *sums;
+    int dequantize;
+    float a_scale;
+    const float *b_scale;
+    const float *bias;
+    int relu;
+} epilogue;
+
+static inline void store_scalar(const epilogue *e, size_t column, int32_t acc, void *out) {
+    int32_t value = acc - e->zero_point * e->sums[column];
+    if (!e->dequantize) {
+        *(int32_t *)out = value;
+        return;
+    }
+    float f = e->a_scale * e->b_scale[column] * (float)value + (e->bias ? e->bias[column] : 0.0f);
+    if (e->relu && f < 0) f = 0;
+    *(float *)out = f;
+}
+
+static void gemm_portable(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int8_t *b,
+                          const epilogue *e, void *c, size_t ldc) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            int32_t acc = 0;
+            for (size_t t = 0; t < k; t++) acc += (int32_t)a[i * lda + t] * (int32_t)b[t * n + j];
+            store_scalar(e, j, acc, (uint8_t *)c + 4 * (i * ldc + j));
+        }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/// Four A bytes starting at `t` as one little-endian int32, zero beyond `k`.
+static inline int32_t load_a4(const uint8_t *row, size_t t, size_t k) {
+    uint8_t bytes[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < 4 && t + i < k; i++) bytes[i] = row[t + i];
+    int32_t value;
+    memcpy(&value, bytes, 4);
+    return value;
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void store16(const epilogue *e, size_t column, size_t valid, __m512i acc, void *out) {
+    __mmask16 mask = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
+    __m512i sums = _mm512_maskz_loadu_epi32(mask, e->sums + column);
+    __m512i value = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(e->zero_point), sums));
+    if (!e->dequantize) {
+        _mm512_mask_storeu_epi32(out, mask, value);
+        return;
+    }
+    __m512 scale = _mm512_mul_ps(_mm512_set1_ps(e->a_scale), _mm512_maskz_loadu_ps(mask, e->b_scale + column));
+    __m512 f = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(value));
+    if (e->bias) f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(mask, e->bias + column));
+    if (e->relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(out, mask, f);
+}
+
+// Micro-kernel: up to 4 rows × 2 column blocks of 16; vpdpbusd accumulates 4 k at a time.
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void gemm_vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int8_t *b,
+                      const epilogue *e, void *c, size_t ldc) {
+    size_t quads = ROUND_UP(k, 4) / 4, full_quads = k / 4, blocks = ROUND_UP(n, 16) / 16;
+    for (size_t i0 = 0; i0 < m; i0 += 4) {
+        size_t rows = m - i0 < 4 ? m - i0 : 4;
+        for (size_t block = 0; block < blocks; block += 2) {
+            size_t pair = blocks - block < 2 ? 1 : 2;
+            __m512i acc[4][2];
+            for (size_t r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+            const int8_t *b0 = b + block * quads * 64, *b1 = b0 + quads * 64;
+            for (size_t q = 0; q < quads; q++) {
+                __m512i w0 = _mm512_loadu_si512(b0 + q * 64);
+                __m512i w1 = pair == 2 ? _mm512_loadu_si512(b1 + q * 64) : _mm512_setzero_si512();
+                for (size_t r = 0; r < rows; r++) {
+                    const uint8_t *row = a + (i0 + r) * lda;
+                    int32_t word;
+                    if (q < full_quads) memcpy(&word, row + 4 * q, 4); else word = load_a4(row, 4 * q, k);
+                    __m512i x = _mm512_set1_epi32(word);
+                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, w0);
+                    if (pair == 2) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, w1);
+                }
+            }
+            for (size_t r = 0; r < rows; r++)
+                for (size_t p = 0; p < pair; p++) {
+                    size_t column = (block + p) * 16;
+                    if (column >= n) continue;
+                    store16(e, column, n - column, acc[r][p], (uint8_t *)c + 4 * ((i0 + r) * ldc + column));
+                }
+        }
+    }
+}
+
+__attribute__((target("avx2")))
+static void store8(const epilogue *e, size_t column, size_t valid, __m256i acc, void *out) {
+    int32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, acc);
+    for (size_t j = 0; j < 8 && j < valid; j++) store_scalar(e, column + j, lanes[j], (uint8_t *)out + 4 * j);
+}
+
+// Micro-kernel: up to 4 rows × 2 column blocks of 8; vpmaddwd on s16-widened values, 2 k at a time.
+__attribute__((target("avx2")))
+static void gemm_avx2(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int16_t *b,
+                      const epilogue *e, void *c, size_t ldc) {
+    size_t pairs = ROUND_UP(k, 2) / 2, full_pairs = k / 2, blocks = ROUND_UP(n, 8) / 8;
+    for (size_t i0 = 0; i0 < m; i0 += 4) {
+        size_t rows = m - i0 < 4 ? m - i0 : 4;
+        for (size_t block = 0; block < blocks; block += 2) {
+            size_t pair = blocks - block < 2 ? 1 : 2;
+            __m256i acc[4][2];
+            for (size_t r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+            const int16_t *b0 = b + block * pairs * 16, *b1 = b0 + pairs * 16;
+            for (size_t p = 0; p < pairs; p++) {
+                __m256i w0 = _mm256_loadu_si256((const __m256i *)(b0 + p * 16));
+                __m256i w1 = pair == 2 ? _mm256_loadu_si256((const __m256i *)(b1 + p * 16)) : _mm256_setzero_si256();
+                for (size_t r = 0; r < rows; r++) {
+                    const uint8_t *row = a + (i0 + r) * lda;
+                    uint32_t lo = row[2 * p], hi = p < full_pairs ? row[2 * p + 1] : 0;
+                    __m256i x = _mm256_set1_epi32((int32_t)(lo | (hi << 16)));
+                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(x, w0));
+                    if (pair == 2) acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(x, w1));
+                }
+            }
+            for (size_t r = 0; r < rows; r++)
+                for (size_t q = 0; q < pair; q++) {
+                    size_t column = (block + q) * 8;
+                    if (column >= n) continue;
+                    store8(e, column, n - column, acc[r][q], (uint8_t *)c + 4 * ((i0 + r) * ldc + column));
+                }
+        }
+    }
+}
+#endif
+
+static void gemm(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed, const epilogue *e,
+                 void *c, size_t ldc) {
+    const int8_header *header = (const int8_header *)packed;
+    const uint8_t *data = (const uint8_t *)packed + header->data_offset;
+    if (m == 0 || n == 0) return;
+    switch (header->level) {
+#if defined(__x86_64__)
+    case STOKE_CPU_AVX512_VNNI: gemm_vnni(m, n, k, a, lda, (const int8_t *)data, e, c, ldc); return;
+    case STOKE_CPU_AVX2: gemm_avx2(m, n, k, a, lda, (const int16_t *)data, e, c, ldc); return;
+#endif
+    default: gemm_portable(m, n, k, a, lda, (const int8_t *)data, e, c, ldc); return;
+    }
+}
+
+void stoke_int8_gemm_s32(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
+                         int32_t a_zero_point, int32_t *c, size_t ldc) {
+    const int8_header *header = (const int8_header *)packed;
+    epilogue e = {a_zero_point, (const int32_t *)((const uint8_t *)packed + sizeof(int8_header)), 0, 0, NULL, NULL, 0};
+    (void)header;
+    gemm(m, n, k, a, lda, packed, &e, c, ldc);
+}
+
+void stoke_int8_gemm_f32(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
+                         int32_t a_zero_point, float a_scale, const float *b_scale, const float *bias, int relu,
+                         float *c, size_t ldc) {
+    epilogue e = {a_zero_point, (const int32_t *)((const uint8_t *)packed + sizeof(int8_header)), 1, a_scale, b_scale, bias, relu};
+    gemm(m, n, k, a, lda, packed, &e, c, ldc);
+}
