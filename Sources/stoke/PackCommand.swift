@@ -5,23 +5,28 @@ import StokeStore
 
 struct Pack: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Pack arrays into a compressed HDF5 store.",
-        discussion: "Example: stoke pack --from npy images.npy --labels labels.npy -o train.h5 --codec lz4")
+        abstract: "Pack a dataset (NPY, NPZ, IDX, CSV) into a compressed HDF5 store.",
+        discussion: """
+            Examples:
+              stoke pack --from idx train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz -o train.h5
+              stoke pack --from npy images.npy --labels labels.npy -o train.h5 --codec lz4
+            Rerunning the same command on unchanged sources does nothing ("up to date"); --force rebuilds.
+            """)
 
-    enum SourceKind: String, ExpressibleByArgument { case npy }
+    enum SourceKind: String, ExpressibleByArgument, CaseIterable { case npy, idx }
 
-    @Option(name: .long, help: "Source format (npy).") var from: SourceKind
+    @Option(name: .long, help: "Source format: \(SourceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var from: SourceKind
     @Argument(help: "The data file.") var input: String
-    @Option(name: .long, help: "A labels file with the same number of samples.") var labels: String?
+    @Option(name: .long, help: "A labels file with the same number of samples (npy, idx).") var labels: String?
     @Option(name: .shortAndLong, help: "The store to write.") var output: String
     @Option(name: .long, help: "lz4, lz4-shuffle, deflate[:LEVEL] or none.") var codec: String = "lz4"
     @Option(name: .long, help: "Bytes per chunk (whole samples; default about 2 MiB).") var chunkBytes: Int?
     @Option(name: .long, help: "Samples per chunk.") var chunkSamples: Int?
-    @Option(name: .long, help: "Name of the data field.") var name: String = "data"
+    @Option(name: .long, help: "Name of the data field (default: data; image for idx).") var name: String?
     @Option(name: .long, help: "Name of the label field.") var labelName: String = "label"
     @Option(name: .long, help: "Compression threads (default: all cores).") var workers: Int?
     @Flag(name: .long, help: "Do not record a Fletcher-32 checksum per chunk.") var noChecksum = false
-    @Flag(name: .long, help: "Replace an existing store.") var force = false
+    @Flag(name: .long, help: "Rebuild even when the store is up to date; replace another command's store.") var force = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
     func validate() throws {
@@ -35,10 +40,25 @@ struct Pack: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let started = Date()
-            let data = try NPYArray(path: input)
-            let labelArray = try labels.map { try NPYArray(path: $0) }
-            if let labelArray, labelArray.count != data.count {
-                throw SourceError(path: labelArray.path, reason: "has \(labelArray.count) samples, \(input) has \(data.count)")
+            let arguments = Array(CommandLine.arguments.dropFirst())
+            let sources = try ([input] + (labels.map { [$0] } ?? [])).map { path throws(SourceError) in try SourceRecord.file(path) }
+            var overwrite = force
+            if !force {
+                switch ExistingStore.check(path: output, arguments: arguments, sources: sources) {
+                case .absent: break
+                case .upToDate:
+                    if json {
+                        printJSON(["path": output, "up_to_date": true])
+                    } else {
+                        print("\(output) is up to date (same command, unchanged sources); nothing to do. Use --force to rebuild.")
+                    }
+                    return
+                case .stale(let reason):
+                    if !json { print("\(output) is out of date: \(reason); rebuilding") }
+                    overwrite = true
+                case .different(let reason):
+                    throw SourceError(path: output, reason: "\(reason) (use --force to replace it)".replacingOccurrences(of: "\(output) ", with: ""))
+                }
             }
             var options = StoreWriteOptions()
             options.codec = Codec(parsing: codec)!
@@ -46,49 +66,63 @@ struct Pack: ParsableCommand {
             if let chunkSamples { options.chunking = .samples(chunkSamples) }
             if let workers { options.workers = workers }
             options.checksum = !noChecksum
-            options.overwrite = force
-            var specs = [FieldSpec(name: name, dtype: data.dtype, sampleShape: data.sampleShape)]
-            if let labelArray { specs.append(FieldSpec(name: labelName, dtype: labelArray.dtype, sampleShape: labelArray.sampleShape)) }
-            let writer = try StoreWriter(path: output, fields: specs, options: options)
-            let progress = ProgressLine(total: data.count, label: "packing")
-            let batchRows = max(1, (8 << 20) / max(1, data.sampleBytes))
-            unsafe try data.forEachBatch(batchRows: batchRows) { rows, bytes in
-                unsafe try writer.append(name, bytes: bytes)
-                progress.update(rows.upperBound)
-            }
-            if let labelArray {
-                unsafe try labelArray.forEachBatch(batchRows: max(1, (8 << 20) / max(1, labelArray.sampleBytes))) { _, bytes in
-                    unsafe try writer.append(labelName, bytes: bytes)
-                }
-            }
-            try writer.setMetadata("provenance", json: provenanceJSON(sources: [input] + (labels.map { [$0] } ?? [])))
-            let summary = try writer.finish()
+            options.overwrite = overwrite
+
+            let fields = try packFields()
+            let provenance = ProvenanceDocument(arguments: arguments, command: CommandLine.arguments.joined(separator: " "), sources: sources)
+            let progress = ProgressLine(total: fields[0].source.count, label: "packing")
+            let summary = try ArrayPacker.pack(
+                fields: fields, to: output, options: options, metadata: [("provenance", provenance.json())],
+                progress: { progress.update($0) })
             progress.finish()
-            let seconds = Date().timeIntervalSince(started)
-            let raw = summary.fields.reduce(0) { $0 + $1.rawBytes }
-            let stored = summary.fields.reduce(0) { $0 + $1.storedBytes }
-            if json {
-                printJSON([
-                    "path": output, "samples": summary.samples, "raw_bytes": raw, "stored_bytes": stored,
-                    "seconds": seconds, "samples_per_s": Double(summary.samples) / max(seconds, 1e-9),
-                    "fields": summary.fields.map { ["name": $0.name, "raw_bytes": $0.rawBytes, "stored_bytes": $0.storedBytes, "chunks": $0.chunks] },
-                ])
-            } else {
-                print("packed \(summary.samples) samples into \(output): \(formatBytes(raw)) -> \(formatBytes(stored)) "
-                    + String(format: "(ratio %.2f) in %.2f s", Double(raw) / Double(max(stored, 1)), seconds))
-            }
+            report(summary, seconds: Date().timeIntervalSince(started), skipped: [])
         }
     }
 
-    private func provenanceJSON(sources: [String]) -> String {
-        let document: [String: Any] = [
-            "command": CommandLine.arguments.joined(separator: " "),
-            "sources": sources.map { path -> [String: Any] in
-                let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-                return ["path": path, "bytes": (attributes?[.size] as? Int) ?? 0]
-            },
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+    /// The fields each source kind produces.
+    private func packFields() throws -> [PackField] {
+        switch from {
+        case .npy:
+            let data = try NPYArray(path: input)
+            var fields = [PackField(name: name ?? "data", source: data)]
+            if let labels { fields.append(PackField(name: labelName, source: try NPYArray(path: labels))) }
+            return fields
+        case .idx:
+            let images = try IDXArray(path: input)
+            // Images [N, H, W] get a channel axis: [N, 1, H, W], the layout models expect.
+            let shape = images.sampleShape.count == 2 ? [1] + images.sampleShape : images.sampleShape
+            var fields = [PackField(name: name ?? "image", source: images, sampleShape: shape)]
+            if let labels {
+                let labelFile = try IDXArray(path: labels)
+                guard labelFile.sampleShape.isEmpty else {
+                    throw SourceError(path: labels, reason: "labels must be one value per sample, the IDX shape is \(labelFile.shape)")
+                }
+                let values = try labelFile.int64Values()
+                fields.append(PackField(
+                    name: labelName, source: MemoryArray(path: labels, dtype: .i64, shape: [values.count], values: values)))
+            }
+            return fields
+        }
+    }
+
+    private func report(_ summary: StoreSummary, seconds: Double, skipped: [SkippedFile]) {
+        let raw = summary.fields.reduce(0) { $0 + $1.rawBytes }
+        let stored = summary.fields.reduce(0) { $0 + $1.storedBytes }
+        if json {
+            printJSON([
+                "path": output, "samples": summary.samples, "raw_bytes": raw, "stored_bytes": stored, "up_to_date": false,
+                "seconds": seconds, "samples_per_s": Double(summary.samples) / max(seconds, 1e-9),
+                "fields": summary.fields.map { ["name": $0.name, "raw_bytes": $0.rawBytes, "stored_bytes": $0.storedBytes, "chunks": $0.chunks] },
+                "skipped": skipped.map { ["path": $0.path, "reason": $0.reason] },
+            ])
+        } else {
+            print("packed \(summary.samples) samples into \(output): \(formatBytes(raw)) -> \(formatBytes(stored)) "
+                + String(format: "(ratio %.2f) in %.2f s, %.0f samples/s", Double(raw) / Double(max(stored, 1)), seconds,
+                         Double(summary.samples) / max(seconds, 1e-9)))
+            if !skipped.isEmpty {
+                print("skipped \(skipped.count) bad file(s):")
+                for file in skipped { print("  \(file.path): \(file.reason)") }
+            }
+        }
     }
 }

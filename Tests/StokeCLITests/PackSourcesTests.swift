@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+/// The `stoke` executable, built next to the test bundle.
+private let stoke: String = {
+    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [bundle, bundle.deletingLastPathComponent()] {
+        let path = candidate.appendingPathComponent("stoke").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return packRepositoryRoot.appendingPathComponent(".build/debug/stoke").path
+}()
+
+private let packRepositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+private let venvPython = packRepositoryRoot.appendingPathComponent(".venv/bin/python3").path
+private let fashion = "/usr/share/datasets/fashion-mnist"
+
+private struct RunResult { var status: Int32; var stdout: String; var stderr: String }
+
+@discardableResult
+private func run(_ executable: String, _ arguments: [String]) throws -> RunResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return RunResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+private func scratch() -> String {
+    let path = NSTemporaryDirectory() + "stoke-pack-" + UUID().uuidString
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+private func jsonObject(_ text: String) -> [String: Any]? {
+    try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+}
+
+@Suite("stoke pack from real sources")
+struct PackSourcesTests {
+    @Test("IDX: Fashion-MNIST train packs byte-identical (checked by h5py); rerun is up to date; --force rebuilds; provenance")
+    func idxFashionMNIST() throws {
+        let directory = scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = directory + "/train.h5"
+        let arguments = ["pack", "--from", "idx", "\(fashion)/train-images-idx3-ubyte.gz", "--labels", "\(fashion)/train-labels-idx1-ubyte.gz",
+                         "-o", store]
+        let first = try run(stoke, arguments + ["--json"])
+        try #require(first.status == 0, "\(first.stderr)")
+        #expect(jsonObject(first.stdout)?["samples"] as? Int == 60000)
+        let check = try run(venvPython, ["-c", """
+            import sys, gzip, json, hashlib, h5py, hdf5plugin, numpy as np
+            store, images, labels = sys.argv[1:]
+            f = h5py.File(store, 'r')
+            x = np.frombuffer(gzip.open(images).read()[16:], np.uint8).reshape(60000, 1, 28, 28)
+            y = np.frombuffer(gzip.open(labels).read()[8:], np.uint8)
+            assert f['image'].dtype == np.uint8 and f['image'].shape == (60000, 1, 28, 28)
+            assert f['label'].dtype == np.int64 and f['label'].shape == (60000,)
+            assert np.array_equal(f['image'][...], x), 'images differ'
+            assert np.array_equal(f['label'][...], y), 'labels differ'
+            p = json.loads(f.attrs['provenance'])
+            assert [s['path'] for s in p['sources']] == [images, labels], p
+            for s in p['sources']:
+                assert s['sha256'] == hashlib.sha256(open(s['path'], 'rb').read()).hexdigest(), s
+            assert p['stoke_version'] and p['created'] and 'pack --from idx' in p['command'], p
+            """, store, "\(fashion)/train-images-idx3-ubyte.gz", "\(fashion)/train-labels-idx1-ubyte.gz"])
+        #expect(check.status == 0, "\(check.stderr)")
+
+        let modified = try FileManager.default.attributesOfItem(atPath: store)[.modificationDate] as? Date
+        let again = try run(stoke, arguments)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("up to date"))
+        #expect(try FileManager.default.attributesOfItem(atPath: store)[.modificationDate] as? Date == modified)
+        let againJSON = try run(stoke, arguments + ["--json"])
+        #expect(jsonObject(againJSON.stdout)?["up_to_date"] as? Bool == true)
+
+        let forced = try run(stoke, arguments + ["--force"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(forced.stdout.contains("packed 60000 samples"))
+
+        // Another command may not silently replace the store.
+        let other = try run(stoke, ["pack", "--from", "idx", "\(fashion)/t10k-images-idx3-ubyte.gz", "-o", store])
+        #expect(other.status != 0)
+        #expect(other.stderr.contains("already exists"), "\(other.stderr)")
+        #expect(other.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test("a changed source makes the same command rebuild; a mismatched label count is refused and writes nothing")
+    func staleAndMismatch() throws {
+        let directory = scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try run(venvPython, ["-c", """
+            import sys, numpy as np
+            d = sys.argv[1]
+            np.save(d + '/x.npy', np.arange(60, dtype=np.float32).reshape(20, 3))
+            np.save(d + '/y.npy', np.arange(20, dtype=np.int64))
+            np.save(d + '/y5.npy', np.arange(5, dtype=np.int64))
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let store = directory + "/s.h5"
+        let arguments = ["pack", "--from", "npy", directory + "/x.npy", "--labels", directory + "/y.npy", "-o", store]
+        #expect(try run(stoke, arguments).status == 0)
+        #expect(try run(stoke, arguments).stdout.contains("up to date"))
+        let changed = try run(venvPython, ["-c", "import sys, numpy as np; np.save(sys.argv[1], np.arange(20, dtype=np.int64) * 2)", directory + "/y.npy"])
+        try #require(changed.status == 0)
+        let rebuilt = try run(stoke, arguments)
+        #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+        #expect(rebuilt.stdout.contains("y.npy changed"), "\(rebuilt.stdout)")
+        let check = try run(venvPython, ["-c", "import sys, h5py, hdf5plugin, numpy as np; assert list(h5py.File(sys.argv[1])['label'][...]) == list(range(0, 40, 2))", store])
+        #expect(check.status == 0, "\(check.stderr)")
+
+        let bad = try run(stoke, ["pack", "--from", "npy", directory + "/x.npy", "--labels", directory + "/y5.npy", "-o", directory + "/bad.h5"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("y5.npy: has 5 samples"), "\(bad.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/bad.h5"))
+    }
+}
