@@ -10,14 +10,17 @@ struct Pack: ParsableCommand {
             Examples:
               stoke pack --from idx train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz -o train.h5
               stoke pack --from npy images.npy --labels labels.npy -o train.h5 --codec lz4
+              stoke pack --from npz arrays.npz -o arrays.h5          (one field per array)
+              stoke pack --from csv table.csv --label-column species -o table.h5
             Rerunning the same command on unchanged sources does nothing ("up to date"); --force rebuilds.
             """)
 
-    enum SourceKind: String, ExpressibleByArgument, CaseIterable { case npy, idx }
+    enum SourceKind: String, ExpressibleByArgument, CaseIterable { case npy, npz, idx, csv }
 
     @Option(name: .long, help: "Source format: \(SourceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var from: SourceKind
     @Argument(help: "The data file.") var input: String
     @Option(name: .long, help: "A labels file with the same number of samples (npy, idx).") var labels: String?
+    @Option(name: .long, help: "csv: the column holding integer labels (stored as the label field).") var labelColumn: String?
     @Option(name: .shortAndLong, help: "The store to write.") var output: String
     @Option(name: .long, help: "lz4, lz4-shuffle, deflate[:LEVEL] or none.") var codec: String = "lz4"
     @Option(name: .long, help: "Bytes per chunk (whole samples; default about 2 MiB).") var chunkBytes: Int?
@@ -35,6 +38,8 @@ struct Pack: ParsableCommand {
         if let chunkSamples, chunkSamples <= 0 { throw ValidationError("--chunk-samples must be positive") }
         if Codec(parsing: codec) == nil { throw ValidationError("--codec '\(codec)' is not lz4, lz4-shuffle, deflate[:1-9] or none") }
         if let workers, workers <= 0 { throw ValidationError("--workers must be positive") }
+        if labels != nil && ![.npy, .idx].contains(from) { throw ValidationError("--labels is for --from npy or idx") }
+        if labelColumn != nil && from != .csv { throw ValidationError("--label-column is for --from csv") }
     }
 
     func run() throws {
@@ -69,14 +74,22 @@ struct Pack: ParsableCommand {
             options.overwrite = overwrite
 
             let fields = try packFields()
+            var recipe: [String: Any] = ["source": from.rawValue, "fields": fields.map { ["name": $0.name, "from": $0.source.path] }]
+            if from == .csv, let labelColumn { recipe["label_column"] = labelColumn }
+            if from == .idx { recipe["transforms"] = [["op": "reshape", "to": "[N,1,H,W] for [N,H,W] images"], ["op": "labels_to_int64"]] }
             let provenance = ProvenanceDocument(arguments: arguments, command: CommandLine.arguments.joined(separator: " "), sources: sources)
             let progress = ProgressLine(total: fields[0].source.count, label: "packing")
             let summary = try ArrayPacker.pack(
-                fields: fields, to: output, options: options, metadata: [("provenance", provenance.json())],
+                fields: fields, to: output, options: options, metadata: [("provenance", provenance.json()), ("recipe", jsonText(recipe))],
                 progress: { progress.update($0) })
             progress.finish()
             report(summary, seconds: Date().timeIntervalSince(started), skipped: [])
         }
+    }
+
+    private func jsonText(_ object: Any) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// The fields each source kind produces.
@@ -86,6 +99,14 @@ struct Pack: ParsableCommand {
             let data = try NPYArray(path: input)
             var fields = [PackField(name: name ?? "data", source: data)]
             if let labels { fields.append(PackField(name: labelName, source: try NPYArray(path: labels))) }
+            return fields
+        case .npz:
+            let archive = try NPZArchive(path: input)
+            return archive.arrays.map { PackField(name: $0.name, source: $0.array) }
+        case .csv:
+            let table = try CSVTable(path: input, labelColumn: labelColumn)
+            var fields = [PackField(name: name ?? "data", source: table.data)]
+            if let labels = table.labels { fields.append(PackField(name: labelName, source: labels)) }
             return fields
         case .idx:
             let images = try IDXArray(path: input)

@@ -120,4 +120,47 @@ struct PackSourcesTests {
         #expect(bad.stderr.contains("y5.npy: has 5 samples"), "\(bad.stderr)")
         #expect(!FileManager.default.fileExists(atPath: directory + "/bad.h5"))
     }
+
+    @Test("NPZ and CSV through the CLI: h5py reads back every field; a bad CSV cell is one line naming line and column")
+    func npzAndCSV() throws {
+        let directory = scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try run(venvPython, ["-c", """
+            import sys, numpy as np
+            d = sys.argv[1]
+            rng = np.random.default_rng(11)
+            np.savez_compressed(d + '/a.npz', image=rng.integers(0, 255, size=(50, 3, 8, 8), dtype=np.uint8),
+                                label=np.arange(50, dtype=np.int64), weight=rng.random(50).astype(np.float64))
+            rows = rng.random((40, 3)).astype(np.float32)
+            with open(d + '/t.csv', 'w') as f:
+                f.write('x0,x1,kind,x2\\n')
+                for i, r in enumerate(rows):
+                    f.write(f'{float(r[0])!r},{float(r[1])!r},{i % 3},{float(r[2])!r}\\n')
+            np.save(d + '/rows.npy', rows)
+            with open(d + '/bad.csv', 'w') as f:
+                f.write('x0,kind\\n1,0\\n2,1\\nthree,2\\n')
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let npz = try run(stoke, ["pack", "--from", "npz", directory + "/a.npz", "-o", directory + "/a.h5"])
+        #expect(npz.status == 0, "\(npz.stderr)")
+        let csv = try run(stoke, ["pack", "--from", "csv", directory + "/t.csv", "--label-column", "kind", "-o", directory + "/t.h5"])
+        #expect(csv.status == 0, "\(csv.stderr)")
+        let check = try run(venvPython, ["-c", """
+            import sys, json, h5py, hdf5plugin, numpy as np
+            d = sys.argv[1]
+            src = np.load(d + '/a.npz')
+            with h5py.File(d + '/a.h5') as f:
+                for k in ['image', 'label', 'weight']:
+                    assert f[k].dtype == src[k].dtype and np.array_equal(f[k][...], src[k]), k
+            with h5py.File(d + '/t.h5') as f:
+                assert np.array_equal(f['data'][...], np.load(d + '/rows.npy'))
+                assert list(f['label'][...]) == [i % 3 for i in range(40)]
+                assert json.loads(f.attrs['recipe'])['label_column'] == 'kind'
+            """, directory])
+        #expect(check.status == 0, "\(check.stderr)")
+        let bad = try run(stoke, ["pack", "--from", "csv", directory + "/bad.csv", "--label-column", "kind", "-o", directory + "/bad.h5"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr == "stoke: error: \(directory)/bad.csv: line 4, column 1 'x0': 'three' is not a number\n")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/bad.h5"))
+    }
 }
