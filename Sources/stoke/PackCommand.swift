@@ -2,6 +2,11 @@ import ArgumentParser
 import Foundation
 import StokePack
 import StokeStore
+import Synchronization
+
+extension ImageRecipe.Interpolation: ExpressibleByArgument {}
+extension ImageRecipe.Color: ExpressibleByArgument {}
+extension ImageRecipe.Layout: ExpressibleByArgument {}
 
 struct Pack: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,13 +17,14 @@ struct Pack: ParsableCommand {
               stoke pack --from npy images.npy --labels labels.npy -o train.h5 --codec lz4
               stoke pack --from npz arrays.npz -o arrays.h5          (one field per array)
               stoke pack --from csv table.csv --label-column species -o table.h5
+              stoke pack --from images photos/ --resize 256 --center-crop 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 -o val.h5
             Rerunning the same command on unchanged sources does nothing ("up to date"); --force rebuilds.
             """)
 
-    enum SourceKind: String, ExpressibleByArgument, CaseIterable { case npy, npz, idx, csv }
+    enum SourceKind: String, ExpressibleByArgument, CaseIterable { case npy, npz, idx, csv, images }
 
     @Option(name: .long, help: "Source format: \(SourceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var from: SourceKind
-    @Argument(help: "The data file.") var input: String
+    @Argument(help: "The data file; for images, an ImageFolder root (root/<class>/<file>) or a CSV list of path,label.") var input: String
     @Option(name: .long, help: "A labels file with the same number of samples (npy, idx).") var labels: String?
     @Option(name: .long, help: "csv: the column holding integer labels (stored as the label field).") var labelColumn: String?
     @Option(name: .shortAndLong, help: "The store to write.") var output: String
@@ -29,6 +35,19 @@ struct Pack: ParsableCommand {
     @Option(name: .long, help: "Name of the label field.") var labelName: String = "label"
     @Option(name: .long, help: "Compression threads (default: all cores).") var workers: Int?
     @Flag(name: .long, help: "Do not record a Fletcher-32 checksum per chunk.") var noChecksum = false
+    @Option(name: .long, help: "images: resize to HxW, or the shorter side to S.") var resize: String?
+    @Option(name: .long, help: "images: bilinear (antialiased when shrinking) or area.") var interpolation: ImageRecipe.Interpolation = .bilinear
+    @Option(name: .long, help: "images: center crop to HxW or SxS (after resize).") var centerCrop: String?
+    @Option(name: .long, help: "images: rgb or gray.") var color: ImageRecipe.Color = .rgb
+    @Option(name: .long, help: "images: brightness factor (1 = unchanged).") var brightness: Float = 1
+    @Option(name: .long, help: "images: contrast factor (1 = unchanged).") var contrast: Float = 1
+    @Option(name: .long, help: "images: saturation factor (1 = unchanged).") var saturation: Float = 1
+    @Option(name: .long, help: "images: chw or hwc.") var layout: ImageRecipe.Layout = .chw
+    @Option(name: .long, help: "images: stored dtype u8 (0-255), f16 or f32 (0-1).") var dtype: String = "u8"
+    @Option(name: .long, help: "images: per-channel mean on the 0-1 scale (M or M,M,M), recorded for the loader.") var mean: String?
+    @Option(name: .long, help: "images: per-channel std on the 0-1 scale (S or S,S,S).") var std: String?
+    @Flag(name: .long, help: "images: write normalized values ((x/255 - mean) / std; needs --dtype f16 or f32).") var bakeNormalize = false
+    @Flag(name: .long, help: "images: skip unreadable or corrupt files (listed in the summary and the store) instead of stopping.") var skipBad = false
     @Flag(name: .long, help: "Rebuild even when the store is up to date; replace another command's store.") var force = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
@@ -40,13 +59,62 @@ struct Pack: ParsableCommand {
         if let workers, workers <= 0 { throw ValidationError("--workers must be positive") }
         if labels != nil && ![.npy, .idx].contains(from) { throw ValidationError("--labels is for --from npy or idx") }
         if labelColumn != nil && from != .csv { throw ValidationError("--label-column is for --from csv") }
+        if from != .images && (resize != nil || centerCrop != nil || mean != nil || std != nil || bakeNormalize || skipBad || dtype != "u8") {
+            throw ValidationError("image options (--resize, --center-crop, --mean, --std, --dtype, --bake-normalize, --skip-bad) are for --from images")
+        }
+        if from == .images { _ = try imageRecipe() }
+    }
+
+    /// `HxW` or a single `S`.
+    private func size(_ text: String, option: String) throws -> (Int, Int)? {
+        let parts = text.lowercased().split(separator: "x").map { Int($0) }
+        guard !parts.isEmpty, parts.count <= 2, parts.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw ValidationError("\(option) '\(text)' is not HxW or a positive size")
+        }
+        return parts.count == 2 ? (parts[0]!, parts[1]!) : nil
+    }
+
+    private func values(_ text: String, option: String) throws -> [Float] {
+        let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { throw ValidationError("\(option) '\(text)' is not a comma-separated list of numbers") }
+        return values.map { $0! }
+    }
+
+    /// The transform recipe the image options describe.
+    func imageRecipe() throws -> ImageRecipe {
+        var recipe = ImageRecipe()
+        recipe.color = color
+        if let resize {
+            if let (height, width) = try size(resize, option: "--resize") {
+                (recipe.resize_height, recipe.resize_width) = (height, width)
+            } else {
+                recipe.resize_shorter = Int(resize)
+            }
+        }
+        recipe.interpolation = interpolation
+        if let centerCrop {
+            let exact = try size(centerCrop, option: "--center-crop")
+            (recipe.crop_height, recipe.crop_width) = exact ?? (Int(centerCrop)!, Int(centerCrop)!)
+        }
+        recipe.brightness = brightness
+        recipe.contrast = contrast
+        recipe.saturation = saturation
+        recipe.layout = layout
+        guard let type = DType(rawValue: dtype) else { throw ValidationError("--dtype '\(dtype)' is not u8, f16 or f32") }
+        recipe.dtype = type
+        recipe.mean = try mean.map { try values($0, option: "--mean") }
+        recipe.std = try std.map { try values($0, option: "--std") }
+        recipe.bake_normalize = bakeNormalize
+        do { try recipe.validate() } catch { throw ValidationError(error.reason) }
+        return recipe
     }
 
     func run() throws {
         try reportingErrors {
             let started = Date()
             let arguments = Array(CommandLine.arguments.dropFirst())
-            let sources = try ([input] + (labels.map { [$0] } ?? [])).map { path throws(SourceError) in try SourceRecord.file(path) }
+            let imageList = from == .images ? try imageListFromInput() : nil
+            let sources = try sourceRecords(imageList: imageList)
             var overwrite = force
             if !force {
                 switch ExistingStore.check(path: output, arguments: arguments, sources: sources) {
@@ -73,18 +141,87 @@ struct Pack: ParsableCommand {
             options.checksum = !noChecksum
             options.overwrite = overwrite
 
+            let command = CommandLine.arguments.joined(separator: " ")
+            if let imageList {
+                let recipe = try imageRecipe()
+                let progress: ProgressLine? = json ? nil : ProgressLine(total: imageList.paths.count, label: "packing")
+                var recipeDocument: [String: Any] = [
+                    "source": "images", "steps": recipe.steps, "classes": imageList.classes ?? NSNull(),
+                    "fields": [["name": name ?? "image", "from": input], ["name": labelName, "from": input]],
+                ]
+                recipeDocument["output"] = ["dtype": recipe.dtype.rawValue, "layout": recipe.layout.rawValue,
+                                            "scale": recipe.dtype == .u8 ? "0-255" : (recipe.bake_normalize ? "normalized" : "0-1")]
+                let result = try ImagePacker.pack(
+                    list: imageList, recipe: recipe, to: output, imageField: name ?? "image", labelField: labelName,
+                    options: options, workers: workers ?? ProcessInfo.processInfo.activeProcessorCount, skipBad: skipBad,
+                    metadata: { skipped in
+                        var metadata = [
+                            ("provenance", ProvenanceDocument(arguments: arguments, command: command, sources: sources, skipped: skipped).json()),
+                            ("recipe", jsonText(recipeDocument)),
+                        ]
+                        if !recipe.bake_normalize, let mean = recipe.mean, let std = recipe.std {
+                            metadata.append(("normalization", jsonText([
+                                "field": name ?? "image", "mean": mean.map(\.recorded), "std": std.map(\.recorded),
+                                "scale": recipe.dtype == .u8 ? 1.0 / 255.0 : 1.0,
+                                "formula": "(x * scale - mean[c]) / std[c]",
+                            ])))
+                        }
+                        return metadata
+                    },
+                    progress: { progress?.update($0) })
+                progress?.finish()
+                report(result.summary, seconds: Date().timeIntervalSince(started), skipped: result.skipped)
+                return
+            }
             let fields = try packFields()
             var recipe: [String: Any] = ["source": from.rawValue, "fields": fields.map { ["name": $0.name, "from": $0.source.path] }]
             if from == .csv, let labelColumn { recipe["label_column"] = labelColumn }
             if from == .idx { recipe["transforms"] = [["op": "reshape", "to": "[N,1,H,W] for [N,H,W] images"], ["op": "labels_to_int64"]] }
-            let provenance = ProvenanceDocument(arguments: arguments, command: CommandLine.arguments.joined(separator: " "), sources: sources)
-            let progress = ProgressLine(total: fields[0].source.count, label: "packing")
+            let provenance = ProvenanceDocument(arguments: arguments, command: command, sources: sources)
+            let progress: ProgressLine? = json ? nil : ProgressLine(total: fields[0].source.count, label: "packing")
             let summary = try ArrayPacker.pack(
                 fields: fields, to: output, options: options, metadata: [("provenance", provenance.json()), ("recipe", jsonText(recipe))],
-                progress: { progress.update($0) })
-            progress.finish()
+                progress: { progress?.update($0) })
+            progress?.finish()
             report(summary, seconds: Date().timeIntervalSince(started), skipped: [])
         }
+    }
+
+    private func imageListFromInput() throws(SourceError) -> ImageList {
+        input.lowercased().hasSuffix(".csv") ? try ImageList.csv(input) : try ImageList.folder(input)
+    }
+
+    /// Content hashes of the sources: each file for arrays; for images, the list (when a CSV) and one
+    /// record covering every image file (hashed on all cores).
+    private func sourceRecords(imageList: ImageList?) throws -> [SourceRecord] {
+        guard let imageList else {
+            return try ([input] + (labels.map { [$0] } ?? [])).map { path throws(SourceError) in try SourceRecord.file(path) }
+        }
+        let paths = imageList.paths
+        let hashes = Mutex<[(bytes: Int, sha256: String)]>(Array(repeating: (0, ""), count: paths.count))
+        let next = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(workers ?? ProcessInfo.processInfo.activeProcessorCount, paths.count))) { _ in
+            while true {
+                let index = next.add(1, ordering: .relaxed).oldValue
+                guard index < paths.count else { return }
+                let record: (Int, String)
+                do throws(SourceError) {
+                    let file = try SourceRecord.file(paths[index])
+                    record = (file.bytes, file.sha256)
+                } catch {
+                    // Unreadable now: hash the error, so the store is stale once the file is fixed.
+                    record = (0, "unreadable: \(error.reason)")
+                }
+                hashes.withLock { $0[index] = record }
+            }
+        }
+        let all = hashes.withLock { $0 }
+        let rootPrefix = imageList.root.hasSuffix(".csv") ? "" : imageList.root + "/"
+        let relative = paths.map { $0.hasPrefix(rootPrefix) ? String($0.dropFirst(rootPrefix.count)) : $0 }
+        let lookup = Dictionary(zip(relative, all), uniquingKeysWith: { first, _ in first })
+        var records = [SourceRecord.folder(imageList.root, files: relative, hashOf: { lookup[$0] ?? (0, "") })]
+        if imageList.root.lowercased().hasSuffix(".csv") { records.insert(try SourceRecord.file(imageList.root), at: 0) }
+        return records
     }
 
     private func jsonText(_ object: Any) -> String {
@@ -108,6 +245,9 @@ struct Pack: ParsableCommand {
             var fields = [PackField(name: name ?? "data", source: table.data)]
             if let labels = table.labels { fields.append(PackField(name: labelName, source: labels)) }
             return fields
+        case .images:
+            // Image sources go through ImagePacker (decode + transforms), not array fields.
+            throw SourceError(path: input, reason: "image sources are not array fields")
         case .idx:
             let images = try IDXArray(path: input)
             // Images [N, H, W] get a channel axis: [N, 1, H, W], the layout models expect.

@@ -163,4 +163,100 @@ struct PackSourcesTests {
         #expect(bad.stderr == "stoke: error: \(directory)/bad.csv: line 4, column 1 'x0': 'three' is not a number\n")
         #expect(!FileManager.default.fileExists(atPath: directory + "/bad.h5"))
     }
+
+    @Test("image folder: JPEG/PNG/PGM classes, resize + crop; a corrupt file stops the pack, --skip-bad lists it; CSV list; up to date")
+    func imageFolder() throws {
+        let directory = scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try run(venvPython, ["-c", """
+            import sys, os, numpy as np
+            from PIL import Image
+            d = sys.argv[1]
+            rng = np.random.default_rng(5)
+            names = []
+            for c, (cls, ext) in enumerate([('bird', 'png'), ('cat', 'jpg'), ('dog', 'pgm')]):
+                os.makedirs(f'{d}/root/{cls}')
+                for i in range(4):
+                    a = rng.integers(0, 255, size=(30 + i, 40, 3), dtype=np.uint8)
+                    im = Image.fromarray(a) if ext != 'pgm' else Image.fromarray(a).convert('L')
+                    path = f'{d}/root/{cls}/{i:02d}.{ext}'
+                    im.save(path, quality=95) if ext == 'jpg' else im.save(path)
+                    names.append((f'root/{cls}/{i:02d}.{ext}', cls))
+            with open(d + '/list.csv', 'w') as f:
+                f.write('path,label\\n' + ''.join(f'{p},{c}\\n' for p, c in reversed(names)))
+            good = open(f'{d}/root/cat/01.jpg', 'rb').read()
+            open(f'{d}/root/cat/99_truncated.jpg', 'wb').write(good[: len(good) // 2])
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let store = directory + "/images.h5"
+        let base = ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22", "-o", store]
+
+        let failed = try run(stoke, base)
+        #expect(failed.status == 1)
+        #expect(failed.stderr.hasPrefix("stoke: error: \(directory)/root/cat/99_truncated.jpg: corrupt JPEG"), "\(failed.stderr)")
+        #expect(failed.stderr.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: store))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).allSatisfy { !$0.contains(".partial-") })
+
+        let skipping = base + ["--skip-bad", "--mean", "0.5,0.4,0.3", "--std", "0.2,0.2,0.2"]
+        let packed = try run(stoke, skipping + ["--json"])
+        #expect(packed.status == 0, "\(packed.stderr)")
+        let summary = jsonObject(packed.stdout)
+        #expect(summary?["samples"] as? Int == 12)
+        #expect((summary?["skipped"] as? [[String: Any]])?.first?["path"] as? String == "\(directory)/root/cat/99_truncated.jpg")
+        let check = try run(venvPython, ["-c", """
+            import sys, json, h5py, hdf5plugin, numpy as np
+            from PIL import Image
+            d, store = sys.argv[1:]
+            f = h5py.File(store, 'r')
+            assert f['image'].shape == (12, 3, 20, 22) and f['image'].dtype == np.uint8, f['image'].shape
+            assert list(f['label'][...]) == [0] * 4 + [1] * 4 + [2] * 4
+            recipe = json.loads(f.attrs['recipe'])
+            assert recipe['classes'] == ['bird', 'cat', 'dog'], recipe
+            assert [s['op'] for s in recipe['steps']][:4] == ['decode', 'color', 'resize', 'center_crop'], recipe
+            norm = json.loads(f.attrs['normalization'])
+            assert norm['mean'] == [0.5, 0.4, 0.3] and norm['field'] == 'image', norm
+            prov = json.loads(f.attrs['provenance'])
+            assert prov['skipped_count'] == 1 and prov['skipped'][0]['path'].endswith('99_truncated.jpg'), prov
+            assert prov['sources'][0]['files'] == 13, prov
+            # Sample 0 is bird/00.png: Resize(24) on 30x40 gives 24x32, CenterCrop 20x22 -> top 2, left 5.
+            im = Image.open(d + '/root/bird/00.png').resize((32, 24), Image.BILINEAR)
+            ref = np.asarray(im)[2:22, 5:27].transpose(2, 0, 1).astype(int)
+            assert np.abs(f['image'][0].astype(int) - ref).max() <= 1
+            # dog images are gray PGM: replicated to RGB.
+            assert np.array_equal(f['image'][8][0], f['image'][8][2])
+            """, directory, store])
+        #expect(check.status == 0, "\(check.stderr)")
+        let again = try run(stoke, skipping)
+        #expect(again.stdout.contains("up to date"), "\(again.stdout) \(again.stderr)")
+        // Fixing the bad file makes the store stale: the same command rebuilds it with 13 samples.
+        try FileManager.default.removeItem(atPath: directory + "/root/cat/99_truncated.jpg")
+        try FileManager.default.copyItem(atPath: directory + "/root/cat/01.jpg", toPath: directory + "/root/cat/99_truncated.jpg")
+        let rebuilt = try run(stoke, skipping)
+        #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+        #expect(rebuilt.stdout.contains("rebuilding") && rebuilt.stdout.contains("packed 13 samples"), "\(rebuilt.stdout)")
+
+        // A CSV list with class names, in its own order; f32 output with baked normalization, HWC.
+        let listed = try run(stoke, ["pack", "--from", "images", directory + "/list.csv", "--resize", "16x16", "--dtype", "f32",
+                                     "--mean", "0.5", "--std", "0.5", "--bake-normalize", "--layout", "hwc", "--color", "gray",
+                                     "-o", directory + "/list.h5"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        let listCheck = try run(venvPython, ["-c", """
+            import sys, json, h5py, hdf5plugin, numpy as np
+            f = h5py.File(sys.argv[1], 'r')
+            assert f['image'].shape == (12, 16, 16, 1) and f['image'].dtype == np.float32
+            assert list(f['label'][...]) == [2] * 4 + [1] * 4 + [0] * 4
+            x = f['image'][...]
+            from PIL import Image
+            d = sys.argv[1].rsplit('/', 1)[0]
+            paths = [line.split(',')[0] for line in open(d + '/list.csv').read().split()[1:]]
+            for i, p in enumerate(paths):
+                ref = np.asarray(Image.open(d + '/' + p).convert('L').resize((16, 16), Image.BILINEAR), np.float32)
+                ref = (ref / 255 - 0.5) / 0.5
+                assert np.abs(x[i, :, :, 0] - ref).max() <= 1.01 / 127.5, (p, np.abs(x[i, :, :, 0] - ref).max())
+            assert 'normalization' not in f.attrs
+            assert json.loads(f.attrs['recipe'])['classes'] == ['bird', 'cat', 'dog']
+            """, directory + "/list.h5"])
+        #expect(listCheck.status == 0, "\(listCheck.stderr)")
+    }
 }
