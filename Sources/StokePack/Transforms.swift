@@ -110,13 +110,28 @@ public struct ImageRecipe: Codable, Sendable, Equatable {
         guard height > 0, width > 0 else {
             throw SourceError(path: path, reason: "resizing \(image.width)x\(image.height) gives an empty image")
         }
-        if width != plane.width { plane = Resampler.horizontal(plane, to: width, interpolation: interpolation) }
-        if height != plane.height { plane = Resampler.vertical(plane, to: height, interpolation: interpolation) }
+        var (cropHeight, cropWidth) = (height, width)
         if let crop_height, let crop_width {
-            guard crop_height <= plane.height, crop_width <= plane.width else {
-                throw SourceError(path: path, reason: "center crop \(crop_height)x\(crop_width) is larger than the image (\(plane.height)x\(plane.width) after resize)")
+            guard crop_height <= height, crop_width <= width else {
+                throw SourceError(path: path, reason: "center crop \(crop_height)x\(crop_width) is larger than the image (\(height)x\(width) after resize)")
             }
-            plane = plane.centerCrop(height: crop_height, width: crop_width)
+            (cropHeight, cropWidth) = (crop_height, crop_width)
+        }
+        // Offsets round half to even, as torchvision's center_crop; only the cropped window is resampled.
+        let top = Int((Double(height - cropHeight) / 2).rounded(.toNearestOrEven))
+        let left = Int((Double(width - cropWidth) / 2).rounded(.toNearestOrEven))
+        if width != plane.width {
+            let table = Resampler.coefficients(input: plane.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
+            plane = PixelKernels.horizontal(plane, table: table)
+        }
+        if height != plane.height {
+            let table = Resampler.coefficients(input: plane.height, output: height, interpolation: interpolation, window: top..<(top + cropHeight))
+            plane = PixelKernels.vertical(plane, table: table)
+        }
+        if plane.height != cropHeight || plane.width != cropWidth {
+            // An axis that was not resized is cropped by slicing (the other is already the crop's size).
+            plane = plane.window(top: plane.height == cropHeight ? 0 : top, left: plane.width == cropWidth ? 0 : left,
+                                 height: cropHeight, width: cropWidth)
         }
         if brightness != 1 { plane.blend(with: { _, _ in 0 }, factor: brightness) }
         if contrast != 1 {
@@ -127,7 +142,7 @@ public struct ImageRecipe: Codable, Sendable, Equatable {
             let gray = plane.luma()
             plane.blend(with: { pixel, _ in gray[pixel] }, factor: saturation)
         }
-        return plane.output(dtype: dtype, layout: layout, normalization: bake_normalize ? normalization() : nil)
+        return PixelKernels.output(plane, dtype: dtype, layout: layout, normalization: bake_normalize ? normalization() : nil)
     }
 
     /// Gray ↔ RGB on 8-bit pixels. RGB → gray is ITU-R 601-2 luma with Pillow's fixed-point rounding
@@ -170,13 +185,11 @@ struct FloatImage {
     }
 
     init(_ image: Image) {
-        self.init(width: image.width, height: image.height, channels: image.channels, values: image.pixels.map(Float.init))
+        self.init(width: image.width, height: image.height, channels: image.channels, values: PixelKernels.floats(image.pixels))
     }
 
-    /// The middle `height` x `width` window; offsets round half to even, as torchvision's `center_crop`.
-    func centerCrop(height newHeight: Int, width newWidth: Int) -> FloatImage {
-        let top = Int((Double(height - newHeight) / 2).rounded(.toNearestOrEven))
-        let left = Int((Double(width - newWidth) / 2).rounded(.toNearestOrEven))
+    /// The `height` x `width` window whose top-left pixel is (`top`, `left`).
+    func window(top: Int, left: Int, height newHeight: Int, width newWidth: Int) -> FloatImage {
         var result = [Float]()
         result.reserveCapacity(newHeight * newWidth * channels)
         for row in top..<(top + newHeight) {
@@ -206,58 +219,21 @@ struct FloatImage {
             }
         }
     }
-
-    /// Converts to the stored dtype and layout: u8 rounds to nearest; floats are scaled to 0–1 and then
-    /// normalized per channel when `normalization` is given.
-    func output(dtype: DType, layout: ImageRecipe.Layout, normalization: (mean: [Float], std: [Float])?) -> [UInt8] {
-        let count = width * height * channels
-        func sourceIndex(_ index: Int) -> (Int, Int) {
-            // `index` walks the output layout; return (HWC index, channel).
-            if layout == .hwc { return (index, index % channels) }
-            let plane = width * height
-            let channel = index / plane, pixel = index % plane
-            return (pixel * channels + channel, channel)
-        }
-        switch dtype {
-        case .u8:
-            return (0..<count).map { index in
-                let (source, _) = sourceIndex(index)
-                return UInt8(min(255, max(0, values[source].rounded())))
-            }
-        case .f16:
-            var halves = [Float16](repeating: 0, count: count)
-            for index in 0..<count {
-                let (source, channel) = sourceIndex(index)
-                halves[index] = Float16(FloatImage.scaled(values[source], channel, normalization))
-            }
-            return unsafe halves.withUnsafeBytes { unsafe Array($0) }
-        default:
-            var floats = [Float](repeating: 0, count: count)
-            for index in 0..<count {
-                let (source, channel) = sourceIndex(index)
-                floats[index] = FloatImage.scaled(values[source], channel, normalization)
-            }
-            return unsafe floats.withUnsafeBytes { unsafe Array($0) }
-        }
-    }
-
-    private static func scaled(_ value: Float, _ channel: Int, _ normalization: (mean: [Float], std: [Float])?) -> Float {
-        let unit = value / 255
-        guard let normalization else { return unit }
-        return (unit - normalization.mean[channel]) / normalization.std[channel]
-    }
 }
 
 /// Separable resampling with Pillow's coefficients (`ImagingResample`): for output pixel `x` the source
 /// window is centred on `(x + 0.5) * scale`; the filter is widened by `scale` when shrinking, so shrinking
 /// averages every covered source pixel instead of skipping some.
 enum Resampler {
+    /// Per output pixel: the first source pixel and `taps` weights (zero-padded) in one flat array.
     struct Coefficients {
         var starts: [Int]
-        var weights: [[Float]]
+        var taps: Int
+        var weights: [Float]
     }
 
-    static func coefficients(input: Int, output: Int, interpolation: ImageRecipe.Interpolation) -> Coefficients {
+    /// Coefficients for output positions `window` (default: all) of a resize from `input` to `output`.
+    static func coefficients(input: Int, output: Int, interpolation: ImageRecipe.Interpolation, window: Range<Int>? = nil) -> Coefficients {
         let scale = Double(input) / Double(output)
         let filterScale = max(scale, 1)
         let baseSupport = interpolation == .bilinear ? 1.0 : 0.5
@@ -268,8 +244,9 @@ enum Resampler {
             case .area: return x > -0.5 && x <= 0.5 ? 1 : 0
             }
         }
-        var starts: [Int] = [], weights: [[Float]] = []
-        for position in 0..<output {
+        var starts: [Int] = [], kernels: [[Float]] = []
+        let positions = window ?? 0..<output
+        for position in positions {
             let center = (Double(position) + 0.5) * scale
             // C's (int) cast truncates toward zero, as Pillow does.
             let low = max(Int(center - support + 0.5), 0)
@@ -278,44 +255,18 @@ enum Resampler {
             let total = kernel.reduce(0, +)
             if total != 0 { kernel = kernel.map { $0 / total } }
             starts.append(low)
-            weights.append(kernel.map(Float.init))
+            kernels.append(kernel.map(Float.init))
         }
-        return Coefficients(starts: starts, weights: weights)
-    }
-
-    static func horizontal(_ image: FloatImage, to width: Int, interpolation: ImageRecipe.Interpolation) -> FloatImage {
-        let table = coefficients(input: image.width, output: width, interpolation: interpolation)
-        let channels = image.channels
-        var values = [Float](repeating: 0, count: image.height * width * channels)
-        for row in 0..<image.height {
-            let rowStart = row * image.width * channels
-            for x in 0..<width {
-                let start = table.starts[x]
-                for channel in 0..<channels {
-                    var sum: Float = 0
-                    for (offset, weight) in table.weights[x].enumerated() {
-                        sum += weight * image.values[rowStart + (start + offset) * channels + channel]
-                    }
-                    values[(row * width + x) * channels + channel] = min(255, max(0, sum))
-                }
-            }
+        // Pad every kernel to the same tap count; a window that would run past the end starts earlier
+        // with leading zero weights, so the kernels never read outside the source.
+        let taps = kernels.map(\.count).max() ?? 0
+        var weights = [Float](repeating: 0, count: taps * positions.count)
+        for (position, kernel) in kernels.enumerated() {
+            let shift = max(0, starts[position] + taps - input)
+            starts[position] -= shift
+            for (tap, weight) in kernel.enumerated() { weights[position * taps + shift + tap] = weight }
         }
-        return FloatImage(width: width, height: image.height, channels: channels, values: values)
-    }
-
-    static func vertical(_ image: FloatImage, to height: Int, interpolation: ImageRecipe.Interpolation) -> FloatImage {
-        let table = coefficients(input: image.height, output: height, interpolation: interpolation)
-        let rowLength = image.width * image.channels
-        var values = [Float](repeating: 0, count: height * rowLength)
-        for y in 0..<height {
-            let start = table.starts[y]
-            for (offset, weight) in table.weights[y].enumerated() {
-                let source = (start + offset) * rowLength
-                for index in 0..<rowLength { values[y * rowLength + index] += weight * image.values[source + index] }
-            }
-            for index in 0..<rowLength { values[y * rowLength + index] = min(255, max(0, values[y * rowLength + index])) }
-        }
-        return FloatImage(width: image.width, height: height, channels: image.channels, values: values)
+        return Coefficients(starts: starts, taps: taps, weights: weights)
     }
 }
 

@@ -1,0 +1,143 @@
+import StokeStore
+
+/// The per-pixel loops of the image transforms (resampling passes, u8 → Float, output conversion). They
+/// run over every pixel of every image, so they use unchecked buffer pointers; every index is derived
+/// from the image dimensions and the coefficient tables, whose windows `Resampler.coefficients` keeps
+/// inside the source. This file, `ImageDecode.swift` and `SourceBytes.swift` hold StokePack's pointer code.
+enum PixelKernels {
+    static func floats(_ pixels: [UInt8]) -> [Float] {
+        unsafe [Float](unsafeUninitializedCapacity: pixels.count) { output, initialized in
+            unsafe pixels.withUnsafeBufferPointer { input in
+                for index in 0..<input.count { unsafe output[index] = Float(input[index]) }
+            }
+            initialized = pixels.count
+        }
+    }
+
+    /// Resamples along x (Pillow's horizontal pass); values are clamped to 0–255.
+    static func horizontal(_ image: FloatImage, table: Resampler.Coefficients) -> FloatImage {
+        let width = table.starts.count
+        let channels = image.channels, taps = table.taps, sourceRow = image.width * channels
+        var values = [Float](repeating: 0, count: image.height * width * channels)
+        unsafe values.withUnsafeMutableBufferPointer { output in
+            unsafe image.values.withUnsafeBufferPointer { input in
+                unsafe table.weights.withUnsafeBufferPointer { weights in
+                    unsafe table.starts.withUnsafeBufferPointer { starts in
+                        for row in 0..<image.height {
+                            let rowBase = row * sourceRow
+                            for x in 0..<width {
+                                let source = unsafe rowBase + starts[x] * channels
+                                let kernel = x * taps
+                                let target = (row * width + x) * channels
+                                if channels == 3 {
+                                    var r: Float = 0, g: Float = 0, b: Float = 0
+                                    for tap in 0..<taps {
+                                        let weight = unsafe weights[kernel + tap], at = source + 3 * tap
+                                        r += unsafe weight * input[at]
+                                        g += unsafe weight * input[at + 1]
+                                        b += unsafe weight * input[at + 2]
+                                    }
+                                    unsafe output[target] = min(255, max(0, r))
+                                    unsafe output[target + 1] = min(255, max(0, g))
+                                    unsafe output[target + 2] = min(255, max(0, b))
+                                } else {
+                                    for channel in 0..<channels {
+                                        var sum: Float = 0
+                                        for tap in 0..<taps { sum += unsafe weights[kernel + tap] * input[source + tap * channels + channel] }
+                                        unsafe output[target + channel] = min(255, max(0, sum))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return FloatImage(width: width, height: image.height, channels: channels, values: values)
+    }
+
+    /// Resamples along y (Pillow's vertical pass): whole rows are weighted and summed, so the inner loop
+    /// is contiguous; values are clamped to 0–255.
+    static func vertical(_ image: FloatImage, table: Resampler.Coefficients) -> FloatImage {
+        let height = table.starts.count
+        let rowLength = image.width * image.channels, taps = table.taps
+        var values = [Float](repeating: 0, count: height * rowLength)
+        unsafe values.withUnsafeMutableBufferPointer { output in
+            unsafe image.values.withUnsafeBufferPointer { input in
+                for y in 0..<height {
+                    let target = y * rowLength
+                    for tap in 0..<taps {
+                        let weight = table.weights[y * taps + tap]
+                        if weight == 0 { continue }
+                        let source = (table.starts[y] + tap) * rowLength
+                        for index in 0..<rowLength { unsafe output[target + index] += weight * input[source + index] }
+                    }
+                    for index in 0..<rowLength { unsafe output[target + index] = min(255, max(0, output[target + index])) }
+                }
+            }
+        }
+        return FloatImage(width: image.width, height: height, channels: image.channels, values: values)
+    }
+
+    /// Converts to the stored dtype and layout: u8 rounds to nearest; floats are scaled to 0–1 and then
+    /// normalized per channel when `normalization` is given. Returns little-endian bytes.
+    static func output(
+        _ image: FloatImage, dtype: DType, layout: ImageRecipe.Layout, normalization: (mean: [Float], std: [Float])?
+    ) -> [UInt8] {
+        let channels = image.channels, plane = image.width * image.height
+        // Element `index` of the output reads `values[sourceOf(pixel, channel)]`; in HWC the output index
+        // is the source index, in CHW it is `channel * plane + pixel`.
+        func targetIndex(_ pixel: Int, _ channel: Int) -> Int { layout == .hwc ? pixel * channels + channel : channel * plane + pixel }
+        var offset = [Float](repeating: 0, count: channels), factor = [Float](repeating: 1 / 255, count: channels)
+        if let normalization {
+            for channel in 0..<channels {
+                offset[channel] = normalization.mean[channel] / normalization.std[channel]
+                factor[channel] = 1 / (255 * normalization.std[channel])
+            }
+        }
+        switch dtype {
+        case .u8:
+            var bytes = [UInt8](repeating: 0, count: plane * channels)
+            unsafe bytes.withUnsafeMutableBufferPointer { output in
+                unsafe image.values.withUnsafeBufferPointer { input in
+                    // Adding 0.5 to a value clamped to 0–255 and truncating rounds half up, without roundf.
+                    if layout == .hwc {
+                        for index in 0..<(plane * channels) { unsafe output[index] = UInt8(min(255, max(0, input[index])) + 0.5) }
+                    } else {
+                        for channel in 0..<channels {
+                            let base = channel * plane
+                            for pixel in 0..<plane {
+                                unsafe output[base + pixel] = UInt8(min(255, max(0, input[pixel * channels + channel])) + 0.5)
+                            }
+                        }
+                    }
+                }
+            }
+            return bytes
+        case .f16:
+            var halves = [Float16](repeating: 0, count: plane * channels)
+            unsafe halves.withUnsafeMutableBufferPointer { output in
+                unsafe image.values.withUnsafeBufferPointer { input in
+                    for pixel in 0..<plane {
+                        for channel in 0..<channels {
+                            unsafe output[targetIndex(pixel, channel)] = Float16(input[pixel * channels + channel] * factor[channel] - offset[channel])
+                        }
+                    }
+                }
+            }
+            return unsafe halves.withUnsafeBytes { unsafe Array($0) }
+        default:
+            var floats = [Float](repeating: 0, count: plane * channels)
+            unsafe floats.withUnsafeMutableBufferPointer { output in
+                unsafe image.values.withUnsafeBufferPointer { input in
+                    for pixel in 0..<plane {
+                        for channel in 0..<channels {
+                            unsafe output[targetIndex(pixel, channel)] = input[pixel * channels + channel] * factor[channel] - offset[channel]
+                        }
+                    }
+                }
+            }
+            return unsafe floats.withUnsafeBytes { unsafe Array($0) }
+        }
+    }
+}
