@@ -5,6 +5,14 @@ import StokeStore
 /// from the image dimensions and the coefficient tables, whose windows `Resampler.coefficients` keeps
 /// inside the source. This file, `ImageDecode.swift` and `SourceBytes.swift` hold StokePack's pointer code.
 enum PixelKernels {
+    /// Rounds a value to the nearest byte (ties to even), clamping to 0–255. Adding 1.5 · 2²³ moves the
+    /// rounded integer into the low mantissa bits, so this is branch-free bit arithmetic the compiler
+    /// vectorizes, where `UInt8(Float)` checks its range on every call.
+    @inline(__always)
+    static func toByte(_ value: Float) -> UInt8 {
+        UInt8(truncatingIfNeeded: (min(255, max(0, value)) + 12_582_912).bitPattern)
+    }
+
     static func floats(_ pixels: [UInt8]) -> [Float] {
         unsafe [Float](unsafeUninitializedCapacity: pixels.count) { output, initialized in
             unsafe pixels.withUnsafeBufferPointer { input in
@@ -100,15 +108,12 @@ enum PixelKernels {
             var bytes = [UInt8](repeating: 0, count: plane * channels)
             unsafe bytes.withUnsafeMutableBufferPointer { output in
                 unsafe image.values.withUnsafeBufferPointer { input in
-                    // Adding 0.5 to a value clamped to 0–255 and truncating rounds half up, without roundf.
                     if layout == .hwc {
-                        for index in 0..<(plane * channels) { unsafe output[index] = UInt8(min(255, max(0, input[index])) + 0.5) }
+                        for index in 0..<(plane * channels) { unsafe output[index] = toByte(input[index]) }
                     } else {
                         for channel in 0..<channels {
                             let base = channel * plane
-                            for pixel in 0..<plane {
-                                unsafe output[base + pixel] = UInt8(min(255, max(0, input[pixel * channels + channel])) + 0.5)
-                            }
+                            for pixel in 0..<plane { unsafe output[base + pixel] = toByte(input[pixel * channels + channel]) }
                         }
                     }
                 }
