@@ -84,14 +84,40 @@ public enum ImageDecoder {
         guard unsafe png_image_begin_read_from_memory(&image, bytes.baseAddress, bytes.count) != 0 else { throw failure("header") }
         let width = Int(unsafe image.width), height = Int(unsafe image.height)
         try checkedSize(width, height, path: path)
-        let color = unsafe image.format & cpng_format_flag_color() != 0
-        unsafe image.format = color ? cpng_format_rgb() : cpng_format_gray()
+        // Read the samples as stored: the simplified API would otherwise composite alpha in linear light
+        // and gamma-encode 16-bit data when reducing it to 8 bits. Stoke drops alpha (as Pillow's
+        // convert("RGB")) and scales 16-bit samples to 8 bits itself.
+        let native = unsafe image.format
+        let color = native & cpng_format_flag_color() != 0
+        let alpha = native & cpng_format_flag_alpha() != 0
+        let wide = native & cpng_format_flag_linear() != 0
+        unsafe image.format = (color ? cpng_format_flag_color() : 0) | (alpha ? cpng_format_flag_alpha() : 0) | (wide ? cpng_format_flag_linear() : 0)
         let channels = color ? 3 : 1
-        var pixels = [UInt8](repeating: 0, count: width * height * channels)
-        let status = unsafe pixels.withUnsafeMutableBytes { output in
+        let components = channels + (alpha ? 1 : 0)
+        var stored = [UInt8](repeating: 0, count: width * height * components * (wide ? 2 : 1))
+        let status = unsafe stored.withUnsafeMutableBytes { output in
             unsafe png_image_finish_read(&image, nil, output.baseAddress, 0, nil)
         }
         guard status != 0, unsafe cpng_failed(&image) == 0 else { throw failure("data") }
+        var pixels = [UInt8](repeating: 0, count: width * height * channels)
+        if wide {
+            // 16-bit samples in native byte order; libpng premultiplies linear data by alpha, so undo that.
+            let samples = unsafe stored.withUnsafeBytes { unsafe Array($0.bindMemory(to: UInt16.self)) }
+            for pixel in 0..<(width * height) {
+                let a = alpha ? Int(samples[pixel * components + channels]) : 65535
+                for channel in 0..<channels {
+                    var value = Int(samples[pixel * components + channel])
+                    if alpha { value = a == 0 ? 0 : min(65535, (value * 65535 + a / 2) / a) }
+                    pixels[pixel * channels + channel] = UInt8((value * 255 + 32767) / 65535)
+                }
+            }
+        } else if alpha {
+            for pixel in 0..<(width * height) {
+                for channel in 0..<channels { pixels[pixel * channels + channel] = stored[pixel * components + channel] }
+            }
+        } else {
+            pixels = stored
+        }
         return Image(width: width, height: height, channels: channels, pixels: pixels)
     }
 

@@ -151,4 +151,32 @@ struct ImageTests {
         let crc = #expect(throws: SourceError.self) { try ImageDecoder.decode(path: directory + "/badcrc.png") }
         #expect(crc?.reason.lowercased().contains("crc") == true, "\(String(describing: crc))")
     }
+
+    @Test("PNG variants: 16-bit gray scales to 8 bits, alpha is dropped (RGBA, gray+alpha), palettes expand, as Pillow")
+    func pngVariants() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try runPython("""
+            import sys, numpy as np
+            from PIL import Image
+            d = sys.argv[1]
+            rng = np.random.default_rng(8)
+            g16 = rng.integers(0, 65536, size=(9, 11), dtype=np.uint16)
+            Image.fromarray(g16).save(d + '/g16.png')
+            ((g16.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8).tofile(d + '/g16.raw')
+            rgba = rng.integers(0, 256, size=(9, 11, 4), dtype=np.uint8)
+            Image.fromarray(rgba, 'RGBA').save(d + '/rgba.png')
+            np.asarray(Image.fromarray(rgba, 'RGBA').convert('RGB')).tofile(d + '/rgba.raw')
+            la = Image.fromarray(rgba[..., :2].copy(), 'LA')
+            la.save(d + '/la.png')
+            np.asarray(la.convert('L')).tofile(d + '/la.raw')
+            p = Image.fromarray(rgba[..., :3].copy()).quantize(colors=16)
+            p.save(d + '/palette.png')
+            np.asarray(p.convert('RGB')).tofile(d + '/palette.raw')
+            """, [directory])
+        for (name, channels) in [("g16", 1), ("rgba", 3), ("la", 1), ("palette", 3)] {
+            let image = try ImageDecoder.decode(path: "\(directory)/\(name).png")
+            #expect(image.channels == channels && image.width == 11 && image.height == 9, "\(name)")
+            #expect(image.pixels == (try readBytes("\(directory)/\(name).raw")), "\(name)")
+        }
+    }
 }
