@@ -101,7 +101,8 @@ public enum ExistingStore: Equatable, Sendable {
     case upToDate
     /// Made by the same arguments, but a source changed (named in the reason): rebuild it.
     case stale(String)
-    /// Something else is there (another command's store, or not a store): refuse without `--force`.
+    /// Something else is there (another command's store, or not a store): refuse without `--force`. The
+    /// reason does not repeat the path.
     case different(String)
 
     /// Compares the store at `path` with what this run would write.
@@ -109,10 +110,10 @@ public enum ExistingStore: Equatable, Sendable {
         guard FileManager.default.fileExists(atPath: path) else { return .absent }
         guard let store = try? Store(path: path), let text = store.attributes["provenance"],
               let recorded = ProvenanceDocument.parse(text) else {
-            return .different("\(path) already exists and has no Stoke provenance")
+            return .different("already exists and has no Stoke provenance")
         }
         guard recorded.arguments == ProvenanceDocument.contentArguments(arguments) else {
-            return .different("\(path) already exists, made by another command: stoke \(recorded.arguments.joined(separator: " "))")
+            return .different("already exists, made by another command: stoke \(recorded.arguments.joined(separator: " "))")
         }
         if recorded.stoke_version != StokeVersion.string {
             return .stale("it was made by Stoke \(recorded.stoke_version)")

@@ -10,7 +10,7 @@ extension ImageRecipe.Layout: ExpressibleByArgument {}
 
 struct Pack: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Pack a dataset (NPY, NPZ, IDX, CSV) into a compressed HDF5 store.",
+        abstract: "Pack a dataset (NPY, NPZ, IDX, CSV, image folders) into a compressed HDF5 store.",
         discussion: """
             Examples:
               stoke pack --from idx train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz -o train.h5
@@ -33,7 +33,7 @@ struct Pack: ParsableCommand {
     @Option(name: .long, help: "Samples per chunk.") var chunkSamples: Int?
     @Option(name: .long, help: "Name of the data field (default: data; image for idx).") var name: String?
     @Option(name: .long, help: "Name of the label field.") var labelName: String = "label"
-    @Option(name: .long, help: "Compression threads (default: all cores).") var workers: Int?
+    @Option(name: .long, help: "Decode (images) and compression threads (default: all cores).") var workers: Int?
     @Flag(name: .long, help: "Do not record a Fletcher-32 checksum per chunk.") var noChecksum = false
     @Option(name: .long, help: "images: resize to HxW, or the shorter side to S.") var resize: String?
     @Option(name: .long, help: "images: bilinear (antialiased when shrinking) or area.") var interpolation: ImageRecipe.Interpolation = .bilinear
@@ -130,7 +130,7 @@ struct Pack: ParsableCommand {
                     if !json { print("\(output) is out of date: \(reason); rebuilding") }
                     overwrite = true
                 case .different(let reason):
-                    throw SourceError(path: output, reason: "\(reason) (use --force to replace it)".replacingOccurrences(of: "\(output) ", with: ""))
+                    throw SourceError(path: output, reason: "\(reason) (use --force to replace it)")
                 }
             }
             var options = StoreWriteOptions()

@@ -87,7 +87,8 @@ struct PackSourcesTests {
         // Another command may not silently replace the store.
         let other = try run(stoke, ["pack", "--from", "idx", "\(fashion)/t10k-images-idx3-ubyte.gz", "-o", store])
         #expect(other.status != 0)
-        #expect(other.stderr.contains("already exists"), "\(other.stderr)")
+        #expect(other.stderr == "stoke: error: \(store): already exists, made by another command: stoke \(arguments.joined(separator: " ")) (use --force to replace it)\n",
+                "\(other.stderr)")
         #expect(other.stderr.split(separator: "\n").count == 1)
     }
 
