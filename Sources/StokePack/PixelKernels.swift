@@ -65,22 +65,41 @@ enum PixelKernels {
     }
 
     /// Resamples along y (Pillow's vertical pass): whole rows are weighted and summed, so the inner loop
-    /// is contiguous; values are clamped to 0–255.
+    /// is contiguous. Both filters have non-negative weights summing to 1, so the sums stay within 0–255
+    /// (up to rounding, which `output` clamps) and need no clamp here.
     static func vertical(_ image: FloatImage, table: Resampler.Coefficients) -> FloatImage {
         let height = table.starts.count
         let rowLength = image.width * image.channels, taps = table.taps
         var values = [Float](repeating: 0, count: height * rowLength)
-        unsafe values.withUnsafeMutableBufferPointer { output in
-            unsafe image.values.withUnsafeBufferPointer { input in
+        unsafe values.withUnsafeMutableBytes { output in
+            unsafe image.values.withUnsafeBytes { input in
+                let stride = MemoryLayout<Float>.stride
+                var rowTaps: [(weight: Float, offset: Int)] = []
                 for y in 0..<height {
-                    let target = y * rowLength
-                    for tap in 0..<taps {
-                        let weight = table.weights[y * taps + tap]
-                        if weight == 0 { continue }
-                        let source = (table.starts[y] + tap) * rowLength
-                        for index in 0..<rowLength { unsafe output[target + index] += weight * input[source + index] }
+                    rowTaps.removeAll(keepingCapacity: true)
+                    for tap in 0..<taps where table.weights[y * taps + tap] != 0 {
+                        rowTaps.append((table.weights[y * taps + tap], (table.starts[y] + tap) * rowLength))
                     }
-                    for index in 0..<rowLength { unsafe output[target + index] = min(255, max(0, output[target + index])) }
+                    let target = y * rowLength
+                    // Eight values at a time with explicit SIMD: the output and input buffers are distinct,
+                    // but the compiler cannot prove it, so it would not vectorize a scalar loop.
+                    var index = 0
+                    while index + 8 <= rowLength {
+                        var sum = SIMD8<Float>(repeating: 0)
+                        for (weight, offset) in rowTaps {
+                            sum += unsafe weight * input.loadUnaligned(fromByteOffset: (offset + index) * stride, as: SIMD8<Float>.self)
+                        }
+                        unsafe output.storeBytes(of: sum, toByteOffset: (target + index) * stride, as: SIMD8<Float>.self)
+                        index += 8
+                    }
+                    while index < rowLength {
+                        var sum: Float = 0
+                        for (weight, offset) in rowTaps {
+                            sum += unsafe weight * input.load(fromByteOffset: (offset + index) * stride, as: Float.self)
+                        }
+                        unsafe output.storeBytes(of: sum, toByteOffset: (target + index) * stride, as: Float.self)
+                        index += 1
+                    }
                 }
             }
         }
@@ -125,7 +144,7 @@ enum PixelKernels {
                 unsafe image.values.withUnsafeBufferPointer { input in
                     for pixel in 0..<plane {
                         for channel in 0..<channels {
-                            unsafe output[targetIndex(pixel, channel)] = Float16(input[pixel * channels + channel] * factor[channel] - offset[channel])
+                            unsafe output[targetIndex(pixel, channel)] = Float16(min(255, max(0, input[pixel * channels + channel])) * factor[channel] - offset[channel])
                         }
                     }
                 }
@@ -137,7 +156,7 @@ enum PixelKernels {
                 unsafe image.values.withUnsafeBufferPointer { input in
                     for pixel in 0..<plane {
                         for channel in 0..<channels {
-                            unsafe output[targetIndex(pixel, channel)] = input[pixel * channels + channel] * factor[channel] - offset[channel]
+                            unsafe output[targetIndex(pixel, channel)] = min(255, max(0, input[pixel * channels + channel])) * factor[channel] - offset[channel]
                         }
                     }
                 }
