@@ -52,7 +52,7 @@ public struct SkippedFile: Codable, Equatable, Sendable {
 /// date and a reader can tell where the samples came from.
 public struct ProvenanceDocument: Codable, Equatable, Sendable {
     /// The command line without the executable path (stable across debug/release builds), and without
-    /// the flags that do not change the store's content (`--force`, `--json`).
+    /// the options that do not change the store's content (`--force`, `--json`, `--workers N`).
     public var arguments: [String]
     /// The full command line as typed, executable included.
     public var command: String
@@ -77,9 +77,21 @@ public struct ProvenanceDocument: Codable, Equatable, Sendable {
         skipped_count = skipped.count
     }
 
-    /// The arguments that decide the store's content.
+    /// The arguments that decide the store's content: without `--force`, `--json` and `--workers N`
+    /// (threads change the speed, never the bytes).
     public static func contentArguments(_ arguments: [String]) -> [String] {
-        arguments.filter { $0 != "--force" && $0 != "--json" }
+        var kept: [String] = []
+        var skipValue = false
+        for argument in arguments {
+            if skipValue {
+                skipValue = false
+            } else if argument == "--workers" {
+                skipValue = true
+            } else if argument != "--force" && argument != "--json" && !argument.hasPrefix("--workers=") {
+                kept.append(argument)
+            }
+        }
+        return kept
     }
 
     public func json() -> String {

@@ -31,7 +31,7 @@ struct Pack: ParsableCommand {
     @Option(name: .long, help: "lz4, lz4-shuffle, deflate[:LEVEL] or none.") var codec: String = "lz4"
     @Option(name: .long, help: "Bytes per chunk (whole samples; default about 2 MiB).") var chunkBytes: Int?
     @Option(name: .long, help: "Samples per chunk.") var chunkSamples: Int?
-    @Option(name: .long, help: "Name of the data field (default: data; image for idx).") var name: String?
+    @Option(name: .long, help: "Name of the data field (default: data; image for idx and images).") var name: String?
     @Option(name: .long, help: "Name of the label field.") var labelName: String = "label"
     @Option(name: .long, help: "Decode (images) and compression threads (default: all cores).") var workers: Int?
     @Flag(name: .long, help: "Do not record a Fletcher-32 checksum per chunk.") var noChecksum = false
@@ -143,48 +143,59 @@ struct Pack: ParsableCommand {
 
             let command = CommandLine.arguments.joined(separator: " ")
             if let imageList {
-                let recipe = try imageRecipe()
-                let progress: ProgressLine? = json ? nil : ProgressLine(total: imageList.paths.count, label: "packing")
-                var recipeDocument: [String: Any] = [
-                    "source": "images", "steps": recipe.steps, "classes": imageList.classes ?? NSNull(),
-                    "fields": [["name": name ?? "image", "from": input], ["name": labelName, "from": input]],
-                ]
-                recipeDocument["output"] = ["dtype": recipe.dtype.rawValue, "layout": recipe.layout.rawValue,
-                                            "scale": recipe.dtype == .u8 ? "0-255" : (recipe.bake_normalize ? "normalized" : "0-1")]
-                let result = try ImagePacker.pack(
-                    list: imageList, recipe: recipe, to: output, imageField: name ?? "image", labelField: labelName,
-                    options: options, workers: workers ?? ProcessInfo.processInfo.activeProcessorCount, skipBad: skipBad,
-                    metadata: { skipped in
-                        var metadata = [
-                            ("provenance", ProvenanceDocument(arguments: arguments, command: command, sources: sources, skipped: skipped).json()),
-                            ("recipe", jsonText(recipeDocument)),
-                        ]
-                        if !recipe.bake_normalize, let mean = recipe.mean, let std = recipe.std {
-                            metadata.append(("normalization", jsonText([
-                                "field": name ?? "image", "mean": mean.map(\.recorded), "std": std.map(\.recorded),
-                                "scale": recipe.dtype == .u8 ? 1.0 / 255.0 : 1.0,
-                                "formula": "(x * scale - mean[c]) / std[c]",
-                            ])))
-                        }
-                        return metadata
-                    },
-                    progress: { progress?.update($0) })
-                progress?.finish()
-                report(result.summary, seconds: Date().timeIntervalSince(started), skipped: result.skipped)
-                return
+                try packImages(imageList, options: options, arguments: arguments, command: command, sources: sources, started: started)
+            } else {
+                try packArrays(options: options, arguments: arguments, command: command, sources: sources, started: started)
             }
-            let fields = try packFields()
-            var recipe: [String: Any] = ["source": from.rawValue, "fields": fields.map { ["name": $0.name, "from": $0.source.path] }]
-            if from == .csv, let labelColumn { recipe["label_column"] = labelColumn }
-            if from == .idx { recipe["transforms"] = [["op": "reshape", "to": "[N,1,H,W] for [N,H,W] images"], ["op": "labels_to_int64"]] }
-            let provenance = ProvenanceDocument(arguments: arguments, command: command, sources: sources)
-            let progress: ProgressLine? = json ? nil : ProgressLine(total: fields[0].source.count, label: "packing")
-            let summary = try ArrayPacker.pack(
-                fields: fields, to: output, options: options, metadata: [("provenance", provenance.json()), ("recipe", jsonText(recipe))],
-                progress: { progress?.update($0) })
-            progress?.finish()
-            report(summary, seconds: Date().timeIntervalSince(started), skipped: [])
         }
+    }
+
+    private func packImages(
+        _ imageList: ImageList, options: StoreWriteOptions, arguments: [String], command: String, sources: [SourceRecord], started: Date
+    ) throws {
+        let recipe = try imageRecipe()
+        let imageField = name ?? "image"
+        let progress: ProgressLine? = json ? nil : ProgressLine(total: imageList.paths.count, label: "packing")
+        let recipeDocument: [String: Any] = [
+            "source": "images", "steps": recipe.steps, "classes": imageList.classes ?? NSNull(),
+            "fields": [["name": imageField, "from": input], ["name": labelName, "from": input]],
+            "output": ["dtype": recipe.dtype.rawValue, "layout": recipe.layout.rawValue,
+                       "scale": recipe.dtype == .u8 ? "0-255" : (recipe.bake_normalize ? "normalized" : "0-1")],
+        ]
+        // Mean/std not baked in are recorded for the loader, which applies them while it collates.
+        var normalization: String?
+        if !recipe.bake_normalize, let mean = recipe.mean, let std = recipe.std {
+            normalization = jsonText([
+                "field": imageField, "mean": mean.map(\.recorded), "std": std.map(\.recorded),
+                "scale": recipe.dtype == .u8 ? 1.0 / 255.0 : 1.0, "formula": "(x * scale - mean[c]) / std[c]",
+            ])
+        }
+        let result = try ImagePacker.pack(
+            list: imageList, recipe: recipe, to: output, imageField: imageField, labelField: labelName,
+            options: options, workers: workers ?? ProcessInfo.processInfo.activeProcessorCount, skipBad: skipBad,
+            metadata: { skipped in
+                [
+                    ("provenance", ProvenanceDocument(arguments: arguments, command: command, sources: sources, skipped: skipped).json()),
+                    ("recipe", jsonText(recipeDocument)),
+                ] + (normalization.map { [("normalization", $0)] } ?? [])
+            },
+            progress: { progress?.update($0) })
+        progress?.finish()
+        report(result.summary, seconds: Date().timeIntervalSince(started), skipped: result.skipped)
+    }
+
+    private func packArrays(options: StoreWriteOptions, arguments: [String], command: String, sources: [SourceRecord], started: Date) throws {
+        let fields = try packFields()
+        var recipe: [String: Any] = ["source": from.rawValue, "fields": fields.map { ["name": $0.name, "from": $0.source.path] }]
+        if from == .csv, let labelColumn { recipe["label_column"] = labelColumn }
+        if from == .idx { recipe["transforms"] = [["op": "reshape", "to": "[N,1,H,W] for [N,H,W] images"], ["op": "labels_to_int64"]] }
+        let provenance = ProvenanceDocument(arguments: arguments, command: command, sources: sources)
+        let progress: ProgressLine? = json ? nil : ProgressLine(total: fields[0].source.count, label: "packing")
+        let summary = try ArrayPacker.pack(
+            fields: fields, to: output, options: options, metadata: [("provenance", provenance.json()), ("recipe", jsonText(recipe))],
+            progress: { progress?.update($0) })
+        progress?.finish()
+        report(summary, seconds: Date().timeIntervalSince(started), skipped: [])
     }
 
     private func imageListFromInput() throws(SourceError) -> ImageList {
