@@ -23,6 +23,27 @@ public enum ArrayPacker {
         fields: [PackField], to path: String, options: StoreWriteOptions, metadata: [(name: String, json: String)],
         progress: (Int) -> Void = { _ in }
     ) throws -> StoreSummary {
+        try pack(fields: fields, to: path, options: options, metadata: metadata, validation: nil, progress: progress).train
+    }
+
+    /// Where the validation samples of a split go, and that store's root attributes.
+    public struct Validation {
+        public var split: SampleSplit
+        public var path: String
+        public var metadata: [(name: String, json: String)]
+        public init(split: SampleSplit, path: String, metadata: [(name: String, json: String)]) {
+            self.split = split
+            self.path = path
+            self.metadata = metadata
+        }
+    }
+
+    /// Writes the store and, with `validation`, a second store holding the samples the split assigns to
+    /// validation (the first store then holds the rest). Both keep source order.
+    public static func pack(
+        fields: [PackField], to path: String, options: StoreWriteOptions, metadata: [(name: String, json: String)],
+        validation: Validation?, progress: (Int) -> Void = { _ in }
+    ) throws -> (train: StoreSummary, validation: StoreSummary?) {
         guard let first = fields.first else { throw SourceError(path: path, reason: "nothing to pack") }
         for field in fields {
             guard field.source.count == first.source.count else {
@@ -32,17 +53,44 @@ public enum ArrayPacker {
                 throw SourceError(path: field.source.path, reason: "samples of shape \(field.source.sampleShape) cannot be reshaped to \(field.sampleShape)")
             }
         }
-        let writer = try StoreWriter(
-            path: path, fields: fields.map { FieldSpec(name: $0.name, dtype: $0.source.dtype, sampleShape: $0.sampleShape) },
-            options: options)
+        let specs = fields.map { FieldSpec(name: $0.name, dtype: $0.source.dtype, sampleShape: $0.sampleShape) }
+        var validationWriter: StoreWriter?
+        if let validation {
+            let held = (0..<first.source.count).filter(validation.split.isValidation).count
+            guard held > 0, held < first.source.count else {
+                throw SourceError(path: validation.path, reason: "a validation fraction of \(validation.split.fraction) leaves \(held) of \(first.source.count) samples for validation; both stores need samples")
+            }
+            validationWriter = try StoreWriter(path: validation.path, fields: specs, options: options)
+        }
+        let writer = try StoreWriter(path: path, fields: specs, options: options)
         for (index, field) in fields.enumerated() {
             let batchRows = max(1, (8 << 20) / max(1, field.source.sampleBytes))
+            let sampleBytes = field.source.sampleBytes
             try unsafe field.source.forEachBatch(batchRows: batchRows) { rows, bytes in
-                try unsafe writer.append(field.name, bytes: bytes)
+                if let validation, let validationWriter {
+                    // Append runs of consecutive rows that go to the same store.
+                    var runStart = rows.lowerBound
+                    while runStart < rows.upperBound {
+                        let toValidation = validation.split.isValidation(runStart)
+                        var runEnd = runStart + 1
+                        while runEnd < rows.upperBound && validation.split.isValidation(runEnd) == toValidation { runEnd += 1 }
+                        let slice = unsafe UnsafeRawBufferPointer(
+                            rebasing: bytes[((runStart - rows.lowerBound) * sampleBytes)..<((runEnd - rows.lowerBound) * sampleBytes)])
+                        try unsafe (toValidation ? validationWriter : writer).append(field.name, bytes: slice)
+                        runStart = runEnd
+                    }
+                } else {
+                    try unsafe writer.append(field.name, bytes: bytes)
+                }
                 if index == 0 { progress(rows.upperBound) }
             }
         }
         for (name, json) in metadata { try writer.setMetadata(name, json: json) }
-        return try writer.finish()
+        if let validation, let validationWriter {
+            for (name, json) in validation.metadata { try validationWriter.setMetadata(name, json: json) }
+            let held = try validationWriter.finish()
+            return (try writer.finish(), held)
+        }
+        return (try writer.finish(), nil)
     }
 }

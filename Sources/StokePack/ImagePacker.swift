@@ -83,6 +83,8 @@ public struct ImageList: Sendable {
 public enum ImagePacker {
     public struct Result: Sendable {
         public var summary: StoreSummary
+        /// The validation store's summary when a split was asked for.
+        public var validation: StoreSummary?
         public var skipped: [SkippedFile]
     }
 
@@ -91,19 +93,22 @@ public enum ImagePacker {
     ///   - workers: decode threads.
     ///   - skipBad: leave out files that fail to read, decode or transform (listed in the result) instead
     ///     of stopping; without it the first such file stops the pack and nothing is written.
-    ///   - metadata: root attributes, given the skipped files once they are known.
+    ///   - validation: a split and the path of the store for its validation samples.
+    ///   - metadata: root attributes per store (`role` is "train" or "validation"), given the skipped
+    ///     files once they are known.
     ///   - progress: samples done (written or skipped).
     public static func pack(
         list: ImageList, recipe: ImageRecipe, to path: String, imageField: String = "image", labelField: String = "label",
-        options: StoreWriteOptions, workers: Int, skipBad: Bool,
-        metadata: ([SkippedFile]) -> [(name: String, json: String)], progress: (Int) -> Void = { _ in }
+        options: StoreWriteOptions, workers: Int, skipBad: Bool, validation: (split: SampleSplit, path: String)? = nil,
+        metadata: (_ role: String, _ skipped: [SkippedFile]) -> [(name: String, json: String)], progress: (Int) -> Void = { _ in }
     ) throws -> Result {
         try recipe.validate()
         let workers = max(1, workers)
         let window = workers * 8
         var skipped: [SkippedFile] = []
-        var writer: StoreWriter?
-        var sampleShape: [Int] = []
+        // Index 0: the main store; 1: the validation store. Each starts at its first sample.
+        var writers: [StoreWriter?] = [nil, nil]
+        var sampleShape: [Int]?
         var start = 0
         while start < list.paths.count {
             let range = start..<min(list.paths.count, start + window)
@@ -111,7 +116,7 @@ public enum ImagePacker {
             for (offset, outcome) in outcomes.enumerated() {
                 let index = range.lowerBound + offset
                 var result = outcome
-                if case .success(let sample) = result, writer != nil, sample.shape != sampleShape {
+                if case .success(let sample) = result, let sampleShape, sample.shape != sampleShape {
                     result = .failure(SourceError(
                         path: list.paths[index],
                         reason: "gives a sample of shape \(sample.shape), earlier images give \(sampleShape) (use --resize and/or --center-crop)"))
@@ -121,29 +126,38 @@ public enum ImagePacker {
                     guard skipBad else { throw error }
                     skipped.append(SkippedFile(path: list.paths[index], reason: error.reason))
                 case .success(let sample):
-                    if writer == nil {
-                        // The first good image fixes the sample shape.
-                        sampleShape = sample.shape
-                        writer = try StoreWriter(
-                            path: path,
+                    // The first good image fixes the sample shape.
+                    sampleShape = sample.shape
+                    let role = validation?.split.isValidation(index) == true ? 1 : 0
+                    if writers[role] == nil {
+                        writers[role] = try StoreWriter(
+                            path: role == 1 ? validation!.path : path,
                             fields: [
                                 FieldSpec(name: imageField, dtype: recipe.dtype, sampleShape: sample.shape),
                                 FieldSpec(name: labelField, dtype: .i64, sampleShape: []),
                             ],
                             options: options)
                     }
-                    try writer!.append(imageField, values: sample.bytes)
-                    try writer!.append(labelField, values: [list.labels[index]])
+                    try writers[role]!.append(imageField, values: sample.bytes)
+                    try writers[role]!.append(labelField, values: [list.labels[index]])
                 }
             }
             start = range.upperBound
             progress(start)
         }
-        guard let writer else {
-            throw SourceError(path: list.root, reason: "none of the \(list.paths.count) images could be used (all skipped)")
+        guard let writer = writers[0] else {
+            throw SourceError(path: path, reason: "no image of the \(list.paths.count) in \(list.root) was usable for this store (all skipped or all held out for validation)")
         }
-        for (name, json) in metadata(skipped) { try writer.setMetadata(name, json: json) }
-        return Result(summary: try writer.finish(), skipped: skipped)
+        for (name, json) in metadata("train", skipped) { try writer.setMetadata(name, json: json) }
+        var held: StoreSummary?
+        if let validation {
+            guard let validationWriter = writers[1] else {
+                throw SourceError(path: validation.path, reason: "the split holds out none of the usable images; raise the validation fraction")
+            }
+            for (name, json) in metadata("validation", skipped) { try validationWriter.setMetadata(name, json: json) }
+            held = try validationWriter.finish()
+        }
+        return Result(summary: try writer.finish(), validation: held, skipped: skipped)
     }
 
     struct Sample: Sendable {

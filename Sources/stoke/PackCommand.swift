@@ -48,6 +48,9 @@ struct Pack: ParsableCommand {
     @Option(name: .long, help: "images: per-channel std on the 0-1 scale (S or S,S,S).") var std: String?
     @Flag(name: .long, help: "images: write normalized values ((x/255 - mean) / std; needs --dtype f16 or f32).") var bakeNormalize = false
     @Flag(name: .long, help: "images: skip unreadable or corrupt files (listed in the summary and the store) instead of stopping.") var skipBad = false
+    @Option(name: .long, help: "Also write a validation store here, holding out --val-fraction of the samples.") var valOutput: String?
+    @Option(name: .long, help: "Share of samples for --val-output, in (0, 1), chosen by a seeded hash of the sample index.") var valFraction: Double?
+    @Option(name: .long, help: "Seed of the train/validation split.") var splitSeed: UInt64 = 0
     @Flag(name: .long, help: "Rebuild even when the store is up to date; replace another command's store.") var force = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
 
@@ -63,7 +66,12 @@ struct Pack: ParsableCommand {
             throw ValidationError("image options (--resize, --center-crop, --mean, --std, --dtype, --bake-normalize, --skip-bad) are for --from images")
         }
         if from == .images { _ = try imageRecipe() }
+        if (valOutput == nil) != (valFraction == nil) { throw ValidationError("--val-output and --val-fraction go together") }
+        if let valFraction, !(valFraction > 0 && valFraction < 1) { throw ValidationError("--val-fraction must be between 0 and 1") }
+        if let valOutput, valOutput == output { throw ValidationError("--val-output must differ from --output") }
     }
+
+    private var split: SampleSplit? { valFraction.map { SampleSplit(fraction: $0, seed: splitSeed) } }
 
     /// `HxW` or a single `S`.
     private func size(_ text: String, option: String) throws -> (Int, Int)? {
@@ -117,20 +125,30 @@ struct Pack: ParsableCommand {
             let sources = try sourceRecords(imageList: imageList)
             var overwrite = force
             if !force {
-                switch ExistingStore.check(path: output, arguments: arguments, sources: sources) {
-                case .absent: break
-                case .upToDate:
+                let outputs = [output] + (valOutput.map { [$0] } ?? [])
+                let states = outputs.map { ExistingStore.check(path: $0, arguments: arguments, sources: sources) }
+                for (path, state) in zip(outputs, states) {
+                    if case .different(let reason) = state { throw SourceError(path: path, reason: "\(reason) (use --force to replace it)") }
+                }
+                if states.allSatisfy({ $0 == .upToDate }) {
                     if json {
                         printJSON(["path": output, "up_to_date": true])
                     } else {
-                        print("\(output) is up to date (same command, unchanged sources); nothing to do. Use --force to rebuild.")
+                        print("\(outputs.joined(separator: " and ")) \(outputs.count > 1 ? "are" : "is") up to date (same command, unchanged sources); nothing to do. Use --force to rebuild.")
                     }
                     return
-                case .stale(let reason):
-                    if !json { print("\(output) is out of date: \(reason); rebuilding") }
-                    overwrite = true
-                case .different(let reason):
-                    throw SourceError(path: output, reason: "\(reason) (use --force to replace it)")
+                }
+                for (path, state) in zip(outputs, states) {
+                    switch state {
+                    case .stale(let reason):
+                        if !json { print("\(path) is out of date: \(reason); rebuilding") }
+                        overwrite = true
+                    case .upToDate:
+                        // Its partner is missing or stale: both are rewritten so they stay one split.
+                        overwrite = true
+                    case .absent, .different:
+                        break
+                    }
                 }
             }
             var options = StoreWriteOptions()
@@ -156,7 +174,7 @@ struct Pack: ParsableCommand {
         let recipe = try imageRecipe()
         let imageField = name ?? "image"
         let progress: ProgressLine? = json ? nil : ProgressLine(total: imageList.paths.count, label: "packing")
-        let recipeDocument: [String: Any] = [
+        var recipeDocument: [String: Any] = [
             "source": "images", "steps": recipe.steps, "classes": imageList.classes ?? NSNull(),
             "fields": [["name": imageField, "from": input], ["name": labelName, "from": input]],
             "output": ["dtype": recipe.dtype.rawValue, "layout": recipe.layout.rawValue,
@@ -173,15 +191,17 @@ struct Pack: ParsableCommand {
         let result = try ImagePacker.pack(
             list: imageList, recipe: recipe, to: output, imageField: imageField, labelField: labelName,
             options: options, workers: workers ?? ProcessInfo.processInfo.activeProcessorCount, skipBad: skipBad,
-            metadata: { skipped in
-                [
+            validation: split.map { ($0, valOutput!) },
+            metadata: { role, skipped in
+                if let split { recipeDocument["split"] = split.recipe(role: role) }
+                return [
                     ("provenance", ProvenanceDocument(arguments: arguments, command: command, sources: sources, skipped: skipped).json()),
                     ("recipe", jsonText(recipeDocument)),
                 ] + (normalization.map { [("normalization", $0)] } ?? [])
             },
             progress: { progress?.update($0) })
         progress?.finish()
-        report(result.summary, seconds: Date().timeIntervalSince(started), skipped: result.skipped)
+        report(result.summary, validation: result.validation, seconds: Date().timeIntervalSince(started), skipped: result.skipped)
     }
 
     private func packArrays(options: StoreWriteOptions, arguments: [String], command: String, sources: [SourceRecord], started: Date) throws {
@@ -189,13 +209,19 @@ struct Pack: ParsableCommand {
         var recipe: [String: Any] = ["source": from.rawValue, "fields": fields.map { ["name": $0.name, "from": $0.source.path] }]
         if from == .csv, let labelColumn { recipe["label_column"] = labelColumn }
         if from == .idx { recipe["transforms"] = [["op": "reshape", "to": "[N,1,H,W] for [N,H,W] images"], ["op": "labels_to_int64"]] }
-        let provenance = ProvenanceDocument(arguments: arguments, command: command, sources: sources)
+        let provenance = ProvenanceDocument(arguments: arguments, command: command, sources: sources).json()
         let progress: ProgressLine? = json ? nil : ProgressLine(total: fields[0].source.count, label: "packing")
-        let summary = try ArrayPacker.pack(
-            fields: fields, to: output, options: options, metadata: [("provenance", provenance.json()), ("recipe", jsonText(recipe))],
+        func metadata(role: String) -> [(name: String, json: String)] {
+            var document = recipe
+            if let split { document["split"] = split.recipe(role: role) }
+            return [("provenance", provenance), ("recipe", jsonText(document))]
+        }
+        let summaries = try ArrayPacker.pack(
+            fields: fields, to: output, options: options, metadata: metadata(role: "train"),
+            validation: split.map { ArrayPacker.Validation(split: $0, path: valOutput!, metadata: metadata(role: "validation")) },
             progress: { progress?.update($0) })
         progress?.finish()
-        report(summary, seconds: Date().timeIntervalSince(started), skipped: [])
+        report(summaries.train, validation: summaries.validation, seconds: Date().timeIntervalSince(started), skipped: [])
     }
 
     private func imageListFromInput() throws(SourceError) -> ImageList {
@@ -277,20 +303,33 @@ struct Pack: ParsableCommand {
         }
     }
 
-    private func report(_ summary: StoreSummary, seconds: Double, skipped: [SkippedFile]) {
-        let raw = summary.fields.reduce(0) { $0 + $1.rawBytes }
-        let stored = summary.fields.reduce(0) { $0 + $1.storedBytes }
-        if json {
-            printJSON([
-                "path": output, "samples": summary.samples, "raw_bytes": raw, "stored_bytes": stored, "up_to_date": false,
-                "seconds": seconds, "samples_per_s": Double(summary.samples) / max(seconds, 1e-9),
+    private func report(_ summary: StoreSummary, validation: StoreSummary?, seconds: Double, skipped: [SkippedFile]) {
+        func sizes(_ summary: StoreSummary) -> (raw: Int, stored: Int) {
+            (summary.fields.reduce(0) { $0 + $1.rawBytes }, summary.fields.reduce(0) { $0 + $1.storedBytes })
+        }
+        func document(_ summary: StoreSummary) -> [String: Any] {
+            let (raw, stored) = sizes(summary)
+            return [
+                "path": summary.path, "samples": summary.samples, "raw_bytes": raw, "stored_bytes": stored,
                 "fields": summary.fields.map { ["name": $0.name, "raw_bytes": $0.rawBytes, "stored_bytes": $0.storedBytes, "chunks": $0.chunks] },
-                "skipped": skipped.map { ["path": $0.path, "reason": $0.reason] },
-            ])
+            ]
+        }
+        let samples = summary.samples + (validation?.samples ?? 0)
+        if json {
+            var result = document(summary)
+            result["up_to_date"] = false
+            result["seconds"] = seconds
+            result["samples_per_s"] = Double(samples) / max(seconds, 1e-9)
+            result["skipped"] = skipped.map { ["path": $0.path, "reason": $0.reason] }
+            if let validation { result["validation"] = document(validation) }
+            printJSON(result)
         } else {
-            print("packed \(summary.samples) samples into \(output): \(formatBytes(raw)) -> \(formatBytes(stored)) "
-                + String(format: "(ratio %.2f) in %.2f s, %.0f samples/s", Double(raw) / Double(max(stored, 1)), seconds,
-                         Double(summary.samples) / max(seconds, 1e-9)))
+            for store in [summary] + (validation.map { [$0] } ?? []) {
+                let (raw, stored) = sizes(store)
+                print("packed \(store.samples) samples into \(store.path): \(formatBytes(raw)) -> \(formatBytes(stored)) "
+                    + String(format: "(ratio %.2f)", Double(raw) / Double(max(stored, 1))))
+            }
+            print(String(format: "%d samples in %.2f s, %.0f samples/s", samples, seconds, Double(samples) / max(seconds, 1e-9)))
             if !skipped.isEmpty {
                 print("skipped \(skipped.count) bad file(s):")
                 for file in skipped { print("  \(file.path): \(file.reason)") }

@@ -253,6 +253,25 @@ struct PackSourcesTests {
             """, directory + "/one.h5", directory + "/two.h5", store])
         #expect(same.status == 0, "\(same.stderr)")
 
+        // A split of the same folder: both stores are the full store's rows, each in source order.
+        let split = try run(stoke, ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22",
+                                    "-o", directory + "/split-train.h5", "--val-output", directory + "/split-val.h5", "--val-fraction", "0.5"])
+        #expect(split.status == 0, "\(split.stderr)")
+        let splitCheck = try run(venvPython, ["-c", """
+            import sys, h5py, hdf5plugin, numpy as np
+            full, t, v = (h5py.File(p, 'r')['image'][...] for p in sys.argv[1:])
+            assert len(t) + len(v) == len(full) and len(t) > 0 and len(v) > 0
+            rows = [bytes(r) for r in full]
+            assert sorted(rows) == sorted([bytes(r) for r in t] + [bytes(r) for r in v])
+            for part in (t, v):
+                # Each part is a subsequence of the full store (source order kept).
+                i = 0
+                for r in part:
+                    while rows[i] != bytes(r): i += 1
+                    i += 1
+            """, store, directory + "/split-train.h5", directory + "/split-val.h5"])
+        #expect(splitCheck.status == 0, "\(splitCheck.stderr)")
+
         // A CSV list with class names, in its own order; f32 output with baked normalization, HWC.
         let listed = try run(stoke, ["pack", "--from", "images", directory + "/list.csv", "--resize", "16x16", "--dtype", "f32",
                                      "--mean", "0.5", "--std", "0.5", "--bake-normalize", "--layout", "hwc", "--color", "gray",
@@ -275,5 +294,47 @@ struct PackSourcesTests {
             assert json.loads(f.attrs['recipe'])['classes'] == ['bird', 'cat', 'dog']
             """, directory + "/list.h5"])
         #expect(listCheck.status == 0, "\(listCheck.stderr)")
+    }
+
+    @Test("--val-output/--val-fraction: a seeded split into two stores that together hold every sample in order; reruns are up to date")
+    func trainValidationSplit() throws {
+        let directory = scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try run(venvPython, ["-c", """
+            import sys, numpy as np
+            d = sys.argv[1]
+            np.save(d + '/x.npy', np.arange(1000 * 6, dtype=np.int16).reshape(1000, 2, 3))
+            np.save(d + '/y.npy', np.arange(1000, dtype=np.int64))
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let arguments = ["pack", "--from", "npy", directory + "/x.npy", "--labels", directory + "/y.npy", "-o", directory + "/train.h5",
+                         "--val-output", directory + "/val.h5", "--val-fraction", "0.2", "--split-seed", "7", "--chunk-samples", "64"]
+        let packed = try run(stoke, arguments + ["--json"])
+        #expect(packed.status == 0, "\(packed.stderr)")
+        let document = jsonObject(packed.stdout)
+        let trainCount = document?["samples"] as? Int ?? 0
+        let validationCount = (document?["validation"] as? [String: Any])?["samples"] as? Int ?? 0
+        #expect(trainCount + validationCount == 1000)
+        #expect((150...250).contains(validationCount), "\(validationCount)")
+        let check = try run(venvPython, ["-c", """
+            import sys, json, h5py, hdf5plugin, numpy as np
+            t, v = (h5py.File(p, 'r') for p in sys.argv[1:])
+            ty, vy = t['label'][...], v['label'][...]
+            assert len(set(ty) & set(vy)) == 0 and sorted(list(ty) + list(vy)) == list(range(1000))
+            assert list(ty) == sorted(ty) and list(vy) == sorted(vy)
+            for f, y in [(t, ty), (v, vy)]:
+                assert np.array_equal(f['data'][...], np.arange(6000, dtype=np.int16).reshape(1000, 2, 3)[y])
+            assert json.loads(t.attrs['recipe'])['split']['role'] == 'train'
+            assert json.loads(v.attrs['recipe'])['split']['role'] == 'validation'
+            """, directory + "/train.h5", directory + "/val.h5"])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(try run(stoke, arguments).stdout.contains("are up to date"))
+        // Losing one half rewrites both, so they stay one split.
+        try FileManager.default.removeItem(atPath: directory + "/val.h5")
+        let rebuilt = try run(stoke, arguments + ["--json"])
+        #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+        #expect(jsonObject(rebuilt.stdout)?["samples"] as? Int == trainCount)
+        let other = try run(stoke, arguments.map { $0 == "7" ? "8" : $0 })
+        #expect(other.status != 0 && other.stderr.contains("made by another command"), "\(other.stderr)")
     }
 }
