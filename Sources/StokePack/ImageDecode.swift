@@ -27,8 +27,8 @@ public struct Image: Sendable, Equatable {
 /// decoder side effect). Every failure, warnings included (a truncated JPEG, a PNG chunk with a bad CRC),
 /// is a `SourceError` naming the file. This file and `SourceBytes.swift` hold StokePack's pointer code.
 public enum ImageDecoder {
-    /// Images larger than this many pixels are refused before any allocation (a decompression bomb guard).
-    public static let maximumPixels = 1 << 28
+    /// Images larger than this many pixels (134 M, e.g. 16384 x 8192) are refused before any allocation.
+    public static let maximumPixels = 1 << 27
 
     public static func decode(path: String) throws(SourceError) -> Image {
         let file = try SourceBytes(mapping: path)
@@ -45,9 +45,15 @@ public enum ImageDecoder {
         throw SourceError(path: path, reason: "not a JPEG, PNG, PPM or PGM file (unknown magic bytes)")
     }
 
-    private static func checkedSize(_ width: Int, _ height: Int, path: String) throws(SourceError) {
+    /// Refuses empty or oversized images, and sizes the file cannot hold: `pixelsPerByte` is the most
+    /// pixels one file byte can encode (a decompression-bomb guard applied before the pixel buffer is
+    /// allocated, so a forged header cannot make a worker allocate gigabytes).
+    private static func checkedSize(_ width: Int, _ height: Int, fileBytes: Int, pixelsPerByte: Int, path: String) throws(SourceError) {
         guard width > 0, height > 0, width <= maximumPixels / height else {
             throw SourceError(path: path, reason: "image size \(width)x\(height) is empty or larger than \(maximumPixels) pixels")
+        }
+        guard width * height <= fileBytes * pixelsPerByte else {
+            throw SourceError(path: path, reason: "header declares \(width)x\(height) pixels, more than a \(fileBytes)-byte file can encode")
         }
     }
 
@@ -62,7 +68,9 @@ public enum ImageDecoder {
         guard unsafe tjDecompressHeader3(handle, source, UInt(bytes.count), &width, &height, &subsampling, &colorspace) == 0 else {
             throw failure("header")
         }
-        try checkedSize(Int(width), Int(height), path: path)
+        // Every 8x8 block costs at least a DC and an end-of-block code, so a JPEG byte holds at most a few
+        // thousand pixels.
+        try checkedSize(Int(width), Int(height), fileBytes: bytes.count, pixelsPerByte: 4096, path: path)
         let channels = colorspace == ctj_cs_gray() ? 1 : 3
         var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * channels)
         let status = unsafe pixels.withUnsafeMutableBufferPointer { output in
@@ -83,7 +91,8 @@ public enum ImageDecoder {
         }
         guard unsafe png_image_begin_read_from_memory(&image, bytes.baseAddress, bytes.count) != 0 else { throw failure("header") }
         let width = Int(unsafe image.width), height = Int(unsafe image.height)
-        try checkedSize(width, height, path: path)
+        // 1-bit pixels (8 per byte) deflated at most 1032:1.
+        try checkedSize(width, height, fileBytes: bytes.count, pixelsPerByte: 8 * 1032, path: path)
         // Read the samples as stored: the simplified API would otherwise composite alpha in linear light
         // and gamma-encode 16-bit data when reducing it to 8 bits. Stoke drops alpha (as Pillow's
         // convert("RGB")) and scales 16-bit samples to 8 bits itself.
@@ -152,7 +161,8 @@ public enum ImageDecoder {
             return value
         }
         let width = try number("width"), height = try number("height"), maxval = try number("maxval")
-        try checkedSize(width, height, path: path)
+        // Binary PNM stores every sample; ASCII needs at least two bytes per sample.
+        try checkedSize(width, height, fileBytes: bytes.count, pixelsPerByte: 1, path: path)
         guard (1...65535).contains(maxval) else { throw SourceError(path: path, reason: "PNM maxval \(maxval) is outside 1–65535") }
         let samples = width * height * channels
         var pixels = [UInt8](repeating: 0, count: samples)

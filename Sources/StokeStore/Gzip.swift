@@ -22,10 +22,18 @@ public enum Gzip {
         return try unsafe inflate(input, windowBits: 15 + 16, sizeHint: trailerSize, exactBytes: nil, limit: limit, path: path)
     }
 
+    /// The most a deflate stream can expand: 258 bytes from one 2-bit code, about 1032:1.
+    static let maximumRatio = 1032
+
     /// Inflates a raw deflate stream (zip method 8) that must decode to exactly `expectedBytes`.
     public static func inflateRaw(_ input: UnsafeRawBufferPointer, expectedBytes: Int, path: String) throws(StoreError) -> [UInt8] {
+        let most = input.count.multipliedReportingOverflow(by: maximumRatio)
+        guard expectedBytes >= 0, most.overflow || expectedBytes <= most.partialValue + 1024 else {
+            throw .io(path: path, operation: "inflate",
+                      message: "declares \(expectedBytes) bytes, more than deflate can produce from \(input.count) bytes")
+        }
         // Negative window bits: raw deflate, no zlib or gzip header.
-        try unsafe inflate(input, windowBits: -15, sizeHint: expectedBytes, exactBytes: expectedBytes, limit: expectedBytes, path: path)
+        return try unsafe inflate(input, windowBits: -15, sizeHint: expectedBytes, exactBytes: expectedBytes, limit: expectedBytes, path: path)
     }
 
     /// CRC-32 (the zip and gzip checksum) of `bytes`, continuing from `seed`.
@@ -48,7 +56,11 @@ public enum Gzip {
             throw .io(path: path, operation: "inflate", message: "zlib could not start a stream")
         }
         defer { _ = unsafe inflateEnd(&stream) }
-        var output = [UInt8](repeating: 0, count: min(limit, max(sizeHint, 1 << 16)))
+        // Deflate expands at most 1032:1, so a size hint beyond that (a hostile header or trailer) is
+        // ignored for the first allocation; the output still grows to whatever the stream really holds.
+        let plausible = input.count.multipliedReportingOverflow(by: Gzip.maximumRatio)
+        let firstAllocation = plausible.overflow ? sizeHint : min(sizeHint, plausible.partialValue + (1 << 16))
+        var output = [UInt8](repeating: 0, count: min(limit, max(firstAllocation, 1 << 16)))
         var produced = 0
         var fed = 0
         func failure(_ message: String) -> StoreError {

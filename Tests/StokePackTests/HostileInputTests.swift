@@ -67,4 +67,42 @@ struct HostileInputTests {
         // Both outcomes occur: flips in pixel data decode, flips in headers and checksums are refused.
         #expect(failures > 0 && successes > 0, "failures \(failures), successes \(successes)")
     }
+
+    @Test("forged sizes (gzip trailer, zip member size, PNG and JPEG dimensions) are refused before any large allocation")
+    func forgedSizes() throws {
+        let directory = scratchDirectory("stoke-forged")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try runPython("""
+            import sys, gzip, struct, zlib, numpy as np
+            from PIL import Image
+            d = sys.argv[1]
+            idx = bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9])
+            z = bytearray(gzip.compress(idx)); z[-4:] = b'\\xff\\xff\\xff\\xff'
+            open(d + '/trailer.gz', 'wb').write(bytes(z))
+            np.savez_compressed(d + '/big.npz', x=np.zeros(100, np.uint8))
+            b = bytearray(open(d + '/big.npz', 'rb').read())
+            cd = b.rindex(b'PK\\x01\\x02')
+            b[cd + 24:cd + 28] = struct.pack('<I', 0xFFFFFFF0)   # uncompressed size in the central directory
+            open(d + '/big.npz', 'wb').write(bytes(b))
+            Image.fromarray(np.zeros((4, 4), np.uint8)).save(d + '/small.png')
+            p = bytearray(open(d + '/small.png', 'rb').read())
+            p[16:24] = struct.pack('>II', 10000, 10000)
+            p[29:33] = struct.pack('>I', zlib.crc32(bytes(p[12:29])))   # a valid IHDR CRC for the forged size
+            open(d + '/huge.png', 'wb').write(bytes(p))
+            Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(d + '/small.jpg')
+            j = bytearray(open(d + '/small.jpg', 'rb').read())
+            sof = j.index(b'\\xff\\xc0')
+            j[sof + 5:sof + 9] = struct.pack('>HH', 10000, 10000)
+            open(d + '/huge.jpg', 'wb').write(bytes(j))
+            """, [directory])
+        // zlib checks the trailer's size against the data; the 4 GiB hint was not allocated first.
+        let trailer = #expect(throws: SourceError.self) { try IDXArray(path: directory + "/trailer.gz") }
+        #expect(trailer?.reason.contains("incorrect length check") == true, "\(String(describing: trailer))")
+        let zip = #expect(throws: SourceError.self) { try NPZArchive(path: directory + "/big.npz") }
+        #expect(zip?.reason.contains("more than deflate can produce") == true, "\(String(describing: zip))")
+        for name in ["huge.png", "huge.jpg"] {
+            let error = #expect(throws: SourceError.self) { try ImageDecoder.decode(path: "\(directory)/\(name)") }
+            #expect(error?.reason.contains("more than a") == true, "\(name): \(String(describing: error))")
+        }
+    }
 }
