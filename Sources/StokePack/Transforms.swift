@@ -46,6 +46,9 @@ public struct ImageRecipe: Codable, Sendable, Equatable {
         for factor in [brightness, contrast, saturation] where !(factor >= 0 && factor.isFinite) {
             throw fail("brightness, contrast and saturation factors must be finite and >= 0, got \(factor)")
         }
+        if (resize_height == nil) != (resize_width == nil) { throw fail("resize_height and resize_width go together") }
+        if resize_height != nil && resize_shorter != nil { throw fail("resize to HxW or the shorter side, not both") }
+        if (crop_height == nil) != (crop_width == nil) { throw fail("crop_height and crop_width go together") }
         if (mean == nil) != (std == nil) { throw fail("--mean and --std go together") }
         if let mean, let std {
             guard mean.count == channels || mean.count == 1, std.count == mean.count else {
