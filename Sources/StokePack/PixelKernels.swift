@@ -22,38 +22,48 @@ enum PixelKernels {
         }
     }
 
-    /// Resamples along x (Pillow's horizontal pass); values are clamped to 0–255.
-    static func horizontal(_ image: FloatImage, table: Resampler.Coefficients) -> FloatImage {
+    /// Resamples decoded 8-bit pixels along x (Pillow's horizontal pass, which also runs first there),
+    /// reading the bytes directly: no Float copy of the full-size source.
+    static func horizontal(_ image: Image, table: Resampler.Coefficients) -> FloatImage {
+        unsafe image.pixels.withUnsafeBufferPointer { input in
+            unsafe horizontalPass(input, width: image.width, height: image.height, channels: image.channels, table: table) { Float($0) }
+        }
+    }
+
+    /// Both filters have non-negative weights summing to 1, so sums stay within 0–255 without a clamp.
+    @inline(__always)
+    private static func horizontalPass<Element>(
+        _ input: UnsafeBufferPointer<Element>, width sourceWidth: Int, height: Int, channels: Int, table: Resampler.Coefficients,
+        _ value: (Element) -> Float
+    ) -> FloatImage {
         let width = table.starts.count
-        let channels = image.channels, taps = table.taps, sourceRow = image.width * channels
-        var values = [Float](repeating: 0, count: image.height * width * channels)
+        let taps = table.taps, sourceRow = sourceWidth * channels
+        var values = [Float](repeating: 0, count: height * width * channels)
         unsafe values.withUnsafeMutableBufferPointer { output in
-            unsafe image.values.withUnsafeBufferPointer { input in
-                unsafe table.weights.withUnsafeBufferPointer { weights in
-                    unsafe table.starts.withUnsafeBufferPointer { starts in
-                        for row in 0..<image.height {
-                            let rowBase = row * sourceRow
-                            for x in 0..<width {
-                                let source = unsafe rowBase + starts[x] * channels
-                                let kernel = x * taps
-                                let target = (row * width + x) * channels
-                                if channels == 3 {
-                                    var r: Float = 0, g: Float = 0, b: Float = 0
-                                    for tap in 0..<taps {
-                                        let weight = unsafe weights[kernel + tap], at = source + 3 * tap
-                                        r += unsafe weight * input[at]
-                                        g += unsafe weight * input[at + 1]
-                                        b += unsafe weight * input[at + 2]
-                                    }
-                                    unsafe output[target] = min(255, max(0, r))
-                                    unsafe output[target + 1] = min(255, max(0, g))
-                                    unsafe output[target + 2] = min(255, max(0, b))
-                                } else {
-                                    for channel in 0..<channels {
-                                        var sum: Float = 0
-                                        for tap in 0..<taps { sum += unsafe weights[kernel + tap] * input[source + tap * channels + channel] }
-                                        unsafe output[target + channel] = min(255, max(0, sum))
-                                    }
+            unsafe table.weights.withUnsafeBufferPointer { weights in
+                unsafe table.starts.withUnsafeBufferPointer { starts in
+                    for row in 0..<height {
+                        let rowBase = row * sourceRow
+                        for x in 0..<width {
+                            let source = unsafe rowBase + starts[x] * channels
+                            let kernel = x * taps
+                            let target = (row * width + x) * channels
+                            if channels == 3 {
+                                var r: Float = 0, g: Float = 0, b: Float = 0
+                                for tap in 0..<taps {
+                                    let weight = unsafe weights[kernel + tap], at = source + 3 * tap
+                                    r += unsafe weight * value(input[at])
+                                    g += unsafe weight * value(input[at + 1])
+                                    b += unsafe weight * value(input[at + 2])
+                                }
+                                unsafe output[target] = r
+                                unsafe output[target + 1] = g
+                                unsafe output[target + 2] = b
+                            } else {
+                                for channel in 0..<channels {
+                                    var sum: Float = 0
+                                    for tap in 0..<taps { sum += unsafe weights[kernel + tap] * value(input[source + tap * channels + channel]) }
+                                    unsafe output[target + channel] = sum
                                 }
                             }
                         }
@@ -61,7 +71,7 @@ enum PixelKernels {
                 }
             }
         }
-        return FloatImage(width: width, height: image.height, channels: channels, values: values)
+        return FloatImage(width: width, height: height, channels: channels, values: values)
     }
 
     /// Resamples along y (Pillow's vertical pass): whole rows are weighted and summed, so the inner loop

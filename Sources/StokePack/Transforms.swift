@@ -108,8 +108,7 @@ public struct ImageRecipe: Codable, Sendable, Equatable {
     /// Runs every transform on one decoded image and returns the sample's bytes (little-endian `dtype`).
     public func apply(_ image: Image, path: String) throws(SourceError) -> [UInt8] {
         let converted = convertColor(image)
-        var plane = FloatImage(converted)
-        let (height, width) = resizedSize(height: plane.height, width: plane.width)
+        let (height, width) = resizedSize(height: converted.height, width: converted.width)
         guard height > 0, width > 0 else {
             throw SourceError(path: path, reason: "resizing \(image.width)x\(image.height) gives an empty image")
         }
@@ -123,9 +122,12 @@ public struct ImageRecipe: Codable, Sendable, Equatable {
         // Offsets round half to even, as torchvision's center_crop; only the cropped window is resampled.
         let top = Int((Double(height - cropHeight) / 2).rounded(.toNearestOrEven))
         let left = Int((Double(width - cropWidth) / 2).rounded(.toNearestOrEven))
-        if width != plane.width {
-            let table = Resampler.coefficients(input: plane.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
-            plane = PixelKernels.horizontal(plane, table: table)
+        var plane: FloatImage
+        if width != converted.width {
+            let table = Resampler.coefficients(input: converted.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
+            plane = PixelKernels.horizontal(converted, table: table)
+        } else {
+            plane = FloatImage(converted)
         }
         if height != plane.height {
             let table = Resampler.coefficients(input: plane.height, output: height, interpolation: interpolation, window: top..<(top + cropHeight))
