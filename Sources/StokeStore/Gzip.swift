@@ -79,7 +79,7 @@ public enum Gzip {
                         ? "decodes to more than the \(limit) bytes the archive declares"
                         : "decodes to more than \(limit) bytes")
                 }
-                output.append(contentsOf: repeatElement(0, count: min(limit - output.count, max(output.count, 1 << 16))))
+                output.append(contentsOf: [UInt8](repeating: 0, count: min(limit - output.count, max(output.count, 1 << 16))))
             }
             let room = min(output.count - produced, 1 << 30)
             let status: Int32 = unsafe output.withUnsafeMutableBytes { buffer in
