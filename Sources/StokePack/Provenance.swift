@@ -60,12 +60,15 @@ public struct ProvenanceDocument: Codable, Equatable, Sendable {
     /// ISO 8601, UTC.
     public var created: String
     public var sources: [SourceRecord]
-    /// Files left out by `--skip-bad` (at most `SkippedFile.recordLimit`; `skipped_count` has them all).
+    /// Files left out by `--skip-bad` (at most `skippedRecordLimit` entries and `skippedByteLimit` bytes;
+    /// `skipped_count` counts them all).
     public var skipped: [SkippedFile]
     public var skipped_count: Int
 
-    /// HDF5 keeps attributes in the object header (64 KiB in all), so the list is capped.
+    /// HDF5 1.10 keeps attributes in the object header, at most 64 KiB each, so the list is capped.
     public static let skippedRecordLimit = 200
+    /// Bytes of path and reason text kept in `skipped`.
+    public static let skippedByteLimit = 32 << 10
 
     public init(arguments: [String], command: String, sources: [SourceRecord], skipped: [SkippedFile] = []) {
         self.arguments = ProvenanceDocument.contentArguments(arguments)
@@ -73,7 +76,14 @@ public struct ProvenanceDocument: Codable, Equatable, Sendable {
         stoke_version = StokeVersion.string
         created = ISO8601DateFormatter().string(from: Date())
         self.sources = sources
-        self.skipped = Array(skipped.prefix(ProvenanceDocument.skippedRecordLimit))
+        var kept: [SkippedFile] = []
+        var bytes = 0
+        for file in skipped.prefix(ProvenanceDocument.skippedRecordLimit) {
+            bytes += file.path.utf8.count + file.reason.utf8.count + 32
+            if bytes > ProvenanceDocument.skippedByteLimit { break }
+            kept.append(file)
+        }
+        self.skipped = kept
         skipped_count = skipped.count
     }
 

@@ -180,6 +180,12 @@ struct Pack: ParsableCommand {
             "output": ["dtype": recipe.dtype.rawValue, "layout": recipe.layout.rawValue,
                        "scale": recipe.dtype == .u8 ? "0-255" : (recipe.bake_normalize ? "normalized" : "0-1")],
         ]
+        // HDF5 1.10 stores each attribute in the object header, 64 KiB at most: refuse before the work.
+        let recipeBytes = jsonText(recipeDocument).utf8.count
+        guard recipeBytes < 60_000 else {
+            throw SourceError(
+                path: input, reason: "the recipe with \(imageList.classes?.count ?? 0) class names needs \(recipeBytes / 1024) KiB; a store attribute holds at most 64 KiB")
+        }
         // Mean/std not baked in are recorded for the loader, which applies them while it collates.
         var normalization: String?
         if !recipe.bake_normalize, let mean = recipe.mean, let std = recipe.std {
