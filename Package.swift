@@ -19,6 +19,8 @@ let cTargets: [Target] = [
     .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+    .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
     .target(name: "CStokeKernels"),
 ]
 
@@ -26,7 +28,7 @@ let cTargets: [Target] = [
 
 let swiftTargets: [Target] = [
     .target(name: "StokeStore", dependencies: ["CHDF5", "CLZ4", "CZlib", "CStokeKernels"]),
-    .target(name: "StokePack", dependencies: ["StokeStore"]),
+    .target(name: "StokePack", dependencies: ["StokeStore", "CTurboJPEG", "CPNG"]),
     .target(name: "StokeLoader", dependencies: ["StokeStore", "CStokeKernels"]),
     .target(name: "StokeBench", dependencies: ["StokeStore", "StokeLoader"]),
     .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels"]),

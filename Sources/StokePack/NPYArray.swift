@@ -14,24 +14,27 @@ public struct SourceError: Error, CustomStringConvertible, Equatable, Sendable {
 
 /// A NumPy `.npy` array (format versions 1, 2 and 3), memory-mapped. Any byte order; C order is read as
 /// it is, Fortran order is converted to C order row by row.
-public struct NPYArray: Sendable {
+public struct NPYArray: ArraySource {
     public let path: String
     public let dtype: DType
     /// Full shape; axis 0 is the sample axis (a 0-d array is refused).
     public let shape: [Int]
     public let fortranOrder: Bool
     public let bigEndian: Bool
-    private let map: MappedFile
+    private let map: SourceBytes
     private let dataOffset: Int
 
     public init(path: String) throws(SourceError) {
+        try self.init(bytes: SourceBytes(mapping: path))
+    }
+
+    /// Reads an NPY document held in memory or in a slice of a file (an NPZ member); errors name
+    /// `bytes.path`.
+    public init(bytes source: SourceBytes) throws(SourceError) {
+        let path = source.path
         self.path = path
-        do {
-            map = try MappedFile(path: path)
-        } catch {
-            throw SourceError(path: path, reason: "cannot read: \(error)")
-        }
-        guard let prefix = unsafe map.bytes(at: 0, count: min(map.size, 12)).map({ unsafe Array($0) }),
+        map = source
+        guard let prefix = map.array(at: 0, count: min(map.count, 12)),
               prefix.count >= 10, prefix[0] == 0x93, Array(prefix[1..<6]) == Array("NUMPY".utf8) else {
             throw SourceError(path: path, reason: "not an NPY file (magic bytes missing)")
         }
@@ -49,7 +52,7 @@ public struct NPYArray: Sendable {
         default:
             throw SourceError(path: path, reason: "NPY format version \(major) is not supported (1, 2 or 3)")
         }
-        guard let headerBytes = unsafe map.bytes(at: UInt64(headerStart), count: headerLength) else {
+        guard let headerBytes = unsafe map.bytes(at: headerStart, count: headerLength) else {
             throw SourceError(path: path, reason: "NPY header of \(headerLength) bytes runs past the end of the file")
         }
         let header = unsafe String(decoding: headerBytes, as: UTF8.self)
@@ -69,22 +72,20 @@ public struct NPYArray: Sendable {
             return (product.partialValue, partial.1 || product.overflow)
         }
         let (bytes, overflowBytes) = count.multipliedReportingOverflow(by: dtype.size)
-        guard !overflow, !overflowBytes, bytes <= map.size - dataOffset else {
-            throw SourceError(path: path, reason: "data: shape \(fields.shape) of \(dtype.rawValue) needs \(bytes) bytes, the file has \(max(0, map.size - dataOffset)) after the header")
+        guard !overflow, !overflowBytes, bytes <= map.count - dataOffset else {
+            throw SourceError(path: path, reason: "data: shape \(fields.shape) of \(dtype.rawValue) needs \(bytes) bytes, the file has \(max(0, map.count - dataOffset)) after the header")
         }
     }
 
-    /// Samples (length of axis 0).
-    public var count: Int { shape[0] }
-    /// Shape of one sample.
-    public var sampleShape: [Int] { Array(shape.dropFirst()) }
-    /// Bytes per sample.
-    public var sampleBytes: Int { sampleShape.reduce(dtype.size, *) }
+    /// Calls `body` with rows `[start, start + n)` as little-endian C-order bytes, `batchRows` at a time.
+    /// C-order little-endian data is passed straight from the map, without a copy.
+    public func forEachBatch(batchRows: Int, _ body: (Range<Int>, UnsafeRawBufferPointer) throws -> Void) throws {
+        try forEachBatch(batchRows: batchRows, in: nil, body)
+    }
 
-    /// Calls `body` with the rows of `range` (default: all) as little-endian C-order bytes, `batchRows`
-    /// at a time. C-order little-endian data is passed straight from the map, without a copy.
+    /// The rows of `range` (default: all), `batchRows` at a time, as `forEachBatch(batchRows:_:)` gives them.
     public func forEachBatch(
-        batchRows: Int, in range: Range<Int>? = nil, _ body: (Range<Int>, UnsafeRawBufferPointer) throws -> Void
+        batchRows: Int, in range: Range<Int>?, _ body: (Range<Int>, UnsafeRawBufferPointer) throws -> Void
     ) throws {
         let range = range ?? 0..<count
         guard range.lowerBound >= 0, range.upperBound <= count else {
@@ -97,7 +98,7 @@ public struct NPYArray: Sendable {
         while start < range.upperBound {
             let rows = start..<min(range.upperBound, start + step)
             if !fortranOrder && !bigEndian {
-                guard let bytes = unsafe map.bytes(at: UInt64(dataOffset + rows.lowerBound * sampleBytes), count: rows.count * sampleBytes) else {
+                guard let bytes = unsafe map.bytes(at: dataOffset + rows.lowerBound * sampleBytes, count: rows.count * sampleBytes) else {
                     throw SourceError(path: path, reason: "rows \(rows) lie past the end of the file")
                 }
                 try unsafe body(rows, bytes)
@@ -105,7 +106,7 @@ public struct NPYArray: Sendable {
                 converted.removeAll(keepingCapacity: true)
                 converted.reserveCapacity(rows.count * sampleBytes)
                 let size = dtype.size
-                guard let all = unsafe map.bytes(at: UInt64(dataOffset), count: count * sampleBytes) else {
+                guard let all = unsafe map.bytes(at: dataOffset, count: count * sampleBytes) else {
                     throw SourceError(path: path, reason: "data lies past the end of the file")
                 }
                 for row in rows {

@@ -1,0 +1,188 @@
+import Foundation
+import StokeStore
+import Synchronization
+
+/// The image files to pack, in sample order, with their labels.
+public struct ImageList: Sendable {
+    /// The folder or CSV list the images came from.
+    public var root: String
+    /// Paths as opened (root-relative paths joined to the root).
+    public var paths: [String]
+    public var labels: [Int64]
+    /// Class names by label, when labels are names (ImageFolder, or a CSV list with non-numeric labels).
+    public var classes: [String]?
+
+    /// File name extensions the decoders read (compared case-insensitively).
+    public static let extensions: Set<String> = ["jpg", "jpeg", "png", "ppm", "pgm", "pnm"]
+
+    /// The ImageFolder layout: `root/<class>/<file>` (any depth below the class folder). Classes are the
+    /// sorted folder names and labels their indices, as torchvision's `ImageFolder`; files sort by path.
+    public static func folder(_ root: String) throws(SourceError) -> ImageList {
+        let manager = FileManager.default
+        func isDirectory(_ path: String) -> Bool {
+            (try? URL(fileURLWithPath: path).resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true
+        }
+        guard isDirectory(root) else {
+            throw SourceError(path: root, reason: "not a directory")
+        }
+        let names: [String]
+        do { names = try manager.contentsOfDirectory(atPath: root) } catch {
+            throw SourceError(path: root, reason: "cannot list: \(error.localizedDescription)")
+        }
+        let classes = names.filter { !$0.hasPrefix(".") && isDirectory(root + "/" + $0) }.sorted()
+        guard !classes.isEmpty else { throw SourceError(path: root, reason: "no class folders (expected root/<class>/<image>)") }
+        var list = ImageList(root: root, paths: [], labels: [], classes: classes)
+        for (label, name) in classes.enumerated() {
+            let folder = root + "/" + name
+            let files = (manager.enumerator(atPath: folder)?.allObjects as? [String] ?? [])
+                .filter { !($0 as NSString).lastPathComponent.hasPrefix(".") && extensions.contains(($0 as NSString).pathExtension.lowercased()) }
+                .sorted()
+            for file in files {
+                list.paths.append(folder + "/" + file)
+                list.labels.append(Int64(label))
+            }
+        }
+        guard !list.paths.isEmpty else { throw SourceError(path: root, reason: "the class folders hold no .jpg/.jpeg/.png/.ppm/.pgm files") }
+        return list
+    }
+
+    /// A CSV list of `path,label` lines (a `path,label` header line is skipped). Relative paths are
+    /// relative to the list's folder. Integer labels are kept; otherwise labels are class names, sorted,
+    /// and stored as their indices.
+    public static func csv(_ listPath: String) throws(SourceError) -> ImageList {
+        let file = try SourceBytes(mapping: listPath)
+        let text = unsafe String(decoding: file.bytes(at: 0, count: file.count)!, as: UTF8.self)
+        let base = (listPath as NSString).deletingLastPathComponent
+        var rows: [(path: String, label: String)] = []
+        for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            guard let comma = line.lastIndex(of: ",") else {
+                throw SourceError(path: listPath, reason: "line \(number + 1): expected 'path,label'")
+            }
+            let path = line[..<comma].trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\"")))
+            let label = line[line.index(after: comma)...].trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\"")))
+            if rows.isEmpty && path.lowercased() == "path" && label.lowercased() == "label" { continue }
+            guard !path.isEmpty, !label.isEmpty else { throw SourceError(path: listPath, reason: "line \(number + 1): empty path or label") }
+            rows.append((path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path, label))
+        }
+        guard !rows.isEmpty else { throw SourceError(path: listPath, reason: "the list names no images") }
+        let numeric = rows.compactMap { Int64($0.label) }
+        if numeric.count == rows.count {
+            return ImageList(root: listPath, paths: rows.map(\.path), labels: numeric, classes: nil)
+        }
+        let classes = Array(Set(rows.map(\.label))).sorted()
+        let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, Int64($0)) })
+        return ImageList(root: listPath, paths: rows.map(\.path), labels: rows.map { index[$0.label]! }, classes: classes)
+    }
+}
+
+/// Packs an image list: decode and transform on worker threads, a window of samples at a time, then
+/// append the window to the store in sample order (the writer compresses on its own threads). Memory is
+/// bounded by the window (`workers * 8` samples) plus the writer's chunks in flight.
+public enum ImagePacker {
+    public struct Result: Sendable {
+        public var summary: StoreSummary
+        /// The validation store's summary when a split was asked for.
+        public var validation: StoreSummary?
+        public var skipped: [SkippedFile]
+    }
+
+    /// - Parameters:
+    ///   - imageField/labelField: the store's field names.
+    ///   - workers: decode threads.
+    ///   - skipBad: leave out files that fail to read, decode or transform (listed in the result) instead
+    ///     of stopping; without it the first such file stops the pack and nothing is written.
+    ///   - validation: a split and the path of the store for its validation samples.
+    ///   - metadata: root attributes per store (`role` is "train" or "validation"), given the skipped
+    ///     files once they are known.
+    ///   - progress: samples done (written or skipped).
+    public static func pack(
+        list: ImageList, recipe: ImageRecipe, to path: String, imageField: String = "image", labelField: String = "label",
+        options: StoreWriteOptions, workers: Int, skipBad: Bool, validation: (split: SampleSplit, path: String)? = nil,
+        metadata: (_ role: String, _ skipped: [SkippedFile]) -> [(name: String, json: String)], progress: (Int) -> Void = { _ in }
+    ) throws -> Result {
+        try recipe.validate()
+        let workers = max(1, workers)
+        let window = workers * 8
+        var skipped: [SkippedFile] = []
+        // Index 0: the main store; 1: the validation store. Each starts at its first sample.
+        var writers: [StoreWriter?] = [nil, nil]
+        var sampleShape: [Int]?
+        var start = 0
+        while start < list.paths.count {
+            let range = start..<min(list.paths.count, start + window)
+            let outcomes = decodeWindow(list: list, range: range, recipe: recipe, workers: workers)
+            for (offset, outcome) in outcomes.enumerated() {
+                let index = range.lowerBound + offset
+                var result = outcome
+                if case .success(let sample) = result, let sampleShape, sample.shape != sampleShape {
+                    result = .failure(SourceError(
+                        path: list.paths[index],
+                        reason: "gives a sample of shape \(sample.shape), earlier images give \(sampleShape) (use --resize and/or --center-crop)"))
+                }
+                switch result {
+                case .failure(let error):
+                    guard skipBad else { throw error }
+                    skipped.append(SkippedFile(path: list.paths[index], reason: error.reason))
+                case .success(let sample):
+                    // The first good image fixes the sample shape.
+                    sampleShape = sample.shape
+                    let role = validation?.split.isValidation(index) == true ? 1 : 0
+                    if writers[role] == nil {
+                        writers[role] = try StoreWriter(
+                            path: role == 1 ? validation!.path : path,
+                            fields: [
+                                FieldSpec(name: imageField, dtype: recipe.dtype, sampleShape: sample.shape),
+                                FieldSpec(name: labelField, dtype: .i64, sampleShape: []),
+                            ],
+                            options: options)
+                    }
+                    try writers[role]!.append(imageField, values: sample.bytes)
+                    try writers[role]!.append(labelField, values: [list.labels[index]])
+                }
+            }
+            start = range.upperBound
+            progress(start)
+        }
+        guard let writer = writers[0] else {
+            throw SourceError(path: path, reason: "no image of the \(list.paths.count) in \(list.root) was usable for this store (all skipped or all held out for validation)")
+        }
+        for (name, json) in metadata("train", skipped) { try writer.setMetadata(name, json: json) }
+        var held: StoreSummary?
+        if let validation {
+            guard let validationWriter = writers[1] else {
+                throw SourceError(path: validation.path, reason: "the split holds out none of the usable images; raise the validation fraction")
+            }
+            for (name, json) in metadata("validation", skipped) { try validationWriter.setMetadata(name, json: json) }
+            held = try validationWriter.finish()
+        }
+        return Result(summary: try writer.finish(), validation: held, skipped: skipped)
+    }
+
+    struct Sample: Sendable {
+        var shape: [Int]
+        var bytes: [UInt8]
+    }
+
+    /// Decodes and transforms `range` on up to `workers` threads; outcomes come back in sample order.
+    static func decodeWindow(list: ImageList, range: Range<Int>, recipe: ImageRecipe, workers: Int) -> [Swift.Result<Sample, SourceError>] {
+        let outcomes = Mutex<[Swift.Result<Sample, SourceError>?]>(Array(repeating: nil, count: range.count))
+        let next = Atomic<Int>(0)
+        let paths = list.paths
+        DispatchQueue.concurrentPerform(iterations: min(workers, range.count)) { _ in
+            while true {
+                let offset = next.add(1, ordering: .relaxed).oldValue
+                guard offset < range.count else { return }
+                let path = paths[range.lowerBound + offset]
+                let outcome = Swift.Result { () throws(SourceError) -> Sample in
+                    let image = try ImageDecoder.decode(path: path)
+                    let bytes = try recipe.apply(image, path: path)
+                    return Sample(shape: recipe.outputShape(height: image.height, width: image.width), bytes: bytes)
+                }
+                outcomes.withLock { $0[offset] = outcome }
+            }
+        }
+        return outcomes.withLock { $0.map { $0! } }
+    }
+}
