@@ -39,6 +39,7 @@ let swiftTargets: [Target] = [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels"]),
+    .testTarget(name: "StokeKernelTests", dependencies: ["CStokeKernels"]),
     .testTarget(name: "StokeLoaderTests", dependencies: ["StokeLoader", "StokeStore"]),
     .testTarget(name: "StokeBenchTests", dependencies: ["StokeBench", "StokeLoader", "StokeStore"]),
     .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore"]),

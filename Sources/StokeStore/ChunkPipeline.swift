@@ -163,7 +163,7 @@ struct ChunkPipeline: Sendable, Equatable {
     }
 
     private func grow(_ buffer: inout [UInt8], to count: Int) {
-        if buffer.count < count { buffer.append(contentsOf: repeatElement(0, count: count - buffer.count)) }
+        if buffer.count < count { buffer = [UInt8](repeating: 0, count: count) }
     }
 
     /// Decodes one chunk's stored bytes into `destination` (the chunk's full decoded size).

@@ -1,0 +1,133 @@
+import CStokeKernels
+import Testing
+
+/// Scalar reference: exact int64 accumulation, then the zero-point correction.
+private func reference(_ m: Int, _ n: Int, _ k: Int, _ a: [UInt8], _ b: [Int8], zeroPoint: Int32) -> [Int32] {
+    var c = [Int32](repeating: 0, count: m * n)
+    for i in 0..<m {
+        for j in 0..<n {
+            var acc: Int64 = 0
+            for t in 0..<k { acc += (Int64(a[i * k + t]) - Int64(zeroPoint)) * Int64(b[t * n + j]) }
+            c[i * n + j] = Int32(acc)
+        }
+    }
+    return c
+}
+
+private struct Generator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        return state
+    }
+}
+
+private func packed(_ b: [Int8], k: Int, n: Int, level: Int32) -> [UInt8] {
+    var buffer = [UInt8](repeating: 0, count: stoke_int8_packed_bytes(k, n, level) + 64)
+    // The packed layout wants 64-byte alignment: place it at an aligned offset inside the array.
+    let offset = buffer.withUnsafeMutableBytes { (64 - Int(bitPattern: $0.baseAddress!) % 64) % 64 }
+    b.withUnsafeBufferPointer { source in
+        buffer.withUnsafeMutableBytes { target in
+            stoke_int8_pack_b(source.baseAddress!, n, k, n, level, target.baseAddress!.advanced(by: offset))
+        }
+    }
+    return Array(buffer[offset...])
+}
+
+/// Every level the CPU has, plus portable.
+private let levels: [Int32] = (0...Int32(stoke_cpu_probe().rawValue)).map { $0 }
+
+@Test("u8 x s8 GEMM is bit-exact against the scalar reference on every kernel level",
+      arguments: [(1, 1, 1), (3, 5, 7), (4, 16, 4), (5, 33, 13), (17, 40, 64), (9, 17, 255), (2, 100, 3), (8, 64, 784)])
+func int8GemmExact(shape: (Int, Int, Int)) throws {
+    let (m, n, k) = shape
+    var generator = Generator(state: UInt64(m * 1_000_003 + n * 1009 + k) | 1)
+    // Extremes included: 255 × -128 is the product that saturates vpmaddubsw.
+    let a = (0..<(m * k)).map { index in index % 5 == 0 ? UInt8(255) : UInt8(truncatingIfNeeded: generator.next()) }
+    let b = (0..<(k * n)).map { index in index % 7 == 0 ? Int8(-128) : Int8(truncatingIfNeeded: generator.next()) }
+    for zeroPoint: Int32 in [0, 128, 37] {
+        let expected = reference(m, n, k, a, b, zeroPoint: zeroPoint)
+        for level in levels {
+            let weights = packed(b, k: k, n: n, level: level)
+            #expect(weights.withUnsafeBytes { stoke_int8_packed_level($0.baseAddress!) } == level)
+            var c = [Int32](repeating: -1, count: m * n)
+            weights.withUnsafeBytes { w in
+                stoke_int8_gemm_s32(m, n, k, a, k, w.baseAddress!, zeroPoint, &c, n)
+            }
+            #expect(c == expected, "level \(level), zero point \(zeroPoint), \(m)x\(n)x\(k)")
+        }
+    }
+}
+
+@Test("dequantized output: scale, per-column scale, bias and ReLU match the formula")
+func int8GemmFloat() throws {
+    let (m, n, k) = (6, 21, 50)
+    var generator = Generator(state: 99)
+    let a = (0..<(m * k)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+    let b = (0..<(k * n)).map { _ in Int8(truncatingIfNeeded: generator.next()) }
+    let bScale = (0..<n).map { Float($0 + 1) * 0.001 }
+    let bias = (0..<n).map { Float($0) - 10 }
+    let exact = reference(m, n, k, a, b, zeroPoint: 120)
+    for level in levels {
+        let weights = packed(b, k: k, n: n, level: level)
+        for relu: Int32 in [0, 1] {
+            var c = [Float](repeating: .nan, count: m * n)
+            weights.withUnsafeBytes { w in
+                stoke_int8_gemm_f32(m, n, k, a, k, w.baseAddress!, 120, 0.05, bScale, bias, relu, &c, n)
+            }
+            for index in 0..<(m * n) {
+                var value = 0.05 * bScale[index % n] * Float(exact[index]) + bias[index % n]
+                if relu == 1 { value = max(0, value) }
+                #expect(abs(c[index] - value) <= 1e-5 * max(1, abs(value)), "level \(level) index \(index)")
+            }
+        }
+    }
+}
+
+/// Tests that force the process-wide kernel level run one at a time.
+@Suite("kernel level forcing", .serialized)
+struct ForcedLevelTests {
+@Test("forcing a kernel level is clamped to the CPU and can be undone")
+func forcedLevels() {
+    let probed = stoke_cpu_probe()
+    stoke_cpu_force(0)
+    #expect(stoke_cpu_active() == STOKE_CPU_PORTABLE)
+    stoke_cpu_force(99)
+    #expect(stoke_cpu_active() == probed)
+    stoke_cpu_force(-1)
+    #expect(stoke_cpu_active() == probed)
+}
+
+@Test("fused normalize matches (x/255 - mean)/std for CHW and HWC layouts on every level")
+func normalizeKernel() {
+    let source = (0..<(3 * 37)).map { UInt8(truncatingIfNeeded: $0 * 11) }
+    let mean: [Float] = [0.485, 0.456, 0.406], std: [Float] = [0.229, 0.224, 0.225]
+    let scale = zip(mean, std).map { 1 / (255 * $0.1) }, bias = zip(mean, std).map { -$0.0 / $0.1 }
+    for level in levels {
+        stoke_cpu_force(level)
+        defer { stoke_cpu_force(-1) }
+        for (inner, channelOf) in [(37, { (i: Int) in i / 37 }), (1, { (i: Int) in i % 3 })] {
+            var output = [Float](repeating: 0, count: source.count)
+            stoke_normalize_u8_f32(source, &output, source.count, inner, 3, scale, bias)
+            for index in source.indices {
+                let c = channelOf(index)
+                let expected = (Float(source[index]) / 255 - mean[c]) / std[c]
+                #expect(abs(output[index] - expected) < 1e-4, "level \(level) inner \(inner) index \(index)")
+            }
+        }
+    }
+}
+}
+
+@Test("shuffle and unshuffle invert each other for any element size and a ragged tail")
+func shuffleRoundTrip() {
+    for elementSize in [1, 2, 3, 4, 8, 16] {
+        let bytes = (0..<1003).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        var shuffled = [UInt8](repeating: 0, count: bytes.count)
+        var back = [UInt8](repeating: 0, count: bytes.count)
+        stoke_shuffle(bytes, &shuffled, bytes.count, elementSize)
+        stoke_unshuffle(shuffled, &back, bytes.count, elementSize)
+        #expect(back == bytes)
+        if elementSize == 2 { #expect(shuffled[1] == bytes[2]) }
+    }
+}
