@@ -2,15 +2,20 @@ import CStokeKernels
 import Foundation
 import StokeStore
 
-/// Per-channel normalization applied while collating a u8 field into f32: `(x / 255 - mean) / std`,
-/// as torchvision's `ToTensor()` + `Normalize(mean, std)`.
+/// Per-channel normalization applied while collating a u8, f16 or f32 field into f32:
+/// `(x · inputScale − mean) / std`; for u8, `(x / 255 − mean) / std`, as torchvision's `ToTensor()` +
+/// `Normalize(mean, std)`.
 public struct Normalization: Sendable, Equatable, Codable {
     /// Per channel, on the 0–1 scale (one value applies to every channel).
     public var mean: [Float]
     public var std: [Float]
-    public init(mean: [Float], std: [Float]) {
+    /// What stored values are multiplied by to reach the 0–1 scale: nil means 1/255 for u8 fields and
+    /// 1 for f16/f32 fields (stores packed with `--dtype f32` hold 0–1 values).
+    public var inputScale: Float?
+    public init(mean: [Float], std: [Float], inputScale: Float? = nil) {
         self.mean = mean
         self.std = std
+        self.inputScale = inputScale
     }
 }
 
@@ -195,14 +200,14 @@ public struct BatchFieldLayout: Sendable, Equatable {
                 guard field.dtype == .u8, wanted == .f32 else {
                     throw .invalidArgument("field '\(field.name)': the loader converts u8 to f32 only, not \(field.dtype.rawValue) to \(wanted.rawValue)")
                 }
-                // Plain widening: (x / 255 - 0) / (1 / 255) = x.
-                normalization = Normalization(mean: [0], std: [1 / 255])
+                // Plain widening: (x · 1 − 0) / 1 = x.
+                normalization = Normalization(mean: [0], std: [1], inputScale: 1)
             }
             var dtype = field.dtype
             var channelScale: [Float] = [], channelBias: [Float] = [], innerCount = 1
             if let normalization {
-                guard field.dtype == .u8 else {
-                    throw .invalidArgument("\(store.path): normalization applies to u8 fields; '\(field.name)' is \(field.dtype.rawValue)")
+                guard [.u8, .f16, .f32].contains(field.dtype) else {
+                    throw .invalidArgument("\(store.path): normalization applies to u8, f16 and f32 fields; '\(field.name)' is \(field.dtype.rawValue)")
                 }
                 guard normalization.mean.count == normalization.std.count, !normalization.mean.isEmpty,
                       normalization.std.allSatisfy({ $0 > 0 }) else {
@@ -219,7 +224,8 @@ public struct BatchFieldLayout: Sendable, Equatable {
                 } else {
                     throw .invalidArgument("field '\(field.name)': \(channels) normalization channels match neither the first nor the last axis of \(shape)")
                 }
-                channelScale = zip(normalization.mean, normalization.std).map { 1 / (255 * $0.1) }
+                let inputScale = normalization.inputScale ?? (field.dtype == .u8 ? 1 / 255 : 1)
+                channelScale = normalization.std.map { inputScale / $0 }
                 channelBias = zip(normalization.mean, normalization.std).map { -$0.0 / $0.1 }
                 dtype = .f32
             }
@@ -472,12 +478,16 @@ public struct BatchFieldLayout: Sendable, Equatable {
                     try unsafe field.readRows(row..<(row + 1), into: target)
                 }
                 if layout.normalization != nil {
-                    // Rows were read as u8 into the front of the f32 area; widen in place from the back.
+                    // Rows were read in their stored type into the front of the f32 area; widen from the back
+                    // (row p's output never overlaps a lower row's input; row 0's own input goes via a copy).
+                    var copy = [UInt8](repeating: 0, count: field.sampleBytes)
                     for position in (0..<count).reversed() {
-                        let source = unsafe destination.advanced(by: position * field.sampleBytes).assumingMemoryBound(to: UInt8.self)
-                        var copy = [UInt8](repeating: 0, count: field.sampleBytes)
-                        for index in 0..<field.sampleBytes { unsafe copy[index] = source[index] }
-                        unsafe normalize(copy, into: destination.advanced(by: position * layout.sampleBytes), field: fieldNumber, elements: field.sampleBytes)
+                        let source = unsafe destination.advanced(by: position * field.sampleBytes)
+                        unsafe copy.withUnsafeMutableBytes { unsafe $0.baseAddress!.copyMemory(from: source, byteCount: field.sampleBytes) }
+                        unsafe copy.withUnsafeBytes { bytes in
+                            unsafe normalize(bytes.baseAddress!, into: destination.advanced(by: position * layout.sampleBytes),
+                                             field: fieldNumber, dtype: field.dtype, elements: field.sampleBytes / field.dtype.size)
+                        }
                     }
                 }
                 timing.readSeconds += (ContinuousClock.now - start).seconds
@@ -567,10 +577,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
             let source = unsafe chunkBytes.baseAddress!.advanced(by: row * field.sampleBytes)
             let target = unsafe destination.advanced(by: position * layout.sampleBytes)
             if layout.normalization != nil {
-                unsafe stoke_normalize_u8_f32(
-                    source.assumingMemoryBound(to: UInt8.self), target.assumingMemoryBound(to: Float.self),
-                    field.sampleBytes, channelInner[fieldNumber], scales[fieldNumber].count,
-                    scales[fieldNumber], biases[fieldNumber])
+                unsafe normalize(source, into: target, field: fieldNumber, dtype: field.dtype, elements: field.sampleBytes / field.dtype.size)
             } else {
                 unsafe target.copyMemory(from: source, byteCount: field.sampleBytes)
             }
@@ -580,10 +587,30 @@ public struct BatchFieldLayout: Sendable, Equatable {
         return true
     }
 
-    private func normalize(_ source: [UInt8], into target: UnsafeMutableRawPointer, field: Int, elements: Int) {
-        unsafe stoke_normalize_u8_f32(
-            source, target.assumingMemoryBound(to: Float.self), elements, channelInner[field], scales[field].count,
-            scales[field], biases[field])
+    /// One sample's `elements` values to f32 `x · scale[c] + bias[c]`: the SIMD kernel for u8, a loop
+    /// the compiler vectorizes per channel run for f16 and f32.
+    private func normalize(_ source: UnsafeRawPointer, into target: UnsafeMutableRawPointer, field: Int, dtype: DType, elements: Int) {
+        let output = unsafe target.assumingMemoryBound(to: Float.self)
+        let inner = channelInner[field], channels = scales[field].count
+        switch dtype {
+        case .u8:
+            unsafe stoke_normalize_u8_f32(
+                source.assumingMemoryBound(to: UInt8.self), output, elements, inner, channels, scales[field], biases[field])
+        case .f32:
+            let input = unsafe source.assumingMemoryBound(to: Float.self)
+            for index in 0..<elements {
+                let channel = (index / inner) % channels
+                unsafe output[index] = input[index] * scales[field][channel] + biases[field][channel]
+            }
+        case .f16:
+            let input = unsafe source.assumingMemoryBound(to: Float16.self)
+            for index in 0..<elements {
+                let channel = (index / inner) % channels
+                unsafe output[index] = Float(input[index]) * scales[field][channel] + biases[field][channel]
+            }
+        default:
+            preconditionFailure("normalization of \(dtype) is refused at init")
+        }
     }
 
     /// The view of a leased buffer, for `Batch`.
@@ -606,10 +633,10 @@ public struct BatchFieldLayout: Sendable, Equatable {
         }
         func parse(_ value: Any?) -> Normalization? {
             guard let entry = value as? [String: Any], let mean = entry["mean"] as? [Double], let std = entry["std"] as? [Double] else { return nil }
-            return Normalization(mean: mean.map(Float.init), std: std.map(Float.init))
+            return Normalization(mean: mean.map(Float.init), std: std.map(Float.init), inputScale: (entry["scale"] as? Double).map(Float.init))
         }
         if let single = parse(object) {
-            let name = (object["field"] as? String) ?? fields.first(where: { $0.dtype == .u8 && !$0.sampleShape.isEmpty })?.name
+            let name = (object["field"] as? String) ?? fields.first(where: { [.u8, .f16, .f32].contains($0.dtype) && !$0.sampleShape.isEmpty })?.name
             return name.map { [$0: single] } ?? [:]
         }
         var result: [String: Normalization] = [:]

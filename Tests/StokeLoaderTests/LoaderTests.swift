@@ -204,6 +204,33 @@ struct LoaderTests {
         #expect(throws: StoreError.self) { try Loader(store: Store(path: path), options: bad) }
     }
 
+    @Test("a store's normalization applies to f32 and f16 fields too, with the recorded input scale")
+    func floatNormalization() throws {
+        let directory = NSTemporaryDirectory() + "stoke-loader-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for dtype in [DType.f32, .f16] {
+            let path = directory + "/\(dtype).h5"
+            let writer = try StoreWriter(path: path, fields: [FieldSpec(name: "image", dtype: dtype, sampleShape: [2, 3])])
+            let values = (0..<60).map { Float($0 % 7) / 8 }
+            if dtype == .f32 { try writer.append("image", values: values) } else { try writer.append("image", values: values.map { Float16($0) }) }
+            try writer.setMetadata("normalization", json: #"{"field": "image", "mean": [0.5, 0.25], "std": [0.5, 2], "scale": 1}"#)
+            try writer.finish()
+            var options = LoaderOptions()
+            options.order = .sequential
+            options.batchSize = 10
+            let loader = try Loader(store: Store(path: path), options: options)
+            let epoch = try loader.epoch(0)
+            let got = try #require(try epoch.next()?.values("image", as: Float.self))
+            let means: [Float] = [0.5, 0.25], stds: [Float] = [0.5, 2]
+            let expected: [Float] = (0..<60).map { index in
+                let channel = (index % 6) / 3
+                return (values[index] - means[channel]) / stds[channel]
+            }
+            #expect(zip(got, expected).allSatisfy { abs($0 - $1) < 1e-6 }, "\(dtype)")
+        }
+    }
+
     @Test("output type f32 widens u8 samples; other conversions are refused")
     func outputTypes() throws {
         let (path, cleanup) = try makeStore(samples: 50, chunkRows: 16)
