@@ -135,6 +135,20 @@ struct CLITests {
         }
     }
 
+    @Test("stoke demo packs, verifies and streams train and test stores")
+    func demo() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let run = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        #expect(document?["dataset"] as? String == "generated")
+        let streams = document?["streams"] as? [[String: Any]] ?? []
+        #expect(streams.map { $0["samples"] as? Int } == [3000, 500])
+        #expect(streams.allSatisfy { $0["normalized"] as? Bool == true })
+        #expect(FileManager.default.fileExists(atPath: directory + "/train.h5"))
+    }
+
     @Test("verify names the field and chunk of a flipped byte")
     func verifyFindsCorruption() throws {
         let directory = temporaryDirectory()
