@@ -1,4 +1,5 @@
 #include "CStokeKernels.h"
+#include <string.h>
 
 static void normalize_run_portable(const uint8_t *src, float *dst, size_t n, float scale, float bias) {
     for (size_t i = 0; i < n; i++) dst[i] = (float)src[i] * scale + bias;
@@ -62,4 +63,28 @@ void stoke_normalize_u8_f32(const uint8_t *src, float *dst, size_t count, size_t
         size_t c = run_index % channels;
         run(src + start, dst + start, n, scale[c], bias[c]);
     }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+static void copy_stream_avx512(uint8_t *dst, const uint8_t *src, size_t n) {
+    size_t head = (64 - ((uintptr_t)dst & 63)) & 63;
+    if (head > n) head = n;
+    memcpy(dst, src, head);
+    size_t i = head;
+    for (; i + 64 <= n; i += 64) _mm512_stream_si512((void *)(dst + i), _mm512_loadu_si512(src + i));
+    memcpy(dst + i, src + i, n - i);
+    _mm_sfence();
+}
+#endif
+
+void stoke_copy_rows_streaming(void *dst, const void *src, size_t nbytes) {
+#if defined(__x86_64__)
+
+    if (stoke_cpu_active() == STOKE_CPU_AVX512_VNNI && nbytes >= 4096) {
+        copy_stream_avx512((uint8_t *)dst, (const uint8_t *)src, nbytes);
+        return;
+    }
+#endif
+    memcpy(dst, src, nbytes);
 }

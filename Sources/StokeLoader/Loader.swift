@@ -579,7 +579,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
             if layout.normalization != nil {
                 unsafe normalize(source, into: target, field: fieldNumber, dtype: field.dtype, elements: field.sampleBytes / field.dtype.size)
             } else {
-                unsafe target.copyMemory(from: source, byteCount: field.sampleBytes)
+                unsafe stoke_copy_rows_streaming(target, source, field.sampleBytes)
             }
         }
         cache.release(field: fieldNumber, slot: cacheSlot)

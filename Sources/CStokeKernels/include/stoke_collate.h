@@ -10,4 +10,7 @@
 /// `stoke_cpu_active()` (AVX-512, AVX2, portable).
 void stoke_normalize_u8_f32(const uint8_t *_Nonnull src, float *_Nonnull dst, size_t count, size_t inner,
                             size_t channels, const float *_Nonnull scale, const float *_Nonnull bias);
+/// Copies `nbytes` with non-temporal stores where that pays (large copies, AVX-512): a gathered batch is
+/// written once and read later by the consumer, so its cache lines need not be read for ownership first.
+void stoke_copy_rows_streaming(void *_Nonnull dst, const void *_Nonnull src, size_t nbytes);
 #endif
