@@ -131,3 +131,19 @@ func shuffleRoundTrip() {
         if elementSize == 2 { #expect(shuffled[1] == bytes[2]) }
     }
 }
+
+@Test("streaming row copy equals memcpy for any size and alignment")
+func streamingCopy() {
+    let source = (0..<20000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+    for (offset, count) in [(0, 0), (1, 100), (3, 4096), (7, 5000), (64, 12345), (0, 19000)] {
+        var target = [UInt8](repeating: 0xAA, count: 20000)
+        source.withUnsafeBytes { s in
+            target.withUnsafeMutableBytes { t in
+                stoke_copy_rows_streaming(t.baseAddress!.advanced(by: offset), s.baseAddress!, count)
+            }
+        }
+        #expect(Array(target[offset..<(offset + count)]) == Array(source[0..<count]))
+        #expect(target[..<offset].allSatisfy { $0 == 0xAA })
+        #expect(target[(offset + count)...].allSatisfy { $0 == 0xAA })
+    }
+}
