@@ -50,6 +50,8 @@ public struct LoaderOptions: Sendable {
     public var cacheBytes: Int? = nil
     /// Page-lock batch buffers with mlock when RLIMIT_MEMLOCK allows.
     public var pinBuffers = true
+    /// Also register them with the CUDA runtime (cudaHostRegister) when libcudart can be loaded.
+    public var registerWithCUDA = true
 
     public init() {}
 }
@@ -245,7 +247,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
         indicesOffset = offset
         batchBufferBytes = offset + 8 * options.batchSize
         let buffers = options.prefetch + 2
-        pool = PinnedBufferPool(count: buffers, bufferBytes: batchBufferBytes, pin: options.pinBuffers)
+        pool = PinnedBufferPool(count: buffers, bufferBytes: batchBufferBytes, pin: options.pinBuffers, registerWithCUDA: options.registerWithCUDA)
         chunkRows = fields.first(where: { $0.chunkRows != nil })?.chunkRows ?? 1
         let cachedChunkBytes = fields.map { $0.decodesDirectly && $0.chunkRows != nil ? $0.chunkBytes : 0 }
         let budget: Int

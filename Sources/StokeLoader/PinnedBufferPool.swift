@@ -9,6 +9,9 @@ public struct PinningStatus: Sendable, Equatable {
     public var reason: String
     /// Bytes page-locked.
     public var lockedBytes: Int
+    /// Whether the pool is registered with the CUDA runtime (cudaHostRegister), and why not otherwise.
+    public var cudaRegistered = false
+    public var cudaReason = ""
 }
 
 /// A fixed set of page-aligned batch buffers, allocated once, page-locked with mlock when
@@ -20,19 +23,19 @@ public struct PinningStatus: Sendable, Equatable {
 @safe final class PinnedBufferPool: @unchecked Sendable {
     let bufferBytes: Int
     let count: Int
-    let status: PinningStatus
+    private(set) var status: PinningStatus
     private let base: UnsafeMutableRawPointer
     private let totalBytes: Int
 
-    init(count: Int, bufferBytes: Int, pin: Bool) {
+    init(count: Int, bufferBytes: Int, pin: Bool, registerWithCUDA: Bool = true) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let rounded = max(page, (bufferBytes + page - 1) / page * page)
         self.bufferBytes = rounded
         self.count = count
         totalBytes = rounded * count
         var pointer: UnsafeMutableRawPointer? = nil
-        let status = unsafe posix_memalign(&pointer, page, totalBytes)
-        precondition(status == 0, "posix_memalign of \(totalBytes) bytes failed: \(status)")
+        let allocated = unsafe posix_memalign(&pointer, page, totalBytes)
+        precondition(allocated == 0, "posix_memalign of \(totalBytes) bytes failed: \(allocated)")
         unsafe base = pointer!
         // Touch every page once so the steady state takes no page faults.
         unsafe base.initializeMemory(as: UInt8.self, repeating: 0, count: totalBytes)
@@ -50,9 +53,19 @@ public struct PinningStatus: Sendable, Equatable {
         } else {
             self.status = PinningStatus(pinned: true, reason: "", lockedBytes: totalBytes)
         }
+        if registerWithCUDA {
+            if let reason = unsafe CUDAHostRegistration.register(base, bytes: totalBytes) {
+                status.cudaReason = reason
+            } else {
+                status.cudaRegistered = true
+            }
+        } else {
+            status.cudaReason = "CUDA registration turned off"
+        }
     }
 
     deinit {
+        if status.cudaRegistered { unsafe CUDAHostRegistration.unregister(base) }
         if status.pinned { unsafe munlock(base, totalBytes) }
         unsafe free(base)
     }

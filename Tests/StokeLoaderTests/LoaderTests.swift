@@ -296,6 +296,8 @@ struct LoaderTests {
         defer { cleanup() }
         let loader = try Loader(store: Store(path: path), options: LoaderOptions())
         #expect(loader.pinning.pinned || !loader.pinning.reason.isEmpty)
+        // CUDA registration happens when libcudart loads; otherwise the reason says why not.
+        #expect(loader.pinning.cudaRegistered || !loader.pinning.cudaReason.isEmpty)
         #expect(loader.batchBufferBytes >= 256 * (32 + 8 + 8))
     }
 }
