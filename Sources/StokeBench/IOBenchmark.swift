@@ -138,6 +138,7 @@ public struct IOBenchmark {
             total.waitSeconds += stats.waitSeconds
             total.batchBytes += stats.batchBytes
             total.decodedBytes += stats.decodedBytes
+            total.storedBytesRead += stats.storedBytesRead
             total.chunkDecodes += stats.chunkDecodes
             total.redecodes += stats.redecodes
             total.cacheHits += stats.cacheHits
@@ -253,6 +254,7 @@ extension IOBenchmark.Result {
                 "stored_bytes_per_s": run.storedBytesPerSecond, "efficiency": run.efficiency, "bottleneck": run.bottleneck,
                 "advice": run.advice, "stages": run.stages, "settings": run.settings,
                 "chunk_decodes": run.stats.chunkDecodes, "redecodes": run.stats.redecodes, "samples": run.stats.samples,
+                "bytes_read": run.stats.storedBytesRead, "bytes_decoded": run.stats.decodedBytes,
                 "timeline": run.timeline.map { ["t": $0.0, "samples_per_s": $0.1] },
             ]
             if let resident = run.residentFraction { document["resident_fraction"] = resident }

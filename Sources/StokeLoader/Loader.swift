@@ -77,6 +77,8 @@ public struct LoaderStats: Sendable, Equatable {
     public var batchBytes = 0
     /// Decoded bytes produced by chunk decodes.
     public var decodedBytes = 0
+    /// Stored (compressed) bytes of the chunks decoded, as the chunk index records them.
+    public var storedBytesRead = 0
     public var chunkDecodes = 0
     /// Chunks decoded more than once this epoch because the cache had evicted them.
     public var redecodes = 0
@@ -450,6 +452,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
                 stats.chunkWaitSeconds += timing.chunkWaitSeconds
                 stats.batchBytes += timing.batchBytes
                 stats.decodedBytes += timing.decodedBytes
+                stats.storedBytesRead += timing.storedBytesRead
             }
             condition.broadcast()
         }
@@ -549,6 +552,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
         try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
         timing.decodeSeconds += (ContinuousClock.now - start).seconds
         timing.decodedBytes += field.chunkBytes
+        timing.storedBytesRead += Int(field.chunkIndex?[chunk].size ?? 0)
         return true
     }
 
@@ -570,6 +574,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
         if decodedHere {
             timing.decodeSeconds += (gatherStart - decodeStart).seconds
             timing.decodedBytes += field.chunkBytes
+            timing.storedBytesRead += Int(field.chunkIndex?[chunk].size ?? 0)
         } else {
             timing.chunkWaitSeconds += (gatherStart - decodeStart).seconds
         }

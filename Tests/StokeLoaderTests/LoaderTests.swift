@@ -99,6 +99,8 @@ struct LoaderTests {
         #expect(stats.redecodes == 0)
         #expect(stats.batches == 32)
         #expect(stats.decodedBytes == 20 * 100 * 32)
+        let stored = try Store(path: path).field("x").chunkIndex!.reduce(0) { $0 + Int($1.size) }
+        #expect(stats.storedBytesRead == stored)
     }
 
     @Test("random order with a tiny cache counts re-decodes")
