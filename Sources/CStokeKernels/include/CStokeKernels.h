@@ -29,6 +29,9 @@ void stoke_unshuffle(const uint8_t *_Nonnull src, uint8_t *_Nonnull dst, size_t 
 
 /// HDF5's Fletcher-32 checksum (H5_checksum_fletcher32), byte-compatible with the library's filter (id 3).
 uint32_t stoke_fletcher32(const uint8_t *_Nonnull data, size_t nbytes);
+
+/// The scalar Fletcher-32 every vector path must match bit for bit (for tests).
+uint32_t stoke_fletcher32_reference(const uint8_t *_Nonnull data, size_t nbytes);
 /// Asks the kernel to start writing a file's dirty pages back, without waiting (Linux
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`; a no-op elsewhere). Returns 0 or -1 with errno.
 int stoke_start_writeback(int fd);
