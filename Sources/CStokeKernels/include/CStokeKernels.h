@@ -29,4 +29,101 @@ void stoke_unshuffle(const uint8_t *_Nonnull src, uint8_t *_Nonnull dst, size_t 
 
 /// HDF5's Fletcher-32 checksum (H5_checksum_fletcher32), byte-compatible with the library's filter (id 3).
 uint32_t stoke_fletcher32(const uint8_t *_Nonnull data, size_t nbytes);
+// MARK: - FP32 engine kernels (engine_f32.c). Shapes and strides are in elements; all buffers are
+// dense row-major unless a stride array says otherwise. Callers (StokeEngine) validate shapes.
+
+/// Unary elementwise operators for `stoke_unary_f32`.
+typedef enum {
+    STOKE_UNARY_IDENTITY = 0,
+    STOKE_UNARY_RELU = 1,
+    STOKE_UNARY_LEAKY_RELU = 2,   ///< alpha = negative slope
+    STOKE_UNARY_SIGMOID = 3,
+    STOKE_UNARY_TANH = 4,
+    STOKE_UNARY_ERF = 5,
+    STOKE_UNARY_GELU = 6,         ///< exact: x/2 * (1 + erf(x/sqrt 2))
+    STOKE_UNARY_GELU_TANH = 7,    ///< tanh approximation
+    STOKE_UNARY_CLIP = 8,         ///< clamp to [alpha, beta]
+    STOKE_UNARY_EXP = 9,
+    STOKE_UNARY_NEG = 10,
+    STOKE_UNARY_ABS = 11,
+    STOKE_UNARY_SQRT = 12,
+} stoke_unary_op;
+
+/// y[i] = op(x[i]) for i < n; x and y may be the same buffer.
+void stoke_unary_f32(int op, const float *_Nonnull x, float *_Nonnull y, size_t n, float alpha, float beta);
+
+/// Binary elementwise operators for `stoke_binary_*`.
+typedef enum { STOKE_BINARY_ADD = 0, STOKE_BINARY_SUB = 1, STOKE_BINARY_MUL = 2, STOKE_BINARY_DIV = 3 } stoke_binary_op;
+
+/// out = a op b over an `ndim`-axis output `shape` (ndim <= 8), reading a and b through element
+/// strides where a stride of 0 broadcasts that axis. out is dense.
+void stoke_binary_f32(int op, const float *_Nonnull a, const int64_t *_Nonnull a_strides,
+                      const float *_Nonnull b, const int64_t *_Nonnull b_strides,
+                      float *_Nonnull out, const int64_t *_Nonnull shape, int ndim);
+/// The int64 version of `stoke_binary_f32`; division truncates toward zero and x/0 gives 0.
+void stoke_binary_i64(int op, const int64_t *_Nonnull a, const int64_t *_Nonnull a_strides,
+                      const int64_t *_Nonnull b, const int64_t *_Nonnull b_strides,
+                      int64_t *_Nonnull out, const int64_t *_Nonnull shape, int ndim);
+
+/// Copies an `ndim`-axis (ndim <= 8) region of `shape` elements of `element_size` bytes from
+/// src (read through src_strides) to dst (written through dst_strides). Transpose, Slice, Expand,
+/// Concat and Pad are all this copy with different strides.
+void stoke_strided_copy(const void *_Nonnull src, const int64_t *_Nonnull src_strides,
+                        void *_Nonnull dst, const int64_t *_Nonnull dst_strides,
+                        const int64_t *_Nonnull shape, int ndim, size_t element_size);
+
+/// Fills n elements of element_size bytes with the value at `value`.
+void stoke_fill(void *_Nonnull dst, const void *_Nonnull value, size_t n, size_t element_size);
+
+/// Gather along one axis: data is [outer, axis_extent, inner_bytes]; out is [outer, n_indices,
+/// inner_bytes]. Negative indices count from the end. Returns 0, or -1 if an index is out of range
+/// (out is then unspecified).
+int stoke_gather(const void *_Nonnull data, size_t outer, int64_t axis_extent, size_t inner_bytes,
+                 const int64_t *_Nonnull indices, size_t n_indices, void *_Nonnull out);
+
+/// Softmax (or log-softmax when `log` != 0) of each of `rows` rows of `cols` contiguous elements.
+void stoke_softmax_f32(const float *_Nonnull x, float *_Nonnull y, size_t rows, size_t cols, int log);
+
+/// y[n, c, s] = x[n, c, s] * scale[c] + shift[c] (BatchNormalization in inference form).
+void stoke_channel_affine_f32(const float *_Nonnull x, float *_Nonnull y, size_t n, size_t c, size_t spatial,
+                              const float *_Nonnull scale, const float *_Nonnull shift);
+
+/// Adds a bias and applies an activation to a [rows, cols] matrix in place. bias_kind: 0 none,
+/// 1 per column (bias[cols]), 2 per row (bias[rows]), 3 scalar bias[0]. act is a stoke_unary_op.
+void stoke_bias_activation_f32(float *_Nonnull y, size_t rows, size_t cols, const float *_Nullable bias,
+                               int bias_kind, int act, float alpha, float beta);
+
+/// Geometry of a 2-D window operation (convolution or pooling) on one [H, W] plane; 1-D
+/// operations use H = 1, kernel_h = 1. Pads are in elements at each edge.
+typedef struct {
+    int64_t in_h, in_w, kernel_h, kernel_w, pad_top, pad_left, stride_h, stride_w, dilation_h, dilation_w, out_h, out_w;
+    int64_t pad_bottom, pad_right;
+} stoke_window2d;
+
+/// im2col for one image: x is [channels, in_h, in_w]; col is [channels * kernel_h * kernel_w, out_h * out_w],
+/// zero where the window reads padding.
+void stoke_im2col_f32(const float *_Nonnull x, int64_t channels, const stoke_window2d *_Nonnull g, float *_Nonnull col);
+
+/// Depthwise convolution of one image: x [channels, in_h, in_w], w [channels, kernel_h, kernel_w],
+/// bias [channels] or NULL, y [channels, out_h, out_w].
+void stoke_depthwise_conv2d_f32(const float *_Nonnull x, int64_t channels, const float *_Nonnull w,
+                                const float *_Nullable bias, const stoke_window2d *_Nonnull g, float *_Nonnull y);
+
+/// Pooling of `planes` independent [in_h, in_w] planes into [out_h, out_w] planes. kind 0 = max,
+/// 1 = average; for average, count_include_pad != 0 divides by the full window size (padding
+/// counts as zeros) and otherwise by the number of in-bounds elements.
+void stoke_pool2d_f32(int kind, const float *_Nonnull x, int64_t planes, const stoke_window2d *_Nonnull g,
+                      int count_include_pad, float *_Nonnull y);
+
+/// Sums x over the axes where reduce_mask[axis] != 0 (ndim <= 8) into y, whose shape is `shape`
+/// with those axes set to 1; y is overwritten. Multiply by the scale afterwards for a mean.
+void stoke_reduce_sum_f32(const float *_Nonnull x, const int64_t *_Nonnull shape, int ndim,
+                          const int *_Nonnull reduce_mask, float *_Nonnull y);
+
+/// Pad: out coordinate o maps to input coordinate o - pads_begin[axis]; outside the input the element
+/// is `value` (mode 0, constant), the nearest edge (mode 1, edge), the mirror without repeating the
+/// edge (mode 2, reflect) or the wrapped coordinate (mode 3, wrap). ndim <= 8.
+void stoke_pad(const void *_Nonnull x, const int64_t *_Nonnull in_shape, const int64_t *_Nonnull pads_begin,
+               void *_Nonnull y, const int64_t *_Nonnull out_shape, int ndim, size_t element_size,
+               int mode, const void *_Nonnull value);
 #endif

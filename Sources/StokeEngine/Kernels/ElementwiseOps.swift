@@ -1,0 +1,112 @@
+import CStokeKernels
+
+/// Unary, binary (numpy broadcasting) and row-wise (softmax) operators.
+enum ElementwiseOps {
+    static func unary(_ code: Int32, alpha: Float = 0, beta: Float = 0) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            let x = try c.float32Input(0)
+            let n = x.count
+            let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+            return .kernel([(.float32, x.shape)]) { s in
+                unsafe stoke_unary_f32(code, s.floats(ix), s.floats(iy), n, alpha, beta)
+            }
+        }
+    }
+
+    static func leakyRelu(_ c: OpContext) throws(EngineError) -> OpPlan {
+        try unary(STOKE_UNARY_LEAKY_RELU.rawValue32, alpha: try c.float("alpha", 0.01))(c)
+    }
+
+    static func gelu(_ c: OpContext) throws(EngineError) -> OpPlan {
+        switch try c.string("approximate", "none") {
+        case "none": return try unary(STOKE_UNARY_GELU.rawValue32)(c)
+        case "tanh": return try unary(STOKE_UNARY_GELU_TANH.rawValue32)(c)
+        case let other: throw c.unsupported("approximate=\(other)")
+        }
+    }
+
+    static func clip(_ c: OpContext) throws(EngineError) -> OpPlan {
+        var low = -Float.greatestFiniteMagnitude, high = Float.greatestFiniteMagnitude
+        if c.opset < 11 {
+            low = try c.float("min", low)
+            high = try c.float("max", high)
+        } else {
+            if let t = try c.constantInput(1, "min") { low = t.floats.first ?? low }
+            if let t = try c.constantInput(2, "max") { high = t.floats.first ?? high }
+        }
+        return try unary(STOKE_UNARY_CLIP.rawValue32, alpha: low, beta: high)(c)
+    }
+
+    static func binary(_ code: Int32) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            let a = try c.input(0), b = try c.input(1)
+            guard a.type == b.type else { throw c.fail("input types differ: \(a.type) and \(b.type)") }
+            guard let shape = broadcastShape(a.shape, b.shape) else {
+                throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast")
+            }
+            let (loopShape, strides) = coalesce(shape: shape, strides: [broadcastStrides(a.shape, to: shape),
+                                                                     broadcastStrides(b.shape, to: shape)])
+            let dims = loopShape.map { Int64($0) }
+            let (sa, sb) = (strides[0], strides[1])
+            let rank = Int32(dims.count)
+            let (ia, ib, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
+            let type = a.type
+            if elementCount(shape) == 0 { return .kernel([(type, shape)]) { _ in } }
+            return .kernel([(type, shape)]) { s in
+                switch type {
+                case .float32: unsafe stoke_binary_f32(code, s.floats(ia), sa, s.floats(ib), sb, s.floats(iy), dims, rank)
+                case .int64: unsafe stoke_binary_i64(code, s.int64s(ia), sa, s.int64s(ib), sb, s.int64s(iy), dims, rank)
+                }
+            }
+        }
+    }
+
+    static func softmax(log: Bool) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            let x = try c.float32Input(0)
+            let rank = x.shape.count
+            let legacy = c.opset < 13
+            let axis = try c.axis(try c.int("axis", legacy ? 1 : -1), rank: rank)
+            let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+            let flag: Int32 = log ? 1 : 0
+            if legacy || axis == rank - 1 {
+                // Opsets < 13 flatten to [outer, inner] at `axis`; from 13 the last axis is a row.
+                let cols = x.shape[axis...].reduce(1, *)
+                let rows = cols == 0 ? 0 : x.count / cols
+                return .kernel([(.float32, x.shape)]) { s in
+                    unsafe stoke_softmax_f32(s.floats(ix), s.floats(iy), rows, cols, flag)
+                }
+            }
+            // A middle axis: move it last through a workspace, normalize rows, move it back.
+            var moved = x.shape
+            moved.remove(at: axis)
+            moved.append(x.shape[axis])
+            var toLast = Array(0..<rank)
+            toLast.remove(at: axis)
+            toLast.append(axis)
+            let dense = denseStrides(x.shape)
+            let readStrides = toLast.map { dense[$0] }
+            let movedDims = moved.map { Int64($0) }
+            let movedDense = denseStrides(moved)
+            var backStrides = [Int64](repeating: 0, count: rank)
+            for (k, axisIndex) in toLast.enumerated() { backStrides[k] = dense[axisIndex] }
+            let cols = x.shape[axis]
+            let rows = cols == 0 ? 0 : x.count / cols
+            let work = TensorStorage(byteCount: 2 * x.count * 4)
+            let r = Int32(rank)
+            let count = x.count
+            return .kernel([(.float32, x.shape)]) { s in
+                let a = work.pointer
+                let b = unsafe work.pointer + count * 4
+                unsafe stoke_strided_copy(s.raw(ix), readStrides, a, movedDense, movedDims, r, 4)
+                unsafe stoke_softmax_f32(a.assumingMemoryBound(to: Float.self), b.assumingMemoryBound(to: Float.self), rows, cols, flag)
+                unsafe stoke_strided_copy(b, movedDense, s.raw(iy), backStrides, movedDims, r, 4)
+            }
+        }
+    }
+}
+
+extension stoke_unary_op {
+    /// The raw value as the `int` the C kernels take.
+    var rawValue32: Int32 { Int32(bitPattern: rawValue) }
+}

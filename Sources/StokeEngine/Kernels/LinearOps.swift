@@ -1,0 +1,350 @@
+import COpenBLAS
+import CStokeKernels
+
+/// Matrix products, convolution, pooling, normalization and reductions.
+enum LinearOps {
+    /// y[m, n] = alpha * a[m, k] * b[k, n] + beta * y, row-major, on OpenBLAS.
+    /// Zero-sized products skip BLAS, which rejects leading dimensions of 0.
+    @inline(__always)
+    static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        guard m > 0, n > 0 else { return }
+        if k == 0 {
+            if beta == 0 { unsafe y.update(repeating: 0, count: m * ldy) }
+            else { for i in 0..<(m * ldy) { unsafe y[i] *= beta } }
+            return
+        }
+        unsafe cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                           Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                           beta, y, Int32(max(ldy, 1)))
+    }
+
+    static func gemm(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let a = try c.float32Input(0), b = try c.float32Input(1)
+        guard a.shape.count == 2, b.shape.count == 2 else { throw c.fail("A \(a.shape) and B \(b.shape) must be matrices") }
+        let transA = try c.int("transA", 0) != 0, transB = try c.int("transB", 0) != 0
+        let (m, k) = transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
+        let (kb, n) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        guard k == kb else { throw c.fail("inner dimensions differ: A \(a.shape) B \(b.shape) transA=\(transA) transB=\(transB)") }
+        let alpha = try c.float("alpha", 1), beta = try c.float("beta", 1)
+        let (act, actAlpha) = try c.fusedActivation()
+        let (ia, ib, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
+        let (lda, ldb) = (a.shape[1], b.shape[1])
+
+        // Bias C: a row vector, column vector or scalar becomes an epilogue add; a full matrix is
+        // copied into Y and accumulated by sgemm's beta.
+        var biasKind: Int32 = 0
+        var biasTensor: Tensor?
+        var fullBias: (slot: Int, strides: [Int64])?
+        if let bias = c.optionalInput(2), beta != 0 {
+            guard bias.type == .float32, let shape = broadcastShape(bias.shape, [m, n]), shape == [m, n] else {
+                throw c.fail("C \(bias.shape) does not broadcast to [\(m), \(n)]")
+            }
+            let dims = Array(repeating: 1, count: 2 - bias.shape.count) + bias.shape
+            if let constant = bias.constant, dims[0] == 1 || dims[1] == 1 {
+                biasKind = dims == [1, 1] ? 3 : dims[0] == 1 ? 1 : 2
+                biasTensor = beta == 1 ? constant : Tensor(shape: constant.shape, floats: constant.floats.map { $0 * beta })
+            } else {
+                fullBias = (c.inputSlots[2], broadcastStrides(bias.shape, to: [m, n]))
+            }
+        }
+        let outputs: [(ElementType, [Int])] = [(.float32, [m, n])]
+        if let fullBias {
+            let dims: [Int64] = [Int64(m), Int64(n)]
+            let dense = denseStrides([m, n])
+            return .kernel(outputs) { s in
+                unsafe stoke_strided_copy(s.raw(fullBias.slot), fullBias.strides, s.raw(iy), dense, dims, 2, 4)
+                unsafe sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
+                             b: s.floats(ib), ldb: ldb, beta: beta, y: s.floats(iy), ldy: n)
+                if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), m * n, actAlpha, 0) }
+            }
+        }
+        return .kernel(outputs) { s in
+            unsafe sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
+                         b: s.floats(ib), ldb: ldb, beta: 0, y: s.floats(iy), ldy: n)
+            if biasKind != 0 || act != 0 {
+                let bias: UnsafePointer<Float>? = unsafe biasTensor.map { unsafe UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
+                unsafe stoke_bias_activation_f32(s.floats(iy), m, n, bias, biasKind, act, actAlpha, 0)
+            }
+        }
+    }
+
+    static func matMul(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let a = try c.float32Input(0), b = try c.float32Input(1)
+        guard !a.shape.isEmpty, !b.shape.isEmpty else { throw c.fail("MatMul of a scalar") }
+        // Numpy rules: a 1-D operand gains a unit axis that is dropped from the result.
+        let aShape = a.shape.count == 1 ? [1, a.shape[0]] : a.shape
+        let bShape = b.shape.count == 1 ? [b.shape[0], 1] : b.shape
+        let (m, k) = (aShape[aShape.count - 2], aShape[aShape.count - 1])
+        let (kb, n) = (bShape[bShape.count - 2], bShape[bShape.count - 1])
+        guard k == kb else { throw c.fail("inner dimensions differ: \(a.shape) x \(b.shape)") }
+        let aBatch = Array(aShape.dropLast(2)), bBatch = Array(bShape.dropLast(2))
+        guard let batch = broadcastShape(aBatch, bBatch) else { throw c.fail("batch dimensions \(aBatch) and \(bBatch) do not broadcast") }
+        var shape = batch + [m, n]
+        if a.shape.count == 1 { shape.remove(at: shape.count - 2) }
+        if b.shape.count == 1 { shape.removeLast() }
+        let (act, actAlpha) = try c.fusedActivation()
+        let (ia, ib, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
+        let outputs: [(ElementType, [Int])] = [(.float32, shape)]
+        let total = elementCount(shape)
+
+        if bBatch.allSatisfy({ $0 == 1 }) {
+            // The common inference case (activations x weights): one sgemm over all rows of A.
+            let rows = aBatch.reduce(1, *) * m
+            return .kernel(outputs) { s in
+                unsafe sgemm(transA: false, transB: false, m: rows, n: n, k: k, alpha: 1, a: s.floats(ia), lda: k,
+                             b: s.floats(ib), ldb: n, beta: 0, y: s.floats(iy), ldy: n)
+                if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), total, actAlpha, 0) }
+            }
+        }
+        let batchCount = batch.reduce(1, *)
+        let aStrides = broadcastStrides(aBatch, to: batch), bStrides = broadcastStrides(bBatch, to: batch)
+        let batchDense = denseStrides(batch)
+        let offsets: [(Int, Int)] = (0..<batchCount).map { index in
+            var rest = index, ao = 0, bo = 0
+            for axis in 0..<batch.count {
+                let coordinate = rest / Int(batchDense[axis])
+                rest %= Int(batchDense[axis])
+                ao += coordinate * Int(aStrides[axis])
+                bo += coordinate * Int(bStrides[axis])
+            }
+            return (ao * m * k, bo * k * n)
+        }
+        return .kernel(outputs) { s in
+            for (index, offset) in offsets.enumerated() {
+                unsafe sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: s.floats(ia) + offset.0, lda: k,
+                             b: s.floats(ib) + offset.1, ldb: n, beta: 0, y: s.floats(iy) + index * m * n, ldy: n)
+            }
+            if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), total, actAlpha, 0) }
+        }
+    }
+
+    /// Output extent and begin/end padding of one spatial axis of a window operation.
+    static func window(_ c: OpContext, input: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, padEnd: Int,
+                       autoPad: String, ceilMode: Bool) throws(EngineError) -> (out: Int, begin: Int, end: Int) {
+        let span = (kernel - 1) * dilation + 1
+        switch autoPad {
+        case "NOTSET":
+            let padded = input + padBegin + padEnd - span
+            guard padded >= 0 else { throw c.fail("window of \(span) exceeds padded input \(input + padBegin + padEnd)") }
+            var out = (ceilMode ? (padded + stride - 1) / stride : padded / stride) + 1
+            // ceil_mode must not start a window entirely in the end padding.
+            if ceilMode && (out - 1) * stride >= input + padBegin { out -= 1 }
+            return (out, padBegin, padEnd)
+        case "VALID":
+            guard input >= span else { throw c.fail("window of \(span) exceeds input \(input)") }
+            return ((input - span) / stride + 1, 0, 0)
+        case "SAME_UPPER", "SAME_LOWER":
+            let out = (input + stride - 1) / stride
+            let total = max(0, (out - 1) * stride + span - input)
+            let small = total / 2
+            return autoPad == "SAME_UPPER" ? (out, small, total - small) : (out, total - small, small)
+        default:
+            throw c.unsupported("auto_pad=\(autoPad)")
+        }
+    }
+
+    /// Geometry shared by Conv and the pools: spatial rank 1 or 2, lowered to a 2-D window.
+    static func geometry(_ c: OpContext, inputShape: [Int], kernelShape: [Int], ceilMode: Bool = false,
+                         allowDilation: Bool = true) throws(EngineError) -> (stoke_window2d, outSpatial: [Int]) {
+        let spatial = inputShape.count - 2
+        guard spatial == 1 || spatial == 2 else { throw c.unsupported("\(spatial)-D spatial input \(inputShape) (1-D and 2-D only)") }
+        guard kernelShape.count == spatial else { throw c.fail("kernel_shape \(kernelShape) does not match input \(inputShape)") }
+        let strides = try c.ints("strides") ?? [Int](repeating: 1, count: spatial)
+        let dilations = try c.ints("dilations") ?? [Int](repeating: 1, count: spatial)
+        let pads = try c.ints("pads") ?? [Int](repeating: 0, count: 2 * spatial)
+        guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial,
+              strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), kernelShape.allSatisfy({ $0 > 0 }) else {
+            throw c.fail("strides \(strides), dilations \(dilations), pads \(pads) do not fit \(spatial)-D")
+        }
+        let autoPad = try c.string("auto_pad", "NOTSET")
+        var outs: [Int] = [], begins: [Int] = [], ends: [Int] = []
+        for axis in 0..<spatial {
+            let w = try window(c, input: inputShape[2 + axis], kernel: kernelShape[axis], stride: strides[axis],
+                               dilation: dilations[axis], padBegin: pads[axis], padEnd: pads[spatial + axis],
+                               autoPad: autoPad, ceilMode: ceilMode)
+            outs.append(w.out); begins.append(w.begin); ends.append(w.end)
+        }
+        // 1-D operations run as 2-D ones over a plane of height 1.
+        let h = spatial == 2 ? 0 : -1
+        func pick(_ values: [Int], _ one: Int) -> (Int, Int) { h == 0 ? (values[0], values[1]) : (one, values[0]) }
+        let (inH, inW) = pick(Array(inputShape[2...]), 1)
+        let (kH, kW) = pick(kernelShape, 1)
+        let (sH, sW) = pick(strides, 1)
+        let (dH, dW) = pick(dilations, 1)
+        let (pT, pL) = pick(begins, 0)
+        let (pB, pR) = pick(ends, 0)
+        let (oH, oW) = pick(outs, 1)
+        let g = stoke_window2d(in_h: Int64(inH), in_w: Int64(inW), kernel_h: Int64(kH), kernel_w: Int64(kW),
+                               pad_top: Int64(pT), pad_left: Int64(pL), stride_h: Int64(sH), stride_w: Int64(sW),
+                               dilation_h: Int64(dH), dilation_w: Int64(dW), out_h: Int64(oH), out_w: Int64(oW),
+                               pad_bottom: Int64(pB), pad_right: Int64(pR))
+        return (g, outs)
+    }
+
+    static func conv(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.float32Input(0), w = try c.float32Input(1)
+        guard x.shape.count >= 3, w.shape.count == x.shape.count else { throw c.fail("X \(x.shape) and W \(w.shape) ranks do not fit") }
+        let group = try c.int("group", 1)
+        let (batch, channels) = (x.shape[0], x.shape[1])
+        let filters = w.shape[0]
+        guard group > 0, channels % group == 0, filters % group == 0, w.shape[1] == channels / group else {
+            throw c.fail("W \(w.shape) does not fit \(channels) input channels in \(group) groups")
+        }
+        let kernelShape = try c.ints("kernel_shape") ?? Array(w.shape[2...])
+        guard kernelShape == Array(w.shape[2...]) else { throw c.fail("kernel_shape \(kernelShape) differs from W \(w.shape)") }
+        var (g, outSpatial) = try geometry(c, inputShape: x.shape, kernelShape: kernelShape)
+        let bias = c.optionalInput(2)
+        if let bias, bias.shape != [filters] { throw c.fail("B \(bias.shape) must be [\(filters)]") }
+        let (act, actAlpha) = try c.fusedActivation()
+        let shape = [batch, filters] + outSpatial
+        let (ix, iw, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
+        let ib = bias == nil ? -1 : c.inputSlots[2]
+        let plane = Int(g.out_h * g.out_w), inPlane = Int(g.in_h * g.in_w)
+        let outputs: [(ElementType, [Int])] = [(.float32, shape)]
+        if elementCount(shape) == 0 { return .kernel(outputs) { _ in } }
+
+        if group == channels && filters == channels && group > 1 {
+            return .kernel(outputs) { s in
+                let biasPointer: UnsafePointer<Float>? = ib < 0 ? nil : unsafe UnsafePointer(s.floats(ib))
+                for image in 0..<batch {
+                    unsafe stoke_depthwise_conv2d_f32(s.floats(ix) + image * channels * inPlane, Int64(channels), s.floats(iw),
+                                                      biasPointer, &g, s.floats(iy) + image * filters * plane)
+                }
+                if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), batch * filters * plane, actAlpha, 0) }
+            }
+        }
+        let groupChannels = channels / group, groupFilters = filters / group
+        let colRows = groupChannels * Int(g.kernel_h * g.kernel_w)
+        // A 1x1, stride-1, unpadded convolution reads the input plane directly: no im2col.
+        let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
+            g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
+        let workspace = TensorStorage(byteCount: pointwise ? 0 : colRows * plane * 4)
+        return .kernel(outputs) { s in
+            let col = unsafe workspace.pointer.assumingMemoryBound(to: Float.self)
+            let biasPointer: UnsafePointer<Float>? = ib < 0 ? nil : unsafe UnsafePointer(s.floats(ib))
+            for image in 0..<batch {
+                for groupIndex in 0..<group {
+                    let input = unsafe s.floats(ix) + (image * channels + groupIndex * groupChannels) * inPlane
+                    if !pointwise { unsafe stoke_im2col_f32(input, Int64(groupChannels), &g, col) }
+                    unsafe sgemm(transA: false, transB: false, m: groupFilters, n: plane, k: colRows, alpha: 1,
+                                 a: s.floats(iw) + groupIndex * groupFilters * colRows, lda: colRows,
+                                 b: pointwise ? input : col, ldb: plane, beta: 0,
+                                 y: s.floats(iy) + (image * filters + groupIndex * groupFilters) * plane, ldy: plane)
+                }
+                if ib >= 0 || act != 0 {
+                    unsafe stoke_bias_activation_f32(s.floats(iy) + image * filters * plane, filters, plane, biasPointer,
+                                                     ib >= 0 ? 2 : 0, act, actAlpha, 0)
+                }
+            }
+        }
+    }
+
+    static func pool(kind: Int32) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            let x = try c.float32Input(0)
+            guard x.shape.count >= 3 else { throw c.fail("input \(x.shape) needs [N, C, spatial...]") }
+            if c.node.outputs.count > 1, !c.node.outputs[1].isEmpty { throw c.unsupported("Indices output") }
+            guard let kernelShape = try c.ints("kernel_shape") else { throw c.fail("missing kernel_shape") }
+            if kind == 1, c.node.attributes["dilations"] != nil, (try c.ints("dilations") ?? []).contains(where: { $0 != 1 }) {
+                throw c.unsupported("dilations on AveragePool")
+            }
+            var (g, outSpatial) = try geometry(c, inputShape: x.shape, kernelShape: kernelShape, ceilMode: try c.int("ceil_mode", 0) != 0)
+            let includePad = Int32(try c.int("count_include_pad", 0))
+            let planes = x.shape[0] * x.shape[1]
+            let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+            return .kernel([(.float32, Array(x.shape[..<2]) + outSpatial)]) { s in
+                unsafe stoke_pool2d_f32(kind, s.floats(ix), Int64(planes), &g, includePad, s.floats(iy))
+            }
+        }
+    }
+
+    static func globalPool(max: Bool) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            let x = try c.float32Input(0)
+            guard x.shape.count >= 3 else { throw c.fail("input \(x.shape) needs [N, C, spatial...]") }
+            let planes = x.shape[0] * x.shape[1]
+            let spatial = x.shape[2...].reduce(1, *)
+            let shape = Array(x.shape[..<2]) + [Int](repeating: 1, count: x.shape.count - 2)
+            let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+            if max {
+                var g = stoke_window2d(in_h: 1, in_w: Int64(spatial), kernel_h: 1, kernel_w: Int64(spatial), pad_top: 0, pad_left: 0,
+                                       stride_h: 1, stride_w: 1, dilation_h: 1, dilation_w: 1, out_h: 1, out_w: 1, pad_bottom: 0, pad_right: 0)
+                return .kernel([(.float32, shape)]) { s in unsafe stoke_pool2d_f32(0, s.floats(ix), Int64(planes), &g, 0, s.floats(iy)) }
+            }
+            let dims: [Int64] = [Int64(planes), Int64(spatial)]
+            let mask: [Int32] = [0, 1]
+            let scale = 1 / Float(Swift.max(spatial, 1))
+            return .kernel([(.float32, shape)]) { s in
+                unsafe stoke_reduce_sum_f32(s.floats(ix), dims, 2, mask, s.floats(iy))
+                unsafe cblas_sscal(Int32(planes), scale, s.floats(iy), 1)
+            }
+        }
+    }
+
+    static func batchNormalization(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.float32Input(0)
+        guard x.shape.count >= 2 else { throw c.fail("input \(x.shape) needs [N, C, ...]") }
+        if c.node.outputs.count > 1, c.node.outputs.dropFirst().contains(where: { !$0.isEmpty }) {
+            throw c.unsupported("training-mode outputs (running mean/var)")
+        }
+        let channels = x.shape[1]
+        var parameters: [[Float]] = []
+        for index in 1...4 {
+            guard let t = try c.constantInput(index, ["", "scale", "B", "input_mean", "input_var"][index]) else { throw c.fail("missing input \(index)") }
+            guard t.count == channels else { throw c.fail("input \(index) has \(t.count) values for \(channels) channels") }
+            parameters.append(t.floats)
+        }
+        let (scale, shift) = foldedAffine(scale: parameters[0], bias: parameters[1], mean: parameters[2], variance: parameters[3],
+                                          epsilon: try c.float("epsilon", 1e-5))
+        let scaleTensor = Tensor(shape: [channels], floats: scale), shiftTensor = Tensor(shape: [channels], floats: shift)
+        let batch = x.shape[0], spatial = x.shape[2...].reduce(1, *)
+        let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+        return .kernel([(.float32, x.shape)]) { s in
+            unsafe stoke_channel_affine_f32(s.floats(ix), s.floats(iy), batch, channels, spatial,
+                                            scaleTensor.storage.pointer.assumingMemoryBound(to: Float.self),
+                                            shiftTensor.storage.pointer.assumingMemoryBound(to: Float.self))
+        }
+    }
+
+    /// BatchNormalization as y = x * scale' + shift' per channel (inference form).
+    static func foldedAffine(scale: [Float], bias: [Float], mean: [Float], variance: [Float], epsilon: Float) -> ([Float], [Float]) {
+        var a = [Float](repeating: 0, count: scale.count), b = a
+        for i in scale.indices {
+            a[i] = scale[i] / (variance[i] + epsilon).squareRoot()
+            b[i] = bias[i] - mean[i] * a[i]
+        }
+        return (a, b)
+    }
+
+    static func reduce(mean: Bool) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            let x = try c.float32Input(0)
+            let rank = x.shape.count
+            let axesFromInput: Int64 = mean ? 18 : 13
+            let axes: [Int]? = c.opset >= axesFromInput ? try c.constantInput(1, "axes").map(intValues) : try c.ints("axes")
+            let keepDims = try c.int("keepdims", 1) != 0
+            let noopWhenEmpty = try c.int("noop_with_empty_axes", 0) != 0
+            var mask = [Int32](repeating: 0, count: rank)
+            if let axes, !axes.isEmpty {
+                for a in axes { mask[try c.axis(a, rank: rank)] = 1 }
+            } else if noopWhenEmpty {
+                return .alias(.float32, x.shape)
+            } else {
+                mask = [Int32](repeating: 1, count: rank)
+            }
+            let keptShape = (0..<rank).map { mask[$0] != 0 ? 1 : x.shape[$0] }
+            let shape = keepDims ? keptShape : (0..<rank).filter { mask[$0] == 0 }.map { x.shape[$0] }
+            let reduced = (0..<rank).filter { mask[$0] != 0 }.reduce(1) { $0 * x.shape[$1] }
+            let dims = x.shape.map { Int64($0) }
+            let count = elementCount(shape)
+            let scale: Float = mean ? (reduced == 0 ? .nan : 1 / Float(reduced)) : 1
+            let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+            return .kernel([(.float32, shape)]) { s in
+                unsafe stoke_reduce_sum_f32(s.floats(ix), dims, Int32(rank), mask, s.floats(iy))
+                if mean { unsafe cblas_sscal(Int32(count), scale, s.floats(iy), 1) }
+            }
+        }
+    }
+}
