@@ -52,9 +52,6 @@ public struct Model: Sendable {
     /// Loads an ONNX model from the bytes of a serialized ModelProto.
     public static func load(onnxBytes bytes: [UInt8], options: OptimizationOptions = .init()) throws(EngineError) -> Model {
         let model = try ONNXDecoder.decodeModel(bytes)
-        for (domain, version) in model.opsetImports where domain.isEmpty || domain == "ai.onnx" {
-            guard version >= 7 else { throw EngineError.invalidModel("opset \(version) is older than the supported 7") }
-        }
         return try Model(graph: model.graph, opset: model.opsetVersion, options: options)
     }
 

@@ -8,7 +8,17 @@ public final class Session {
     public let model: Model
     /// Threads OpenBLAS uses inside this session's kernels.
     public let threads: Int
-    private var plans: [[[Int]]: ExecutionPlan] = [:]
+    private var plans: [PlanKey: ExecutionPlan] = [:]
+
+    /// Plans are specialized on input shapes and on the values of small integer inputs, which
+    /// in exported graphs carry shapes, axes and pads that kernels need at plan time.
+    private struct PlanKey: Hashable {
+        var shapes: [[Int]]
+        var integerValues: [[Int64]?]
+    }
+
+    /// Integer inputs up to this many elements are treated as plan-time constants.
+    static let specializedIntegerInputLimit = 64
 
     /// - Parameter threads: OpenBLAS thread count for GEMMs (the engine's whole thread budget;
     ///   the process-wide OpenBLAS setting is changed to it).
@@ -19,8 +29,10 @@ public final class Session {
     }
 
     /// The plan for these input shapes, building it (shape inference, folding, arena) if new.
-    private func plan(shapes: [[Int]], types: [ElementType]) throws(EngineError) -> ExecutionPlan {
-        if let plan = plans[shapes] { return plan }
+    private func plan(shapes: [[Int]], types: [ElementType], integerInputs: [Tensor?]? = nil) throws(EngineError) -> ExecutionPlan {
+        let integerInputs = integerInputs ?? [Tensor?](repeating: nil, count: shapes.count)
+        let key = PlanKey(shapes: shapes, integerValues: integerInputs.map { $0?.int64s })
+        if let plan = plans[key] { return plan }
         var bound: [String: Int] = [:]
         for (index, input) in model.inputs.enumerated() {
             guard let declared = input.shape else { continue }
@@ -41,8 +53,9 @@ public final class Session {
                 }
             }
         }
-        let plan = try ExecutionPlan(graph: model.graph, opset: model.opset, inputShapes: shapes, inputTypes: types)
-        plans[shapes] = plan
+        let plan = try ExecutionPlan(graph: model.graph, opset: model.opset, inputShapes: shapes, inputTypes: types,
+                                     inputConstants: integerInputs)
+        plans[key] = plan
         return plan
     }
 
@@ -58,21 +71,23 @@ public final class Session {
     }
 
     private func prepared(_ inputs: [String: Tensor], override: (name: String, shape: [Int])? = nil) throws(EngineError) -> ExecutionPlan {
-        var shapes: [[Int]] = [], types: [ElementType] = []
+        var shapes: [[Int]] = [], types: [ElementType] = [], integerInputs: [Tensor?] = []
         for input in model.inputs {
             if let override, override.name == input.name {
-                shapes.append(override.shape); types.append(.float32); continue
+                shapes.append(override.shape); types.append(.float32); integerInputs.append(nil); continue
             }
             guard let tensor = inputs[input.name] else {
                 throw EngineError.badInput("missing input '\(input.name)' (model inputs: \(model.inputs.map(\.name)))")
             }
             shapes.append(tensor.shape); types.append(tensor.elementType)
+            let small = tensor.elementType == .int64 && tensor.count <= Self.specializedIntegerInputLimit
+            integerInputs.append(small ? tensor : nil)
         }
         let known = Set(model.inputs.map(\.name))
         if let extra = inputs.keys.first(where: { !known.contains($0) }) {
             throw EngineError.badInput("'\(extra)' is not an input of the model (inputs: \(model.inputs.map(\.name)))")
         }
-        let plan = try plan(shapes: shapes, types: types)
+        let plan = try plan(shapes: shapes, types: types, integerInputs: integerInputs)
         for (index, input) in model.inputs.enumerated() {
             if let tensor = inputs[input.name] { plan.slots.set(plan.inputSlots[index], tensor.storage.pointer) }
         }

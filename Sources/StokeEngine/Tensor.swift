@@ -92,3 +92,16 @@ public struct Tensor: Sendable, CustomStringConvertible {
         "Tensor<\(elementType)>\(shape)"
     }
 }
+
+extension Tensor {
+    /// Decodes a serialized ONNX `TensorProto` (the `.pb` files of ONNX test data).
+    ///
+    /// - Returns: the tensor's name (may be empty) and its values.
+    /// - Throws: `EngineError.malformedProtobuf` naming the field, `.unsupportedElementType`,
+    ///   or `.externalDataUnsupported`.
+    public static func decodeONNX(_ bytes: [UInt8]) throws(EngineError) -> (name: String, tensor: Tensor) {
+        var reader = ProtobufReader(bytes: bytes, range: 0..<bytes.count, path: "TensorProto")
+        let (name, tensor) = try ONNXDecoder.decodeTensor(&reader)
+        return (name, tensor)
+    }
+}

@@ -30,11 +30,28 @@ enum ElementwiseOps {
         if c.opset < 11 {
             low = try c.float("min", low)
             high = try c.float("max", high)
-        } else {
-            if let t = try c.constantInput(1, "min") { low = t.floats.first ?? low }
-            if let t = try c.constantInput(2, "max") { high = t.floats.first ?? high }
+            return try unary(STOKE_UNARY_CLIP.rawValue32, alpha: low, beta: high)(c)
         }
-        return try unary(STOKE_UNARY_CLIP.rawValue32, alpha: low, beta: high)(c)
+        let x = try c.float32Input(0)
+        // Bounds are optional scalar inputs; when fed at run time they are read on each run.
+        var boundSlots: [Int?] = [nil, nil]
+        for index in 1...2 {
+            guard let bound = c.optionalInput(index) else { continue }
+            guard bound.type == .float32, bound.count == 1 else { throw c.fail("input \(index) must be a float32 scalar") }
+            if let constant = bound.constant {
+                if index == 1 { low = constant.floats[0] } else { high = constant.floats[0] }
+            } else {
+                boundSlots[index - 1] = c.inputSlots[index]
+            }
+        }
+        let n = x.count
+        let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+        let (lowSlot, highSlot) = (boundSlots[0], boundSlots[1])
+        return .kernel([(.float32, x.shape)]) { s in
+            let a = unsafe lowSlot.map { unsafe s.floats($0)[0] } ?? low
+            let b = unsafe highSlot.map { unsafe s.floats($0)[0] } ?? high
+            unsafe stoke_unary_f32(STOKE_UNARY_CLIP.rawValue32, s.floats(ix), s.floats(iy), n, a, b)
+        }
     }
 
     static func binary(_ code: Int32) -> OperatorRegistry.Planner {

@@ -247,9 +247,6 @@ enum LinearOps {
             guard x.shape.count >= 3 else { throw c.fail("input \(x.shape) needs [N, C, spatial...]") }
             if c.node.outputs.count > 1, !c.node.outputs[1].isEmpty { throw c.unsupported("Indices output") }
             guard let kernelShape = try c.ints("kernel_shape") else { throw c.fail("missing kernel_shape") }
-            if kind == 1, c.node.attributes["dilations"] != nil, (try c.ints("dilations") ?? []).contains(where: { $0 != 1 }) {
-                throw c.unsupported("dilations on AveragePool")
-            }
             var (g, outSpatial) = try geometry(c, inputShape: x.shape, kernelShape: kernelShape, ceilMode: try c.int("ceil_mode", 0) != 0)
             let includePad = Int32(try c.int("count_include_pad", 0))
             let planes = x.shape[0] * x.shape[1]
@@ -290,21 +287,35 @@ enum LinearOps {
             throw c.unsupported("training-mode outputs (running mean/var)")
         }
         let channels = x.shape[1]
-        var parameters: [[Float]] = []
+        var parameterSlots: [Int] = []
+        var constants: [[Float]] = []
         for index in 1...4 {
-            guard let t = try c.constantInput(index, ["", "scale", "B", "input_mean", "input_var"][index]) else { throw c.fail("missing input \(index)") }
-            guard t.count == channels else { throw c.fail("input \(index) has \(t.count) values for \(channels) channels") }
-            parameters.append(t.floats)
+            let value = try c.float32Input(index)
+            guard value.count == channels else { throw c.fail("input \(index) has \(value.count) values for \(channels) channels") }
+            parameterSlots.append(c.inputSlots[index])
+            if let constant = value.constant { constants.append(constant.floats) }
         }
-        let (scale, shift) = foldedAffine(scale: parameters[0], bias: parameters[1], mean: parameters[2], variance: parameters[3],
-                                          epsilon: try c.float("epsilon", 1e-5))
-        let scaleTensor = Tensor(shape: [channels], floats: scale), shiftTensor = Tensor(shape: [channels], floats: shift)
+        let epsilon = try c.float("epsilon", 1e-5)
+        // Scale and shift are folded once when the parameters are constants, else on every run.
+        let folded = TensorStorage(byteCount: 2 * channels * 4)
+        let foldEachRun = constants.count < 4
+        if !foldEachRun {
+            let (scale, shift) = foldedAffine(scale: constants[0], bias: constants[1], mean: constants[2], variance: constants[3], epsilon: epsilon)
+            folded.copy(from: scale + shift)
+        }
         let batch = x.shape[0], spatial = x.shape[2...].reduce(1, *)
         let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
         return .kernel([(.float32, x.shape)]) { s in
-            unsafe stoke_channel_affine_f32(s.floats(ix), s.floats(iy), batch, channels, spatial,
-                                            scaleTensor.storage.pointer.assumingMemoryBound(to: Float.self),
-                                            shiftTensor.storage.pointer.assumingMemoryBound(to: Float.self))
+            let scale = unsafe folded.pointer.assumingMemoryBound(to: Float.self)
+            let shift = unsafe scale + channels
+            if foldEachRun {
+                let (g, b, m, v) = unsafe (s.floats(parameterSlots[0]), s.floats(parameterSlots[1]), s.floats(parameterSlots[2]), s.floats(parameterSlots[3]))
+                for k in 0..<channels {
+                    unsafe scale[k] = g[k] / (v[k] + epsilon).squareRoot()
+                    unsafe shift[k] = b[k] - m[k] * scale[k]
+                }
+            }
+            unsafe stoke_channel_affine_f32(s.floats(ix), s.floats(iy), batch, channels, spatial, scale, shift)
         }
     }
 

@@ -86,7 +86,7 @@ struct OpContext {
 
     func float32Input(_ index: Int) throws(EngineError) -> PlanValue {
         let value = try input(index)
-        guard value.type == .float32 else { throw fail("input \(index) must be float32, got \(value.type)") }
+        guard value.type == .float32 else { throw unsupported("element type \(value.type) for input \(index) (float32 only)") }
         return value
     }
 

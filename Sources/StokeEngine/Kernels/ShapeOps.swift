@@ -8,12 +8,19 @@ enum ShapeOps {
     }
 
     static func dropout(_ c: OpContext) throws(EngineError) -> OpPlan {
-        // Inference: Dropout is the identity. The optional mask output is not produced.
-        if c.node.outputs.count > 1, !c.node.outputs[1].isEmpty { throw c.unsupported("mask output") }
+        // Inference: Dropout is the identity and the optional mask is all true (ones).
         if c.opset >= 12, let mode = try c.constantInput(2, "training_mode"), mode.int64s.first ?? 0 != 0 {
             throw c.unsupported("training_mode=true")
         }
-        return try identity(c)
+        let x = try c.input(0)
+        guard c.node.outputs.count > 1, !c.node.outputs[1].isEmpty else { return .alias(x.type, x.shape) }
+        let (ix, iy, mask) = (c.inputSlots[0], c.outputSlots[0], c.outputSlots[1])
+        let bytes = x.count * x.type.byteCount, count = x.count
+        var one: Int64 = 1
+        return .kernel([(x.type, x.shape), (.int64, x.shape)]) { s in
+            unsafe s.raw(iy).copyMemory(from: s.raw(ix), byteCount: bytes)
+            unsafe stoke_fill(s.raw(mask), &one, count, 8)
+        }
     }
 
     static func flatten(_ c: OpContext) throws(EngineError) -> OpPlan {

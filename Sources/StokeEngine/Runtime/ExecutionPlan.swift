@@ -34,7 +34,8 @@ final class ExecutionPlan {
     var slots: Slots { table.slots }
 
     /// Plans `graph` (topologically sorted) for inputs of these shapes, in `graph.inputs` order.
-    init(graph: Graph, opset: Int64, inputShapes: [[Int]], inputTypes: [ElementType]) throws(EngineError) {
+    /// `inputConstants[i]`, when set, is the value input i will have: the plan folds it.
+    init(graph: Graph, opset: Int64, inputShapes: [[Int]], inputTypes: [ElementType], inputConstants: [Tensor?]) throws(EngineError) {
         var values: [String: PlanValue] = [:]
         var slotOf: [String: Int] = [:]
         var slotCount = 0
@@ -43,7 +44,7 @@ final class ExecutionPlan {
         for (name, tensor) in graph.initializers { values[name] = PlanValue(tensor) }
         var inputSlots: [Int] = []
         for (index, input) in graph.inputs.enumerated() {
-            values[input.name] = PlanValue(type: inputTypes[index], shape: inputShapes[index])
+            values[input.name] = PlanValue(type: inputTypes[index], shape: inputShapes[index], constant: inputConstants[index])
             let slot = newSlot()
             slotOf[input.name] = slot
             inputSlots.append(slot)
