@@ -31,7 +31,7 @@ let swiftTargets: [Target] = [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels"]),
-    .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"]),
+    .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"], exclude: ["Resources"]),
     .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeStore"]),
 ]
 
