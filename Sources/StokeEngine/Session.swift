@@ -25,8 +25,11 @@ public final class Session {
     public init(model: Model, threads: Int = 1) {
         self.model = model
         self.threads = max(1, threads)
-        unsafe copenblas_set_threads(Int32(self.threads))
+        copenblas_set_threads(Int32(self.threads))
     }
+
+    /// The number of threads OpenBLAS currently uses (process-wide).
+    public static var openBLASThreads: Int { Int(copenblas_get_threads()) }
 
     /// The plan for these input shapes, building it (shape inference, folding, arena) if new.
     private func plan(shapes: [[Int]], types: [ElementType], integerInputs: [Tensor?]? = nil) throws(EngineError) -> ExecutionPlan {
@@ -89,7 +92,7 @@ public final class Session {
         }
         let plan = try plan(shapes: shapes, types: types, integerInputs: integerInputs)
         for (index, input) in model.inputs.enumerated() {
-            if let tensor = inputs[input.name] { plan.slots.set(plan.inputSlots[index], tensor.storage.pointer) }
+            if let tensor = inputs[input.name] { unsafe plan.slots.set(plan.inputSlots[index], tensor.storage.pointer) }
         }
         return plan
     }
@@ -125,7 +128,7 @@ public final class Session {
         return try unsafe data.withUnsafeBufferPointer { buffer in
             guard let base = buffer.baseAddress else { throw EngineError.badInput("'\(name)' is empty") }
             // Kernels never write through input slots, so the caller's memory stays unmodified.
-            plan.slots.set(plan.inputSlots[index], unsafe UnsafeMutableRawPointer(mutating: base))
+            unsafe plan.slots.set(plan.inputSlots[index], UnsafeMutableRawPointer(mutating: base))
             plan.execute()
             return try body(Outputs(plan: plan))
         }

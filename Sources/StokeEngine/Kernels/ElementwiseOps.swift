@@ -48,8 +48,8 @@ enum ElementwiseOps {
         let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
         let (lowSlot, highSlot) = (boundSlots[0], boundSlots[1])
         return .kernel([(.float32, x.shape)]) { s in
-            let a = unsafe lowSlot.map { unsafe s.floats($0)[0] } ?? low
-            let b = unsafe highSlot.map { unsafe s.floats($0)[0] } ?? high
+            let a = lowSlot.map { unsafe s.floats($0)[0] } ?? low
+            let b = highSlot.map { unsafe s.floats($0)[0] } ?? high
             unsafe stoke_unary_f32(STOKE_UNARY_CLIP.rawValue32, s.floats(ix), s.floats(iy), n, a, b)
         }
     }
@@ -113,7 +113,7 @@ enum ElementwiseOps {
             let r = Int32(rank)
             let count = x.count
             return .kernel([(.float32, x.shape)]) { s in
-                let a = work.pointer
+                let a = unsafe work.pointer
                 let b = unsafe work.pointer + count * 4
                 unsafe stoke_strided_copy(s.raw(ix), readStrides, a, movedDense, movedDims, r, 4)
                 unsafe stoke_softmax_f32(a.assumingMemoryBound(to: Float.self), b.assumingMemoryBound(to: Float.self), rows, cols, flag)

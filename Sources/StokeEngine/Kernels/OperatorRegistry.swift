@@ -79,9 +79,9 @@ enum OperatorRegistry {
             let outputs = specs.map { Tensor(zeros: $0.0, shape: $0.1) }
             let table = SlotTable(count: inputCount + max(outputs.count, node.outputs.count))
             for (index, tensor) in inputs.enumerated() {
-                if let tensor { table.slots.set(index, tensor.storage.pointer) }
+                if let tensor { unsafe table.slots.set(index, tensor.storage.pointer) }
             }
-            for (index, tensor) in outputs.enumerated() { table.slots.set(inputCount + index, tensor.storage.pointer) }
+            for (index, tensor) in outputs.enumerated() { unsafe table.slots.set(inputCount + index, tensor.storage.pointer) }
             kernel(table.slots)
             return outputs
         }

@@ -23,6 +23,14 @@ public struct ValueInfo: Sendable, Equatable {
     public var onnxElementType: Int
     /// nil when the model declares no shape at all.
     public var shape: [Dimension]?
+
+    /// - Parameters:
+    ///   - onnxElementType: ONNX `TensorProto.DataType` code: 1 = float32, 7 = int64.
+    public init(name: String, onnxElementType: Int = 1, shape: [Dimension]?) {
+        self.name = name
+        self.onnxElementType = onnxElementType
+        self.shape = shape
+    }
 }
 
 /// An attribute value of a node.

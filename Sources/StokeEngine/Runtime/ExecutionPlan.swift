@@ -95,7 +95,7 @@ final class ExecutionPlan {
                 slotOf[output] = outputSlotIndices[0]
                 if let buffer = bufferOf[node.inputs[0]] { bufferOf[output] = buffer }
                 let (from, to) = (inputSlotIndices[0], outputSlotIndices[0])
-                steps.append(PlanStep(node: node.name, opType: node.opType, kernel: { s in s.set(to, s.raw(from)) }))
+                steps.append(PlanStep(node: node.name, opType: node.opType, kernel: { s in unsafe s.set(to, s.raw(from)) }))
             case let .kernel(specs, kernel):
                 try Self.bind(specs.map { PlanValue(type: $0.0, shape: $0.1) }, to: node, values: &values)
                 for (index, spec) in specs.enumerated() where !node.outputs[index].isEmpty {
@@ -135,9 +135,9 @@ final class ExecutionPlan {
         let table = SlotTable(count: slotCount)
         let arena = TensorStorage(byteCount: arenaBytes)
         for (index, buffer) in buffers.enumerated() {
-            table.slots.set(buffer.slot, unsafe arena.pointer + offsets[index])
+            unsafe table.slots.set(buffer.slot, arena.pointer + offsets[index])
         }
-        for (slot, tensor) in constantsUsed { table.slots.set(slot, tensor.storage.pointer) }
+        for (slot, tensor) in constantsUsed { unsafe table.slots.set(slot, tensor.storage.pointer) }
 
         self.steps = steps
         self.inputSlots = inputSlots
