@@ -9,6 +9,8 @@ public final class Session {
     /// Threads OpenBLAS uses inside this session's kernels.
     public let threads: Int
     private var plans: [PlanKey: ExecutionPlan] = [:]
+    /// The most recently used plan: steady-state runs with unchanged shapes skip the hash lookup.
+    private var lastPlan: (PlanKey, ExecutionPlan)?
 
     /// Plans are specialized on input shapes and on the values of small integer inputs, which
     /// in exported graphs carry shapes, axes and pads that kernels need at plan time.
@@ -33,9 +35,15 @@ public final class Session {
 
     /// The plan for these input shapes, building it (shape inference, folding, arena) if new.
     private func plan(shapes: [[Int]], types: [ElementType], integerInputs: [Tensor?]? = nil) throws(EngineError) -> ExecutionPlan {
+        if let (key, plan) = lastPlan, key.shapes == shapes, integerInputs == nil || key.integerValues == integerInputs!.map({ $0?.int64s }) {
+            return plan
+        }
         let integerInputs = integerInputs ?? [Tensor?](repeating: nil, count: shapes.count)
         let key = PlanKey(shapes: shapes, integerValues: integerInputs.map { $0?.int64s })
-        if let plan = plans[key] { return plan }
+        if let plan = plans[key] {
+            lastPlan = (key, plan)
+            return plan
+        }
         var bound: [String: Int] = [:]
         for (index, input) in model.inputs.enumerated() {
             guard let declared = input.shape else { continue }
@@ -59,6 +67,7 @@ public final class Session {
         let plan = try ExecutionPlan(graph: model.graph, opset: model.opset, inputShapes: shapes, inputTypes: types,
                                      inputConstants: integerInputs)
         plans[key] = plan
+        lastPlan = (key, plan)
         return plan
     }
 
