@@ -204,7 +204,10 @@ void stoke_bias_activation_f32(float *y, size_t rows, size_t cols, const float *
 }
 
 void stoke_im2col_f32(const float *x, int64_t channels, const stoke_window2d *g, float *col) {
-    const int64_t plane = g->out_h * g->out_w;
+    stoke_im2col_ld_f32(x, channels, g, col, g->out_h * g->out_w);
+}
+
+void stoke_im2col_ld_f32(const float *x, int64_t channels, const stoke_window2d *g, float *col, int64_t plane) {
     for (int64_t c = 0; c < channels; c++) {
         const float *xc = x + c * g->in_h * g->in_w;
         for (int64_t kh = 0; kh < g->kernel_h; kh++) {
@@ -265,6 +268,41 @@ void stoke_depthwise_conv2d_f32(const float *x, int64_t channels, const float *w
 
 void stoke_pool2d_f32(int kind, const float *x, int64_t planes, const stoke_window2d *g,
                       int count_include_pad, float *y) {
+    // Fast path: every window lies inside the input (no padding reached, no dilation), so the
+    // inner loops need no bounds checks.
+    if (g->pad_top == 0 && g->pad_left == 0 && g->dilation_h == 1 && g->dilation_w == 1 &&
+        (g->out_h - 1) * g->stride_h + g->kernel_h <= g->in_h && (g->out_w - 1) * g->stride_w + g->kernel_w <= g->in_w) {
+        const float scale = 1.0f / (float)(g->kernel_h * g->kernel_w);
+        for (int64_t p = 0; p < planes; p++) {
+            const float *xp = x + p * g->in_h * g->in_w;
+            float *yp = y + p * g->out_h * g->out_w;
+            for (int64_t oh = 0; oh < g->out_h; oh++) {
+                const float *rows = xp + oh * g->stride_h * g->in_w;
+                float *out = yp + oh * g->out_w;
+                if (kind == 0 && g->kernel_h == 2 && g->kernel_w == 2 && g->stride_w == 2) {
+                    for (int64_t ow = 0; ow < g->out_w; ow++) {
+                        const float *r0 = rows + 2 * ow, *r1 = r0 + g->in_w;
+                        float a = r0[0] > r0[1] ? r0[0] : r0[1], b = r1[0] > r1[1] ? r1[0] : r1[1];
+                        out[ow] = a > b ? a : b;
+                    }
+                    continue;
+                }
+                for (int64_t ow = 0; ow < g->out_w; ow++) {
+                    const float *window = rows + ow * g->stride_w;
+                    float acc = kind == 0 ? -INFINITY : 0.0f;
+                    for (int64_t kh = 0; kh < g->kernel_h; kh++) {
+                        const float *row = window + kh * g->in_w;
+                        for (int64_t kw = 0; kw < g->kernel_w; kw++) {
+                            if (kind == 0) acc = row[kw] > acc ? row[kw] : acc;
+                            else acc += row[kw];
+                        }
+                    }
+                    out[ow] = kind == 0 ? acc : acc * scale;
+                }
+            }
+        }
+        return;
+    }
     for (int64_t p = 0; p < planes; p++) {
         const float *xp = x + p * g->in_h * g->in_w;
         float *yp = y + p * g->out_h * g->out_w;

@@ -28,6 +28,7 @@ public final class Session {
         self.model = model
         self.threads = max(1, threads)
         copenblas_set_threads(Int32(self.threads))
+        EngineThreads.set(self.threads)
     }
 
     /// The number of threads OpenBLAS currently uses (process-wide).

@@ -233,3 +233,36 @@ struct OperatorTests {
         }
     }
 }
+
+@Suite("GEMM backends")
+struct GemmBackendTests {
+    @Test("Stoke's AVX-512 GEMM matches OpenBLAS", arguments: [
+        (1, 1, 1), (7, 33, 5), (37, 53, 71), (64, 10, 300), (130, 65, 257), (256, 40, 9),
+    ])
+    func backendsAgree(shape: (Int, Int, Int)) throws {
+        let (m, n, k) = shape
+        for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
+            for threads in [1, 2] {
+                let a = GraphBuilding.randomFloats(m * k, seed: 1), b = GraphBuilding.randomFloats(k * n, seed: 2)
+                let c = GraphBuilding.randomFloats(m * n, seed: 3)
+                var results: [[Float]] = []
+                for backend in GemmBackend.allCases {
+                    var y = c
+                    unsafe a.withUnsafeBufferPointer { pa in unsafe b.withUnsafeBufferPointer { pb in unsafe y.withUnsafeMutableBufferPointer { py in
+                        unsafe LinearOps.sgemm(backend: backend, threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.75,
+                                               a: pa.baseAddress!, lda: transA ? m : k, b: pb.baseAddress!, ldb: transB ? k : n,
+                                               beta: 0.5, y: py.baseAddress!, ldy: n)
+                    } } }
+                    results.append(y)
+                }
+                let worst = zip(results[0], results[1]).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+                #expect(worst < 1e-4, "m=\(m) n=\(n) k=\(k) transA=\(transA) transB=\(transB) threads=\(threads): \(worst)")
+            }
+        }
+    }
+
+    @Test func selectionIsOneOfTheBackends() {
+        #expect(GemmBackend.allCases.contains(GemmBackend.selected))
+        #expect(!GemmBackend.openBLASCoreName.isEmpty)
+    }
+}

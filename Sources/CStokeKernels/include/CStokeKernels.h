@@ -104,6 +104,11 @@ typedef struct {
 /// zero where the window reads padding.
 void stoke_im2col_f32(const float *_Nonnull x, int64_t channels, const stoke_window2d *_Nonnull g, float *_Nonnull col);
 
+/// im2col writing row r of the column matrix at col + r * ldcol (ldcol >= out_h * out_w), so
+/// several images can sit side by side in one [channels * kernel_h * kernel_w, images * out_h * out_w] matrix.
+void stoke_im2col_ld_f32(const float *_Nonnull x, int64_t channels, const stoke_window2d *_Nonnull g,
+                         float *_Nonnull col, int64_t ldcol);
+
 /// Depthwise convolution of one image: x [channels, in_h, in_w], w [channels, kernel_h, kernel_w],
 /// bias [channels] or NULL, y [channels, out_h, out_w].
 void stoke_depthwise_conv2d_f32(const float *_Nonnull x, int64_t channels, const float *_Nonnull w,
@@ -126,4 +131,12 @@ void stoke_reduce_sum_f32(const float *_Nonnull x, const int64_t *_Nonnull shape
 void stoke_pad(const void *_Nonnull x, const int64_t *_Nonnull in_shape, const int64_t *_Nonnull pads_begin,
                void *_Nonnull y, const int64_t *_Nonnull out_shape, int ndim, size_t element_size,
                int mode, const void *_Nonnull value);
+
+/// C[m, n] = alpha * op(A) op(B) + beta * C, row-major, op = transpose when trans_* != 0
+/// (A is [m, k] or [k, m], B is [k, n] or [n, k]); a packed AVX-512 kernel independent of
+/// OpenBLAS's CPU detection. Safe to call from several threads at once (per-thread packing buffers).
+/// Returns 0, -1 when the CPU lacks AVX-512F (nothing written), or -2 when packing memory is unavailable.
+int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                       const float *_Nonnull a, size_t lda, const float *_Nonnull b, size_t ldb,
+                       float beta, float *_Nonnull c, size_t ldc);
 #endif

@@ -1,23 +1,56 @@
 import COpenBLAS
 import CStokeKernels
+import Dispatch
 
 /// Matrix products, convolution, pooling, normalization and reductions.
 enum LinearOps {
-    /// y[m, n] = alpha * a[m, k] * b[k, n] + beta * y, row-major, on OpenBLAS.
+    /// y[m, n] = alpha * op(a) op(b) + beta * y, row-major, on the selected GEMM backend.
     /// Zero-sized products skip BLAS, which rejects leading dimensions of 0.
     @inline(__always)
     static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                       beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        unsafe sgemm(backend: GemmBackend.selected, threads: EngineThreads.current, transA: transA, transB: transB, m: m, n: n, k: k,
+                     alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, y: y, ldy: ldy)
+    }
+
+    static func sgemm(backend: GemmBackend, threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int) {
         guard m > 0, n > 0 else { return }
         if k == 0 {
-            if beta == 0 { unsafe y.update(repeating: 0, count: m * ldy) }
-            else { for i in 0..<(m * ldy) { unsafe y[i] *= beta } }
+            for row in 0..<m {
+                for column in 0..<n { unsafe y[row * ldy + column] = beta == 0 ? 0 : beta * y[row * ldy + column] }
+            }
             return
         }
-        unsafe cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                           Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
-                           beta, y, Int32(max(ldy, 1)))
+        switch backend {
+        case .openBLAS:
+            unsafe cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                               Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                               beta, y, Int32(max(ldy, 1)))
+        case .stokeAVX512:
+            // Split rows across threads in multiples of the kernel's 8-row tile; small products
+            // stay on one thread, where the fork costs more than it saves.
+            let parts = m * n * k >= 1 << 20 ? min(threads, (m + 7) / 8) : 1
+            let (ta, tb): (Int32, Int32) = (transA ? 1 : 0, transB ? 1 : 0)
+            if parts <= 1 {
+                _ = unsafe stoke_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, y, ldy)
+                return
+            }
+            let rowsPerPart = ((m + parts - 1) / parts + 7) / 8 * 8
+            let (aAddress, bAddress, yAddress) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: y))
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let first = part * rowsPerPart
+                let rows = min(rowsPerPart, m - first)
+                guard rows > 0,
+                      let a = unsafe UnsafePointer<Float>(bitPattern: aAddress),
+                      let b = unsafe UnsafePointer<Float>(bitPattern: bAddress),
+                      let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
+                let aPart = unsafe transA ? a + first : a + first * lda
+                _ = unsafe stoke_sgemm_avx512(ta, tb, rows, n, k, alpha, aPart, lda, b, ldb, beta, y + first * ldy, ldy)
+            }
+        }
     }
 
     static func gemm(_ c: OpContext) throws(EngineError) -> OpPlan {
@@ -220,23 +253,52 @@ enum LinearOps {
         // A 1x1, stride-1, unpadded convolution reads the input plane directly: no im2col.
         let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
             g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
-        let workspace = TensorStorage(byteCount: pointwise ? 0 : colRows * plane * 4)
+        // Several images share one im2col matrix and one GEMM (wider products run faster), in
+        // chunks that keep the workspace near 16 MiB.
+        let chunk = pointwise ? 1 : max(1, min(batch, (1 << 22) / max(1, colRows * plane)))
+        let columnBytes = pointwise ? 0 : colRows * chunk * plane * 4
+        let stagingBytes = chunk > 1 ? groupFilters * chunk * plane * 4 : 0
+        let workspace = TensorStorage(byteCount: columnBytes + stagingBytes)
         return .kernel(outputs) { s in
             let col = unsafe workspace.pointer.assumingMemoryBound(to: Float.self)
+            let staging = unsafe (workspace.pointer + columnBytes).assumingMemoryBound(to: Float.self)
             let biasPointer: UnsafePointer<Float>? = ib < 0 ? nil : unsafe UnsafePointer(s.floats(ib))
-            for image in 0..<batch {
+            var first = 0
+            while first < batch {
+                let images = min(chunk, batch - first)
+                let width = images * plane
                 for groupIndex in 0..<group {
-                    let input = unsafe s.floats(ix) + (image * channels + groupIndex * groupChannels) * inPlane
-                    if !pointwise { unsafe stoke_im2col_f32(input, Int64(groupChannels), &g, col) }
-                    unsafe sgemm(transA: false, transB: false, m: groupFilters, n: plane, k: colRows, alpha: 1,
-                                 a: s.floats(iw) + groupIndex * groupFilters * colRows, lda: colRows,
-                                 b: pointwise ? input : col, ldb: plane, beta: 0,
-                                 y: s.floats(iy) + (image * filters + groupIndex * groupFilters) * plane, ldy: plane)
+                    let weights = unsafe s.floats(iw) + groupIndex * groupFilters * colRows
+                    let output = unsafe s.floats(iy) + (first * filters + groupIndex * groupFilters) * plane
+                    if pointwise {
+                        let input = unsafe s.floats(ix) + (first * channels + groupIndex * groupChannels) * inPlane
+                        unsafe sgemm(transA: false, transB: false, m: groupFilters, n: plane, k: colRows, alpha: 1,
+                                     a: weights, lda: colRows, b: input, ldb: plane, beta: 0, y: output, ldy: plane)
+                        continue
+                    }
+                    for image in 0..<images {
+                        let input = unsafe s.floats(ix) + ((first + image) * channels + groupIndex * groupChannels) * inPlane
+                        unsafe stoke_im2col_ld_f32(input, Int64(groupChannels), &g, col + image * plane, Int64(width))
+                    }
+                    if images == 1 {
+                        unsafe sgemm(transA: false, transB: false, m: groupFilters, n: plane, k: colRows, alpha: 1,
+                                     a: weights, lda: colRows, b: col, ldb: plane, beta: 0, y: output, ldy: plane)
+                        continue
+                    }
+                    unsafe sgemm(transA: false, transB: false, m: groupFilters, n: width, k: colRows, alpha: 1,
+                                 a: weights, lda: colRows, b: col, ldb: width, beta: 0, y: staging, ldy: width)
+                    // staging is [filter, image, pixel]; the output wants [image, filter, pixel].
+                    let dims: [Int64] = [Int64(images), Int64(groupFilters), Int64(plane)]
+                    let from: [Int64] = [Int64(plane), Int64(width), 1], to: [Int64] = [Int64(filters * plane), Int64(plane), 1]
+                    unsafe stoke_strided_copy(staging, from, output, to, dims, 3, 4)
                 }
                 if ib >= 0 || act != 0 {
-                    unsafe stoke_bias_activation_f32(s.floats(iy) + image * filters * plane, filters, plane, biasPointer,
-                                                     ib >= 0 ? 2 : 0, act, actAlpha, 0)
+                    for image in 0..<images {
+                        unsafe stoke_bias_activation_f32(s.floats(iy) + (first + image) * filters * plane, filters, plane,
+                                                         biasPointer, ib >= 0 ? 2 : 0, act, actAlpha, 0)
+                    }
                 }
+                first += images
             }
         }
     }
