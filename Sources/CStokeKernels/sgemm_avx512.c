@@ -58,25 +58,26 @@ static void pack_b(const float *b, size_t ldb, int trans_b, size_t k0, size_t kc
     }
 }
 
-// C[0:rows, 0:cols] = alpha * Ap Bp + beta * C over one MR x NR tile.
+// C[0:rows, 0:cols] = alpha * Ap B + beta * C over one MR x NR tile. B rows are `b_stride`
+// floats apart: NR for a packed panel, ldb when B is read in place (masked at the right edge).
 __attribute__((target("avx512f,fma")))
-static void micro_kernel(size_t kc, const float *ap, const float *bp, float *c, size_t ldc,
+static void micro_kernel(size_t kc, const float *ap, const float *bp, size_t b_stride, float *c, size_t ldc,
                          size_t rows, size_t cols, float alpha, float beta) {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
+    __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+    __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
     for (size_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, bp), b1 = _mm512_maskz_loadu_ps(m1, bp + 16);
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_set1_ps(ap[r]);
             acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
         }
         ap += MR;
-        bp += NR;
+        bp += b_stride;
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-    __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
     for (size_t r = 0; r < rows; r++) {
         float *row = c + r * ldc;
         __m512 y0 = _mm512_mul_ps(acc[r][0], va), y1 = _mm512_mul_ps(acc[r][1], va);
@@ -98,15 +99,18 @@ int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, f
             for (size_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
         return 0;
     }
-    float *bp = ensure(&packed_b, &packed_b_size, (size_t)KC * (((NC < n ? NC : n) + NR - 1) / NR * NR));
+    // Without a transpose B is read in place: its rows are already contiguous panels, and packing
+    // would cost as much as the product when A has few rows (convolutions with few filters).
+    int pack = trans_b;
+    float *bp = pack ? ensure(&packed_b, &packed_b_size, (size_t)KC * (((NC < n ? NC : n) + NR - 1) / NR * NR)) : NULL;
     float *ap = ensure(&packed_a, &packed_a_size, (size_t)KC * (((MC < m ? MC : m) + MR - 1) / MR * MR));
-    if (!bp || !ap) return -2;
+    if ((pack && !bp) || !ap) return -2;
     for (size_t jc = 0; jc < n; jc += NC) {
         size_t nc = n - jc < NC ? n - jc : NC;
         for (size_t pc = 0; pc < k; pc += KC) {
             size_t kc = k - pc < KC ? k - pc : KC;
             float block_beta = pc == 0 ? beta : 1.0f;
-            pack_b(b, ldb, trans_b, pc, kc, jc, nc, bp);
+            if (pack) pack_b(b, ldb, trans_b, pc, kc, jc, nc, bp);
             for (size_t ic = 0; ic < m; ic += MC) {
                 size_t mc = m - ic < MC ? m - ic : MC;
                 pack_a(a, lda, trans_a, ic, mc, pc, kc, ap);
@@ -114,7 +118,8 @@ int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, f
                     size_t cols = nc - jr < NR ? nc - jr : NR;
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         size_t rows = mc - ir < MR ? mc - ir : MR;
-                        micro_kernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols,
+                        const float *panel = pack ? bp + jr * kc : b + pc * ldb + jc + jr;
+                        micro_kernel(kc, ap + ir * kc, panel, pack ? NR : ldb, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols,
                                      alpha, block_beta);
                     }
                 }

@@ -30,25 +30,35 @@ enum LinearOps {
                                Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
                                beta, y, Int32(max(ldy, 1)))
         case .stokeAVX512:
-            // Split rows across threads in multiples of the kernel's 8-row tile; small products
-            // stay on one thread, where the fork costs more than it saves.
-            let parts = m * n * k >= 1 << 20 ? min(threads, (m + 7) / 8) : 1
+            // Split across threads: by rows when A is tall, else by columns (in multiples of the
+            // kernel's 8x32 tile) so no thread repeats another's packing. Small products stay on
+            // one thread, where the fork costs more than it saves.
             let (ta, tb): (Int32, Int32) = (transA ? 1 : 0, transB ? 1 : 0)
+            let byRows = m >= 64 * threads
+            let tiles = byRows ? (m + 7) / 8 : (n + 31) / 32
+            let parts = m * n * k >= 1 << 20 ? min(threads, tiles) : 1
             if parts <= 1 {
                 _ = unsafe stoke_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, y, ldy)
                 return
             }
-            let rowsPerPart = ((m + parts - 1) / parts + 7) / 8 * 8
+            let tile = byRows ? 8 : 32
+            let perPart = ((byRows ? m : n) + parts - 1) / parts
+            let span = (perPart + tile - 1) / tile * tile
             let (aAddress, bAddress, yAddress) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: y))
             DispatchQueue.concurrentPerform(iterations: parts) { part in
-                let first = part * rowsPerPart
-                let rows = min(rowsPerPart, m - first)
-                guard rows > 0,
+                let first = part * span
+                let count = min(span, (byRows ? m : n) - first)
+                guard count > 0,
                       let a = unsafe UnsafePointer<Float>(bitPattern: aAddress),
                       let b = unsafe UnsafePointer<Float>(bitPattern: bAddress),
                       let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
-                let aPart = unsafe transA ? a + first : a + first * lda
-                _ = unsafe stoke_sgemm_avx512(ta, tb, rows, n, k, alpha, aPart, lda, b, ldb, beta, y + first * ldy, ldy)
+                if byRows {
+                    let aPart = unsafe transA ? a + first : a + first * lda
+                    _ = unsafe stoke_sgemm_avx512(ta, tb, count, n, k, alpha, aPart, lda, b, ldb, beta, y + first * ldy, ldy)
+                } else {
+                    let bPart = unsafe transB ? b + first * ldb : b + first
+                    _ = unsafe stoke_sgemm_avx512(ta, tb, m, count, k, alpha, a, lda, bPart, ldb, beta, y + first, ldy)
+                }
             }
         }
     }
@@ -56,14 +66,29 @@ enum LinearOps {
     static func gemm(_ c: OpContext) throws(EngineError) -> OpPlan {
         let a = try c.float32Input(0), b = try c.float32Input(1)
         guard a.shape.count == 2, b.shape.count == 2 else { throw c.fail("A \(a.shape) and B \(b.shape) must be matrices") }
-        let transA = try c.int("transA", 0) != 0, transB = try c.int("transB", 0) != 0
+        let transA = try c.int("transA", 0) != 0
+        var transB = try c.int("transB", 0) != 0
         let (m, k) = transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
         let (kb, n) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
         guard k == kb else { throw c.fail("inner dimensions differ: A \(a.shape) B \(b.shape) transA=\(transA) transB=\(transB)") }
         let alpha = try c.float("alpha", 1), beta = try c.float("beta", 1)
         let (act, actAlpha) = try c.fusedActivation()
-        let (ia, ib, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
-        let (lda, ldb) = (a.shape[1], b.shape[1])
+        let (ia, iy) = (c.inputSlots[0], c.outputSlots[0])
+        var ib = c.inputSlots[1]
+        let lda = a.shape[1]
+        var ldb = b.shape[1]
+        // Constant weights stored [N, K] (PyTorch Linear) are transposed once here so the GEMM
+        // reads them row by row without packing on every run.
+        var transposedWeights: Tensor?
+        if transB, let weights = b.constant {
+            let source = weights.floats
+            var transposed = [Float](repeating: 0, count: source.count)
+            for row in 0..<n { for column in 0..<k { transposed[column * n + row] = source[row * k + column] } }
+            transposedWeights = Tensor(shape: [k, n], floats: transposed)
+            transB = false
+            ldb = n
+            ib = -1
+        }
 
         // Bias C: a row vector, column vector or scalar becomes an epilogue add; a full matrix is
         // copied into Y and accumulated by sgemm's beta.
@@ -83,19 +108,25 @@ enum LinearOps {
             }
         }
         let outputs: [(ElementType, [Int])] = [(.float32, [m, n])]
+        let (slotB, frozenB) = (ib, transposedWeights)
+        @inline(__always) func weights(_ s: Slots) -> UnsafePointer<Float> {
+            if let frozenB { return unsafe UnsafePointer(frozenB.storage.pointer.assumingMemoryBound(to: Float.self)) }
+            return unsafe UnsafePointer(s.floats(slotB))
+        }
+        let (transBFinal, ldbFinal) = (transB, ldb)
         if let fullBias {
             let dims: [Int64] = [Int64(m), Int64(n)]
             let dense = denseStrides([m, n])
             return .kernel(outputs) { s in
                 unsafe stoke_strided_copy(s.raw(fullBias.slot), fullBias.strides, s.raw(iy), dense, dims, 2, 4)
-                unsafe sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
-                             b: s.floats(ib), ldb: ldb, beta: beta, y: s.floats(iy), ldy: n)
+                unsafe sgemm(transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
+                             b: weights(s), ldb: ldbFinal, beta: beta, y: s.floats(iy), ldy: n)
                 if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), m * n, actAlpha, 0) }
             }
         }
         return .kernel(outputs) { s in
-            unsafe sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
-                         b: s.floats(ib), ldb: ldb, beta: 0, y: s.floats(iy), ldy: n)
+            unsafe sgemm(transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
+                         b: weights(s), ldb: ldbFinal, beta: 0, y: s.floats(iy), ldy: n)
             if biasKind != 0 || act != 0 {
                 let bias: UnsafePointer<Float>? = unsafe biasTensor.map { unsafe UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
                 unsafe stoke_bias_activation_f32(s.floats(iy), m, n, bias, biasKind, act, actAlpha, 0)
