@@ -213,6 +213,12 @@ void stoke_im2col_ld_f32(const float *x, int64_t channels, const stoke_window2d 
         for (int64_t kh = 0; kh < g->kernel_h; kh++) {
             for (int64_t kw = 0; kw < g->kernel_w; kw++) {
                 float *row = col + ((c * g->kernel_h + kh) * g->kernel_w + kw) * plane;
+                // Output columns whose input column lies inside the image: [lo, hi).
+                int64_t base = kw * g->dilation_w - g->pad_left;
+                int64_t lo = base >= 0 ? 0 : (-base + g->stride_w - 1) / g->stride_w;
+                int64_t hi = base > g->in_w - 1 ? 0 : (g->in_w - 1 - base) / g->stride_w + 1;
+                if (hi > g->out_w) hi = g->out_w;
+                if (lo > hi) lo = hi;
                 for (int64_t oh = 0; oh < g->out_h; oh++) {
                     int64_t ih = oh * g->stride_h - g->pad_top + kh * g->dilation_h;
                     float *dst = row + oh * g->out_w;
@@ -220,19 +226,14 @@ void stoke_im2col_ld_f32(const float *x, int64_t channels, const stoke_window2d 
                         memset(dst, 0, (size_t)g->out_w * sizeof(float));
                         continue;
                     }
-                    const float *src = xc + ih * g->in_w;
-                    int64_t base = kw * g->dilation_w - g->pad_left;
+                    const float *src = xc + ih * g->in_w + base;
+                    for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
                     if (g->stride_w == 1) {
-                        for (int64_t ow = 0; ow < g->out_w; ow++) {
-                            int64_t iw = ow + base;
-                            dst[ow] = (iw >= 0 && iw < g->in_w) ? src[iw] : 0.0f;
-                        }
+                        memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
                     } else {
-                        for (int64_t ow = 0; ow < g->out_w; ow++) {
-                            int64_t iw = ow * g->stride_w + base;
-                            dst[ow] = (iw >= 0 && iw < g->in_w) ? src[iw] : 0.0f;
-                        }
+                        for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->stride_w];
                     }
+                    for (int64_t ow = hi; ow < g->out_w; ow++) dst[ow] = 0.0f;
                 }
             }
         }

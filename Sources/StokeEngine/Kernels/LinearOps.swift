@@ -285,52 +285,71 @@ enum LinearOps {
         let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
             g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
         // Several images share one im2col matrix and one GEMM (wider products run faster), in
-        // chunks that keep the workspace near 16 MiB.
-        let chunk = pointwise ? 1 : max(1, min(batch, (1 << 22) / max(1, colRows * plane)))
+        // chunks small enough (about 1 MiB of columns) to stay in the L2 cache between im2col
+        // and the GEMM. With Stoke's GEMM the images are split across the session's threads, each
+        // with its own workspace; OpenBLAS threads inside each GEMM instead.
+        let chunk = pointwise ? 1 : max(1, min(batch, (1 << 18) / max(1, colRows * plane)))
         let columnBytes = pointwise ? 0 : colRows * chunk * plane * 4
         let stagingBytes = chunk > 1 ? groupFilters * chunk * plane * 4 : 0
-        let workspace = TensorStorage(byteCount: columnBytes + stagingBytes)
+        let backend = GemmBackend.selected
+        let parts = backend == .stokeAVX512 ? max(1, min(EngineThreads.current, batch)) : 1
+        let gemmThreads = parts > 1 ? 1 : EngineThreads.current
+        let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: columnBytes + stagingBytes) }
+        let imagesPerPart = (batch + parts - 1) / parts
+        let geometry = g
+        let hasBias = ib >= 0
         return .kernel(outputs) { s in
-            let col = unsafe workspace.pointer.assumingMemoryBound(to: Float.self)
-            let staging = unsafe (workspace.pointer + columnBytes).assumingMemoryBound(to: Float.self)
             let biasPointer: UnsafePointer<Float>? = ib < 0 ? nil : unsafe UnsafePointer(s.floats(ib))
-            var first = 0
-            while first < batch {
-                let images = min(chunk, batch - first)
-                let width = images * plane
-                for groupIndex in 0..<group {
-                    let weights = unsafe s.floats(iw) + groupIndex * groupFilters * colRows
-                    let output = unsafe s.floats(iy) + (first * filters + groupIndex * groupFilters) * plane
-                    if pointwise {
-                        let input = unsafe s.floats(ix) + (first * channels + groupIndex * groupChannels) * inPlane
-                        unsafe sgemm(transA: false, transB: false, m: groupFilters, n: plane, k: colRows, alpha: 1,
-                                     a: weights, lda: colRows, b: input, ldb: plane, beta: 0, y: output, ldy: plane)
-                        continue
+            let (x, w, y) = unsafe (s.floats(ix), s.floats(iw), s.floats(iy))
+            let (xAddress, wAddress, yAddress, biasAddress) = (UInt(bitPattern: x), UInt(bitPattern: w), UInt(bitPattern: y),
+                                                               UInt(bitPattern: biasPointer))
+            let work: @Sendable (Int) -> Void = { part in
+                guard let x = unsafe UnsafePointer<Float>(bitPattern: xAddress), let w = unsafe UnsafePointer<Float>(bitPattern: wAddress),
+                      let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
+                let bias = unsafe UnsafePointer<Float>(bitPattern: biasAddress)
+                let col = unsafe workspaces[part].pointer.assumingMemoryBound(to: Float.self)
+                let staging = unsafe (workspaces[part].pointer + columnBytes).assumingMemoryBound(to: Float.self)
+                var first = part * imagesPerPart
+                let end = min(batch, first + imagesPerPart)
+                var window = geometry
+                while first < end {
+                    let images = min(chunk, end - first)
+                    let width = images * plane
+                    for groupIndex in 0..<group {
+                        let weights = unsafe w + groupIndex * groupFilters * colRows
+                        let output = unsafe y + (first * filters + groupIndex * groupFilters) * plane
+                        if pointwise {
+                            let input = unsafe x + (first * channels + groupIndex * groupChannels) * inPlane
+                            unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: plane,
+                                         k: colRows, alpha: 1, a: weights, lda: colRows, b: input, ldb: plane, beta: 0, y: output, ldy: plane)
+                            continue
+                        }
+                        for image in 0..<images {
+                            let input = unsafe x + ((first + image) * channels + groupIndex * groupChannels) * inPlane
+                            unsafe stoke_im2col_ld_f32(input, Int64(groupChannels), &window, col + image * plane, Int64(width))
+                        }
+                        if images == 1 {
+                            unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: plane,
+                                         k: colRows, alpha: 1, a: weights, lda: colRows, b: col, ldb: plane, beta: 0, y: output, ldy: plane)
+                            continue
+                        }
+                        unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: width,
+                                     k: colRows, alpha: 1, a: weights, lda: colRows, b: col, ldb: width, beta: 0, y: staging, ldy: width)
+                        // staging is [filter, image, pixel]; the output wants [image, filter, pixel].
+                        let dims: [Int64] = [Int64(images), Int64(groupFilters), Int64(plane)]
+                        let from: [Int64] = [Int64(plane), Int64(width), 1], to: [Int64] = [Int64(filters * plane), Int64(plane), 1]
+                        unsafe stoke_strided_copy(staging, from, output, to, dims, 3, 4)
                     }
-                    for image in 0..<images {
-                        let input = unsafe s.floats(ix) + ((first + image) * channels + groupIndex * groupChannels) * inPlane
-                        unsafe stoke_im2col_ld_f32(input, Int64(groupChannels), &g, col + image * plane, Int64(width))
+                    if hasBias || act != 0 {
+                        for image in 0..<images {
+                            unsafe stoke_bias_activation_f32(y + (first + image) * filters * plane, filters, plane,
+                                                             bias, hasBias ? 2 : 0, act, actAlpha, 0)
+                        }
                     }
-                    if images == 1 {
-                        unsafe sgemm(transA: false, transB: false, m: groupFilters, n: plane, k: colRows, alpha: 1,
-                                     a: weights, lda: colRows, b: col, ldb: plane, beta: 0, y: output, ldy: plane)
-                        continue
-                    }
-                    unsafe sgemm(transA: false, transB: false, m: groupFilters, n: width, k: colRows, alpha: 1,
-                                 a: weights, lda: colRows, b: col, ldb: width, beta: 0, y: staging, ldy: width)
-                    // staging is [filter, image, pixel]; the output wants [image, filter, pixel].
-                    let dims: [Int64] = [Int64(images), Int64(groupFilters), Int64(plane)]
-                    let from: [Int64] = [Int64(plane), Int64(width), 1], to: [Int64] = [Int64(filters * plane), Int64(plane), 1]
-                    unsafe stoke_strided_copy(staging, from, output, to, dims, 3, 4)
+                    first += images
                 }
-                if ib >= 0 || act != 0 {
-                    for image in 0..<images {
-                        unsafe stoke_bias_activation_f32(s.floats(iy) + (first + image) * filters * plane, filters, plane,
-                                                         biasPointer, ib >= 0 ? 2 : 0, act, actAlpha, 0)
-                    }
-                }
-                first += images
             }
+            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
         }
     }
 
