@@ -42,6 +42,19 @@ struct NativeModelTests {
         GraphBuilding.assertClose(fast, plain.floats, shape: [3, 10], tolerance: 1e-4)
     }
 
+    @Test func threadedKernelsMatchSingleThreaded() throws {
+        let native = try SequentialModel(layers: [
+            .conv2d(inChannels: 3, outChannels: 16, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
+            .conv2d(inChannels: 16, outChannels: 8, kernelSize: 3, padding: 1), .relu, .avgPool2d(kernelSize: 2),
+            .flatten, .linear(inFeatures: 8 * 8 * 8, outFeatures: 100), .relu, .linear(inFeatures: 100, outFeatures: 4),
+        ], sampleShape: [3, 32, 32], seed: 3)
+        let model = try native.model()
+        let x = GraphBuilding.random([24, 3, 32, 32], seed: 12)
+        let single = try #require(try Session(model: model, threads: 1).run(["input": x])["output"])
+        let threaded = try #require(try Session(model: model, threads: 2).run(["input": x])["output"])
+        GraphBuilding.assertClose(threaded, single.floats, shape: [24, 4], tolerance: 1e-5)
+    }
+
     @Test func exportedONNXRunsInOnnxRuntimeWithTheSameOutputs() throws {
         let native = try Self.smallCNN()
         let x = GraphBuilding.random([5, 1, 12, 12], seed: 9)

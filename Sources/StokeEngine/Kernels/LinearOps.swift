@@ -363,8 +363,24 @@ enum LinearOps {
             let includePad = Int32(try c.int("count_include_pad", 0))
             let planes = x.shape[0] * x.shape[1]
             let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+            // Large inputs split their planes across the session's threads.
+            let parts = x.count >= 1 << 16 ? max(1, min(EngineThreads.current, planes)) : 1
+            let perPart = (planes + parts - 1) / parts
+            let (inPlane, outPlane) = (Int(g.in_h * g.in_w), Int(g.out_h * g.out_w))
+            let geometry = g
             return .kernel([(.float32, Array(x.shape[..<2]) + outSpatial)]) { s in
-                unsafe stoke_pool2d_f32(kind, s.floats(ix), Int64(planes), &g, includePad, s.floats(iy))
+                if parts == 1 {
+                    unsafe stoke_pool2d_f32(kind, s.floats(ix), Int64(planes), &g, includePad, s.floats(iy))
+                    return
+                }
+                let (xAddress, yAddress) = unsafe (UInt(bitPattern: s.floats(ix)), UInt(bitPattern: s.floats(iy)))
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let first = part * perPart, count = min(perPart, planes - first)
+                    guard count > 0, let x = unsafe UnsafePointer<Float>(bitPattern: xAddress),
+                          let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
+                    var window = geometry
+                    unsafe stoke_pool2d_f32(kind, x + first * inPlane, Int64(count), &window, includePad, y + first * outPlane)
+                }
             }
         }
     }
