@@ -144,6 +144,17 @@ public final class Session {
         }
     }
 
+    /// Per-node multiply-accumulates of one run with these input shapes (for `inspect`-style
+    /// reports); nodes folded away at plan time do not appear.
+    public func costs(inputShapes: [String: [Int]]) throws(EngineError) -> [NodeCost] {
+        let shapes = try model.inputs.map { (input) throws(EngineError) -> [Int] in
+            guard let shape = inputShapes[input.name] else { throw EngineError.badInput("missing input '\(input.name)'") }
+            return shape
+        }
+        let types = model.inputs.map { $0.onnxElementType == 7 || $0.onnxElementType == 6 ? ElementType.int64 : .float32 }
+        return try plan(shapes: shapes, types: types).steps.map { NodeCost(node: $0.node, opType: $0.opType, macs: $0.macs) }
+    }
+
     /// Runs the model `repeats` times and reports the time each node took, summed over the runs.
     public func profile(_ inputs: [String: Tensor], repeats: Int = 1) throws(EngineError) -> [NodeTiming] {
         let plan = try prepared(inputs)
@@ -156,7 +167,9 @@ public final class Session {
                 seconds[index] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             }
         }
-        return plan.steps.enumerated().map { NodeTiming(node: $0.element.node, opType: $0.element.opType, seconds: seconds[$0.offset]) }
+        return plan.steps.enumerated().map {
+            NodeTiming(node: $0.element.node, opType: $0.element.opType, seconds: seconds[$0.offset], macs: $0.element.macs * max(1, repeats))
+        }
     }
 
     private func copyOut(_ output: PlannedOutput, _ plan: ExecutionPlan) -> Tensor {
@@ -200,4 +213,17 @@ public struct NodeTiming: Sendable {
     public let opType: String
     /// Wall-clock seconds, summed over the profiled runs.
     public let seconds: Double
+    /// Multiply-accumulates performed, summed over the profiled runs (0 for data movement).
+    public let macs: Int
+
+    /// Achieved GFLOP/s (2 FLOPs per multiply-accumulate), 0 when the node does no arithmetic.
+    public var gigaflopsPerSecond: Double { seconds > 0 ? 2 * Double(macs) / seconds / 1e9 : 0 }
+}
+
+/// The planned cost of one node for given input shapes.
+public struct NodeCost: Sendable {
+    public let node: String
+    public let opType: String
+    /// Multiply-accumulates per run (GEMM, MatMul and Conv; 0 for other operators).
+    public let macs: Int
 }

@@ -106,6 +106,11 @@ struct PlannerTests {
         let timings = try Session(model: model).profile(["x": GraphBuilding.random([4, 2, 5, 5], seed: 2)], repeats: 2)
         #expect(timings.map(\.opType).contains("Conv"))
         #expect(timings.allSatisfy { $0.seconds >= 0 })
+        // conv: 4 images x 4 filters x 25 pixels x (2 channels x 9 taps); fc1: 4 x 6 x 100; fc2: 4 x 3 x 6.
+        let costs = try Session(model: model).costs(inputShapes: ["x": [4, 2, 5, 5]])
+        #expect(costs.first { $0.opType == "Conv" }?.macs == 4 * 4 * 25 * 18)
+        #expect(costs.filter { $0.opType == "Gemm" }.map(\.macs) == [4 * 6 * 100, 4 * 3 * 6])
+        #expect(timings.first { $0.opType == "Conv" }?.macs == 2 * 4 * 4 * 25 * 18)
     }
 
     @Test func exportedGraphReloadsWithTheSameResults() throws {

@@ -3,6 +3,29 @@ struct PlanStep {
     let node: String
     let opType: String
     let kernel: Kernel
+    /// Multiply-accumulates one run of this step performs (0 for data movement).
+    var macs: Int = 0
+}
+
+/// Multiply-accumulates of a planned node, from its input and output shapes.
+func multiplyAccumulates(_ node: Node, inputs: [PlanValue?], outputs: [[Int]]) -> Int {
+    guard let output = outputs.first else { return 0 }
+    let count = elementCount(output)
+    switch node.opType {
+    case "Gemm":
+        guard let a = inputs.first??.shape, a.count == 2 else { return 0 }
+        var transA = false
+        if case let .int(value)? = node.attributes["transA"] { transA = value != 0 }
+        return count * (transA ? a[0] : a[1])
+    case "MatMul":
+        guard let a = inputs.first??.shape, let k = a.last else { return 0 }
+        return count * k
+    case "Conv":
+        guard inputs.count > 1, let w = inputs[1]?.shape, w.count >= 3 else { return 0 }
+        return count * w[1...].reduce(1, *)
+    default:
+        return 0
+    }
 }
 
 /// A graph output as planned: where it lives and what it holds.
@@ -104,7 +127,8 @@ final class ExecutionPlan {
                     buffers.append(Buffer(bytes: elementCount(spec.1) * spec.0.byteCount, first: stepIndex, last: stepIndex,
                                           slot: outputSlotIndices[index]))
                 }
-                steps.append(PlanStep(node: node.name, opType: node.opType, kernel: kernel))
+                steps.append(PlanStep(node: node.name, opType: node.opType, kernel: kernel,
+                                      macs: multiplyAccumulates(node, inputs: inputs, outputs: specs.map(\.1))))
             }
         }
 
