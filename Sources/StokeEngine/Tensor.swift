@@ -23,8 +23,21 @@ public enum ElementType: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Number of elements in a tensor of this shape (1 for a scalar, whose shape is `[]`).
+/// Saturates at `Int.max` instead of trapping, so shapes computed from a malformed model fail
+/// the engine's size checks rather than crash.
 @inline(__always)
-func elementCount(_ shape: [Int]) -> Int { shape.reduce(1, *) }
+func elementCount(_ shape: [Int]) -> Int {
+    var count = 1
+    for extent in shape {
+        let (product, overflow) = count.multipliedReportingOverflow(by: extent)
+        if overflow || extent < 0 { return Int.max }
+        count = product
+    }
+    return count
+}
+
+/// The largest tensor the engine will create, in elements (64 GiB of float32).
+let maximumElementCount = 1 << 34
 
 /// A dense, row-major (C order), immutable tensor owned by the engine.
 ///

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import StokeEngine
 
@@ -196,5 +197,50 @@ struct ProtobufTests {
             }
         }
         #expect(errors > 0)
+    }
+
+    @Test func corruptedConvNetNeverCrashes() {
+        let model = try? Model(graph: PlannerTests.convNet(), opset: 17, options: .none)
+        guard let model else { Issue.record("conv net did not build"); return }
+        let original = ONNXExport.serialize(graph: model.graph, opset: 17)
+        var state: UInt64 = 0xC0FFEE
+        let x = GraphBuilding.random([2, 2, 5, 5], seed: 1)
+        // STOKE_FUZZ_ROUNDS raises the count for a longer local run.
+        let rounds = Int(ProcessInfo.processInfo.environment["STOKE_FUZZ_ROUNDS"] ?? "") ?? 300
+        for round in 0..<rounds {
+            var bytes = original
+            for _ in 0..<(1 + round % 4) {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                let position = Int(state >> 33) % bytes.count
+                bytes[position] = UInt8(truncatingIfNeeded: state >> 20)
+            }
+            if let loaded = try? Model.load(onnxBytes: bytes) {
+                _ = try? Session(model: loaded).run(["x": x])
+            }
+        }
+    }
+
+    @Test func hostileShapesAreErrorsNotCrashes() throws {
+        let x = Tensor(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])
+        #expect(throws: EngineError.self) {
+            try GraphBuilding.runNode("Reshape", [x, Tensor(shape: [3], int64s: [1 << 40, 1 << 40, -1])], constantInputs: [1])
+        }
+        #expect(throws: EngineError.self) {
+            try GraphBuilding.runNode("ConstantOfShape", [Tensor(shape: [3], int64s: [1 << 30, 1 << 30, 1 << 30])], constantInputs: [0])
+        }
+        #expect(throws: EngineError.self) {
+            try GraphBuilding.runNode("Expand", [x, Tensor(shape: [3], int64s: [Int64.max, 2, 3])], constantInputs: [1])
+        }
+        #expect(throws: EngineError.self) {
+            try GraphBuilding.runNode("Conv", [GraphBuilding.random([1, 1, 4, 4], seed: 1), GraphBuilding.random([1, 1, 2, 2], seed: 2)],
+                                      attributes: ["pads": .ints([Int64.max, 0, 0, 0])])
+        }
+        #expect(throws: EngineError.self) {
+            try GraphBuilding.runNode("Pad", [x, Tensor(shape: [4], int64s: [0, Int64.max, 0, 0])], constantInputs: [1])
+        }
+        let sliced = try GraphBuilding.runNode("Slice", [x, Tensor(shape: [1], int64s: [0]), Tensor(shape: [1], int64s: [Int64.max]),
+                                                         Tensor(shape: [1], int64s: [1]), Tensor(shape: [1], int64s: [Int64.max])],
+                                               constantInputs: [1, 2, 3, 4])
+        #expect(sliced.shape == [2, 1])
     }
 }

@@ -219,7 +219,7 @@ enum LinearOps {
         let dilations = try c.ints("dilations") ?? [Int](repeating: 1, count: spatial)
         let pads = try c.ints("pads") ?? [Int](repeating: 0, count: 2 * spatial)
         guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial,
-              strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), kernelShape.allSatisfy({ $0 > 0 }) else {
+              (strides + dilations + kernelShape).allSatisfy({ $0 > 0 && $0 <= 1 << 20 }), pads.allSatisfy({ $0 >= 0 && $0 <= 1 << 20 }) else {
             throw c.fail("strides \(strides), dilations \(dilations), pads \(pads) do not fit \(spatial)-D")
         }
         let autoPad = try c.string("auto_pad", "NOTSET")

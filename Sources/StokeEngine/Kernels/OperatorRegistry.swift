@@ -76,6 +76,9 @@ enum OperatorRegistry {
             guard let source = inputs.first ?? nil else { throw context.fail("alias of a missing input") }
             return [source.reshaped(shape)]
         case let .kernel(specs, kernel):
+            for spec in specs where elementCount(spec.1) > maximumElementCount {
+                throw context.fail("output shape \(spec.1) is too large")
+            }
             let outputs = specs.map { Tensor(zeros: $0.0, shape: $0.1) }
             let table = SlotTable(count: inputCount + max(outputs.count, node.outputs.count))
             for (index, tensor) in inputs.enumerated() {

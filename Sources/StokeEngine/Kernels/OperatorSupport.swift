@@ -93,7 +93,7 @@ struct OpContext {
     func int(_ key: String, _ fallback: Int) throws(EngineError) -> Int {
         switch node.attributes[key] {
         case nil: return fallback
-        case let .int(value)?: return Int(value)
+        case let .int(value)?: return clampedInt(value)
         default: throw unsupported("attribute \(key) is not an int")
         }
     }
@@ -101,7 +101,7 @@ struct OpContext {
     func ints(_ key: String) throws(EngineError) -> [Int]? {
         switch node.attributes[key] {
         case nil: return nil
-        case let .ints(values)?: return values.map { Int($0) }
+        case let .ints(values)?: return values.map(clampedInt)
         default: throw unsupported("attribute \(key) is not a list of ints")
         }
     }
@@ -131,6 +131,14 @@ struct OpContext {
         case "LeakyRelu": return (2, try float(fusedAlphaKey, 0.01))
         case let other: throw unsupported("fused activation \(other)")
         }
+    }
+
+    /// Checks a shape computed from model data before anything of that size is allocated.
+    func checkedShape(_ shape: [Int]) throws(EngineError) -> [Int] {
+        guard shape.allSatisfy({ $0 >= 0 }), elementCount(shape) <= maximumElementCount else {
+            throw fail("shape \(shape) is negative or larger than \(maximumElementCount) elements")
+        }
+        return shape
     }
 
     /// Normalizes a possibly negative axis against `rank`.
@@ -194,5 +202,10 @@ func coalesce(shape: [Int], strides: [[Int64]]) -> ([Int], [[Int64]]) {
     return (outShape, outStrides)
 }
 
-/// Integer values of a constant tensor (shapes, axes, pads), as `Int`.
-func intValues(_ tensor: Tensor) -> [Int] { tensor.int64s.map { Int(clamping: $0) } }
+/// Integer values of a constant tensor (shapes, axes, pads), clamped like attributes.
+func intValues(_ tensor: Tensor) -> [Int] { tensor.int64s.map(clampedInt) }
+
+/// Clamps model-supplied integers to ±2⁴⁰: far beyond any real extent (so "to the end"
+/// sentinels such as INT64_MAX keep their meaning) yet small enough that shape arithmetic on
+/// them cannot overflow.
+func clampedInt(_ value: Int64) -> Int { Int(max(-(1 << 40), min(1 << 40, value))) }

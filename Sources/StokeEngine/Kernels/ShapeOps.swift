@@ -55,7 +55,7 @@ enum ShapeOps {
             }
         }
         if let i = inferred {
-            let known = shape.enumerated().filter { $0.offset != i }.reduce(1) { $0 * $1.element }
+            let known = elementCount(shape.enumerated().filter { $0.offset != i }.map(\.element))
             guard known > 0, x.count % known == 0 else { throw c.fail("cannot reshape \(x.shape) to \(requested)") }
             shape[i] = x.count / known
         }
@@ -187,8 +187,7 @@ enum ShapeOps {
 
     static func constantOfShape(_ c: OpContext) throws(EngineError) -> OpPlan {
         guard let shapeTensor = try c.constantInput(0, "shape") else { throw c.fail("missing shape") }
-        let shape = intValues(shapeTensor)
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw c.fail("negative dimension in \(shape)") }
+        let shape = try c.checkedShape(intValues(shapeTensor))
         var fill = Tensor(shape: [1], floats: [0])
         if case let .tensor(t)? = c.node.attributes["value"] { fill = t }
         switch fill.elementType {
@@ -300,8 +299,7 @@ enum ShapeOps {
         case "wrap": mode = 3
         case let other: throw c.unsupported("mode \(other)")
         }
-        let shape = (0..<rank).map { x.shape[$0] + pads[$0] + pads[rank + $0] }
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw c.fail("pads \(pads) make a negative extent") }
+        let shape = try c.checkedShape((0..<rank).map { x.shape[$0] + pads[$0] + pads[rank + $0] })
         if mode != 0 && x.count == 0 && elementCount(shape) > 0 { throw c.fail("cannot \(mode == 2 ? "reflect" : "edge")-pad an empty tensor") }
         // Negative pads crop: handled by mapping through the same coordinate transform.
         let inDims = x.shape.map { Int64($0) }, outDims = shape.map { Int64($0) }
@@ -317,7 +315,8 @@ enum ShapeOps {
     static func expand(_ c: OpContext) throws(EngineError) -> OpPlan {
         let x = try c.input(0)
         guard let t = try c.constantInput(1, "shape") else { throw c.fail("missing shape") }
-        guard let shape = broadcastShape(x.shape, intValues(t)) else { throw c.fail("cannot expand \(x.shape) to \(intValues(t))") }
+        guard let broadcast = broadcastShape(x.shape, intValues(t)) else { throw c.fail("cannot expand \(x.shape) to \(intValues(t))") }
+        let shape = try c.checkedShape(broadcast)
         return .kernel([(x.type, shape)], stridedCopyKernel(from: c.inputSlots[0], offset: 0, strides: broadcastStrides(x.shape, to: shape),
                                                            shape: shape, type: x.type, to: c.outputSlots[0]))
     }

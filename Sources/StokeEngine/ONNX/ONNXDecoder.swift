@@ -299,13 +299,13 @@ enum ONNXDecoder {
         let isInteger = [DataType.uint8, DataType.int8, DataType.uint16, DataType.int16, DataType.int32,
                          DataType.int64, DataType.bool, DataType.uint32, DataType.uint64].contains(dataType)
         guard isFloat || isInteger else { throw EngineError.unsupportedElementType(tensor: name, onnxType: dataType) }
-        let tensor = Tensor(zeros: isFloat ? .float32 : .int64, shape: shape)
-
+        let tensor: Tensor
         if let raw {
             guard let size = DataType.rawByteCount(dataType) else { throw EngineError.unsupportedElementType(tensor: name, onnxType: dataType) }
             guard raw.count == count * size else {
                 throw reader.error("raw_data", "tensor '\(name)' has \(raw.count) bytes of raw_data, shape \(shape) needs \(count * size)", at: raw.lowerBound)
             }
+            tensor = Tensor(zeros: isFloat ? .float32 : .int64, shape: shape)
             if dataType == DataType.float || dataType == DataType.int64 || dataType == DataType.uint64 {
                 tensor.storage.copyBytes(reader.bytes, range: raw)  // same layout: little-endian, native width
             } else if dataType == DataType.double {
@@ -315,13 +315,13 @@ enum ONNXDecoder {
             }
         } else if dataType == DataType.float {
             guard floatData.count == count else { throw reader.error("float_data", "tensor '\(name)' has \(floatData.count) values, shape \(shape) needs \(count)") }
-            tensor.storage.copy(from: floatData)
+            tensor = Tensor(shape: shape, floats: floatData)
         } else if dataType == DataType.double {
             guard doubleData.count == count else { throw reader.error("double_data", "tensor '\(name)' has \(doubleData.count) values, shape \(shape) needs \(count)") }
-            tensor.storage.copy(from: doubleData.map { Float($0) })
+            tensor = Tensor(shape: shape, floats: doubleData.map { Float($0) })
         } else {
             guard intData.count == count else { throw reader.error("int64_data", "tensor '\(name)' has \(intData.count) values, shape \(shape) needs \(count)") }
-            tensor.storage.copy(from: intData)
+            tensor = Tensor(shape: shape, int64s: intData)
         }
         return (name, tensor)
     }

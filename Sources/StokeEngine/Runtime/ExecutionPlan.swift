@@ -120,6 +120,9 @@ final class ExecutionPlan {
                 let (from, to) = (inputSlotIndices[0], outputSlotIndices[0])
                 steps.append(PlanStep(node: node.name, opType: node.opType, kernel: { s in unsafe s.set(to, s.raw(from)) }))
             case let .kernel(specs, kernel):
+                for spec in specs where elementCount(spec.1) > maximumElementCount {
+                    throw EngineError.shapeMismatch(op: node.opType, node: node.name, detail: "output shape \(spec.1) is too large")
+                }
                 try Self.bind(specs.map { PlanValue(type: $0.0, shape: $0.1) }, to: node, values: &values)
                 for (index, spec) in specs.enumerated() where !node.outputs[index].isEmpty {
                     slotOf[node.outputs[index]] = outputSlotIndices[index]
