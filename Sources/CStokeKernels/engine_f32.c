@@ -22,6 +22,8 @@ static inline float unary_one(int op, float v, float alpha, float beta) {
     case STOKE_UNARY_NEG: return -v;
     case STOKE_UNARY_ABS: return fabsf(v);
     case STOKE_UNARY_SQRT: return sqrtf(v);
+    case STOKE_UNARY_LOG: return logf(v);
+    case STOKE_UNARY_RECIPROCAL: return 1.0f / v;
     default: return v;
     }
 }
@@ -386,4 +388,29 @@ void stoke_pad(const void *x, const int64_t *in_shape, const int64_t *pads_begin
         memcpy(dst + o * (int64_t)es, outside ? (const char *)value : src + off * (int64_t)es, es);
         for (int d = ndim - 1; d >= 0; d--) { if (++idx[d] < out_shape[d]) break; idx[d] = 0; }
     }
+}
+
+void stoke_reduce_extreme_f32(const float *x, const int64_t *shape, int ndim, const int *mask, int kind, float *y) {
+    int64_t out_strides[STOKE_MAX_DIMS], total = 1, out_total = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        out_strides[d] = mask[d] ? 0 : out_total;
+        if (!mask[d]) out_total *= shape[d];
+        total *= shape[d];
+    }
+    for (int64_t i = 0; i < out_total; i++) y[i] = kind == 0 ? -INFINITY : INFINITY;
+    if (total == 0) return;
+    if (ndim == 0) { y[0] = x[0]; return; }
+    int64_t n = shape[ndim - 1], sn = out_strides[ndim - 1];
+    int64_t o = 0;
+    FOR_EACH_ROW(ndim, shape, {
+        float *py = y + offset_of(idx_, out_strides, ndim - 1);
+        const float *px = x + o;
+        for (int64_t i = 0; i < n; i++) {
+            float v = px[i];
+            float *target = py + i * sn;
+            if (kind == 0 ? v > *target : v < *target) *target = v;
+            if (v != v) *target = v;  // NaN propagates
+        }
+        o += n;
+    });
 }

@@ -25,7 +25,8 @@ enum CaseRunner {
             model = try Model.load(onnx: caseDirectory.appendingPathComponent("model.onnx").path)
         } catch {
             switch error {
-            case .unsupportedOperator, .unsupportedElementType: return .unsupported("\(error)")
+            // Load-time constant folding plans nodes too, so attribute limits can surface here.
+            case .unsupportedOperator, .unsupportedElementType, .unsupportedAttribute: return .unsupported("\(error)")
             default: return .failed("load: \(error)")
             }
         }
@@ -85,8 +86,11 @@ enum CaseRunner {
         var passed = 0, supported = 0
         var failures: [(String, String)] = []
         var unsupportedReasons: [String: Int] = [:]
+        let verbose = ProcessInfo.processInfo.environment["STOKE_CONFORMANCE_VERBOSE"] != nil
         for caseName in cases {
-            switch run(caseDirectory: directory.appendingPathComponent(caseName)) {
+            let outcome = run(caseDirectory: directory.appendingPathComponent(caseName))
+            if verbose { print("[conformance-case] \(name) \(caseName) \(outcome)") }
+            switch outcome {
             case .passed:
                 passed += 1; supported += 1
             case let .failed(reason):
@@ -118,7 +122,7 @@ struct ConformanceTests {
         #expect(result.passed >= minimumPassed, "\(suite): only \(result.passed) cases passed")
     }
 
-    @Test("ONNX wheel suites", arguments: [("simple", 5), ("pytorch-converted", 30), ("pytorch-operator", 10)])
+    @Test("ONNX wheel suites", arguments: [("simple", 5), ("pytorch-converted", 53), ("pytorch-operator", 24)])
     func shippedSuite(suite: String, minimumPassed: Int) throws {
         let data = try TestSupport.onnxDataDirectory.get()
         Self.check(data.appendingPathComponent(suite), suite: suite, minimumPassed: minimumPassed)
@@ -127,7 +131,7 @@ struct ConformanceTests {
     @Test("ONNX node cases (onnx.backend.test.case.node)")
     func nodeSuite() throws {
         let generated = try TestSupport.generatedDirectory.get()
-        Self.check(generated.appendingPathComponent("node"), suite: "node", minimumPassed: 200)
+        Self.check(generated.appendingPathComponent("node"), suite: "node", minimumPassed: 400)
     }
 
     @Test("MLP, CNN and layout ops match onnxruntime")

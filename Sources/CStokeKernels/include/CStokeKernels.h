@@ -47,6 +47,8 @@ typedef enum {
     STOKE_UNARY_NEG = 10,
     STOKE_UNARY_ABS = 11,
     STOKE_UNARY_SQRT = 12,
+    STOKE_UNARY_LOG = 13,
+    STOKE_UNARY_RECIPROCAL = 14,
 } stoke_unary_op;
 
 /// y[i] = op(x[i]) for i < n; x and y may be the same buffer.
@@ -124,6 +126,11 @@ void stoke_pool2d_f32(int kind, const float *_Nonnull x, int64_t planes, const s
 /// with those axes set to 1; y is overwritten. Multiply by the scale afterwards for a mean.
 void stoke_reduce_sum_f32(const float *_Nonnull x, const int64_t *_Nonnull shape, int ndim,
                           const int *_Nonnull reduce_mask, float *_Nonnull y);
+
+/// Like `stoke_reduce_sum_f32` but keeps the maximum (kind 0) or minimum (kind 1); reducing an
+/// empty axis gives -inf (max) or +inf (min), as ONNX specifies.
+void stoke_reduce_extreme_f32(const float *_Nonnull x, const int64_t *_Nonnull shape, int ndim,
+                              const int *_Nonnull reduce_mask, int kind, float *_Nonnull y);
 
 /// Pad: out coordinate o maps to input coordinate o - pads_begin[axis]; outside the input the element
 /// is `value` (mode 0, constant), the nearest edge (mode 1, edge), the mirror without repeating the

@@ -4,9 +4,20 @@ import CStokeKernels
 enum ElementwiseOps {
     static func unary(_ code: Int32, alpha: Float = 0, beta: Float = 0) -> OperatorRegistry.Planner {
         { (c: OpContext) throws(EngineError) -> OpPlan in
+            let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+            let integer = try c.input(0)
+            if integer.type == .int64, code == STOKE_UNARY_NEG.rawValue32 || code == STOKE_UNARY_ABS.rawValue32 {
+                // Shape arithmetic in exported graphs negates integers.
+                let n = integer.count, negate = code == STOKE_UNARY_NEG.rawValue32
+                return .kernel([(.int64, integer.shape)]) { s in
+                    for i in 0..<n {
+                        let v = unsafe s.int64s(ix)[i]
+                        unsafe s.int64s(iy)[i] = negate ? 0 &- v : (v < 0 ? 0 &- v : v)
+                    }
+                }
+            }
             let x = try c.float32Input(0)
             let n = x.count
-            let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
             return .kernel([(.float32, x.shape)]) { s in
                 unsafe stoke_unary_f32(code, s.floats(ix), s.floats(iy), n, alpha, beta)
             }
@@ -32,6 +43,7 @@ enum ElementwiseOps {
             high = try c.float("max", high)
             return try unary(STOKE_UNARY_CLIP.rawValue32, alpha: low, beta: high)(c)
         }
+        if try c.input(0).type == .int64 { return try integerClip(c) }
         let x = try c.float32Input(0)
         // Bounds are optional scalar inputs; when fed at run time they are read on each run.
         var boundSlots: [Int?] = [nil, nil]
@@ -52,6 +64,66 @@ enum ElementwiseOps {
             let b = highSlot.map { unsafe s.floats($0)[0] } ?? high
             unsafe stoke_unary_f32(STOKE_UNARY_CLIP.rawValue32, s.floats(ix), s.floats(iy), n, a, b)
         }
+    }
+
+    /// Clip of integer tensors (ONNX int8..int64, represented as int64).
+    static func integerClip(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.input(0)
+        var slots: [Int?] = [nil, nil]
+        for index in 1...2 {
+            guard let bound = c.optionalInput(index) else { continue }
+            guard bound.type == .int64, bound.count == 1 else { throw c.fail("input \(index) must be an integer scalar") }
+            slots[index - 1] = c.inputSlots[index]
+        }
+        let (ix, iy, n, low, high) = (c.inputSlots[0], c.outputSlots[0], x.count, slots[0], slots[1])
+        return .kernel([(.int64, x.shape)]) { s in
+            let a = low.map { unsafe s.int64s($0)[0] } ?? Int64.min
+            let b = high.map { unsafe s.int64s($0)[0] } ?? Int64.max
+            for i in 0..<n { unsafe s.int64s(iy)[i] = min(b, max(a, s.int64s(ix)[i])) }
+        }
+    }
+
+    /// Cast/CastLike between the engine's element types. Integer targets truncate toward zero,
+    /// bool gives 0/1; narrower ONNX integer types are represented as int64 (see `ElementType`),
+    /// so their wrap-around is not modelled.
+    static func cast(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.input(0)
+        let target: Int
+        if c.op == "CastLike" {
+            let like = try c.input(1)
+            target = like.type == .float32 ? 1 : 7
+        } else {
+            target = try c.int("to", 0)
+        }
+        let (ix, iy, n) = (c.inputSlots[0], c.outputSlots[0], x.count)
+        switch (x.type, target) {
+        case (.float32, 1), (.float32, 11), (.int64, 7):
+            return .alias(x.type, x.shape)
+        case (.int64, 1), (.int64, 11):
+            return .kernel([(.float32, x.shape)]) { s in
+                for i in 0..<n { unsafe s.floats(iy)[i] = Float(s.int64s(ix)[i]) }
+            }
+        case (.float32, 6), (.float32, 7), (.float32, 3), (.float32, 5):
+            return .kernel([(.int64, x.shape)]) { s in
+                for i in 0..<n {
+                    let v = unsafe s.floats(ix)[i]
+                    unsafe s.int64s(iy)[i] = v.isFinite && abs(v) < 9.2e18 ? Int64(v) : 0
+                }
+            }
+        case (.float32, 9):
+            return .kernel([(.int64, x.shape)]) { s in
+                for i in 0..<n { unsafe s.int64s(iy)[i] = s.floats(ix)[i] != 0 ? 1 : 0 }
+            }
+        case (.int64, 9):
+            return .kernel([(.int64, x.shape)]) { s in
+                for i in 0..<n { unsafe s.int64s(iy)[i] = s.int64s(ix)[i] != 0 ? 1 : 0 }
+            }
+        case (.int64, 6), (.int64, 3), (.int64, 5):
+            return .alias(.int64, x.shape)
+        default:
+            break
+        }
+        throw c.unsupported("cast of \(x.type) to ONNX type \(target)")
     }
 
     static func binary(_ code: Int32) -> OperatorRegistry.Planner {

@@ -457,11 +457,15 @@ enum LinearOps {
         return (a, b)
     }
 
-    static func reduce(mean: Bool) -> OperatorRegistry.Planner {
+    /// How a Reduce* operator combines elements.
+    enum Reduction { case sum, mean, max, min }
+
+    static func reduce(_ reduction: Reduction) -> OperatorRegistry.Planner {
         { (c: OpContext) throws(EngineError) -> OpPlan in
             let x = try c.float32Input(0)
             let rank = x.shape.count
-            let axesFromInput: Int64 = mean ? 18 : 13
+            // Axes moved from an attribute to an input in opset 13 (ReduceSum) and 18 (the rest).
+            let axesFromInput: Int64 = reduction == .sum ? 13 : 18
             let axes: [Int]? = c.opset >= axesFromInput ? try c.constantInput(1, "axes").map(intValues) : try c.ints("axes")
             let keepDims = try c.int("keepdims", 1) != 0
             let noopWhenEmpty = try c.int("noop_with_empty_axes", 0) != 0
@@ -478,11 +482,16 @@ enum LinearOps {
             let reduced = (0..<rank).filter { mask[$0] != 0 }.reduce(1) { $0 * x.shape[$1] }
             let dims = x.shape.map { Int64($0) }
             let count = elementCount(shape)
-            let scale: Float = mean ? (reduced == 0 ? .nan : 1 / Float(reduced)) : 1
+            let scale: Float = reduced == 0 ? .nan : 1 / Float(reduced)
             let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
             return .kernel([(.float32, shape)]) { s in
-                unsafe stoke_reduce_sum_f32(s.floats(ix), dims, Int32(rank), mask, s.floats(iy))
-                if mean { unsafe cblas_sscal(Int32(count), scale, s.floats(iy), 1) }
+                switch reduction {
+                case .sum, .mean:
+                    unsafe stoke_reduce_sum_f32(s.floats(ix), dims, Int32(rank), mask, s.floats(iy))
+                    if reduction == .mean { unsafe cblas_sscal(Int32(count), scale, s.floats(iy), 1) }
+                case .max, .min:
+                    unsafe stoke_reduce_extreme_f32(s.floats(ix), dims, Int32(rank), mask, reduction == .max ? 0 : 1, s.floats(iy))
+                }
             }
         }
     }

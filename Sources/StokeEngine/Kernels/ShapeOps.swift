@@ -271,13 +271,21 @@ enum ShapeOps {
         let rank = x.shape.count
         var pads: [Int]
         var fill = Tensor(shape: [], floats: [0])
+        var runtimeFillSlot: Int?
         if c.opset < 11 {
             pads = try c.ints("pads") ?? []
             fill = Tensor(shape: [], floats: [try c.float("value", 0)])
         } else {
             guard let p = try c.constantInput(1, "pads") else { throw c.fail("missing pads") }
             pads = intValues(p)
-            if let v = try c.constantInput(2, "constant_value"), v.count > 0 { fill = v }
+            if let value = c.optionalInput(2) {
+                if let v = value.constant {
+                    if v.count > 0 { fill = v }
+                } else {
+                    guard value.type == x.type, value.count == 1 else { throw c.fail("constant_value must be one \(x.type)") }
+                    runtimeFillSlot = c.inputSlots[2]
+                }
+            }
             if let axesTensor = try c.constantInput(3, "axes") {
                 let axes = intValues(axesTensor)
                 guard pads.count == 2 * axes.count else { throw c.fail("pads has \(pads.count) values for \(axes.count) axes") }
@@ -307,8 +315,10 @@ enum ShapeOps {
         let fillValue = x.type == .float32 ? Tensor(shape: [], floats: [fill.floats.first ?? 0]) : Tensor(shape: [], int64s: [fill.int64s.first ?? 0])
         let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
         let size = x.type.byteCount
+        let fillSlot = runtimeFillSlot
         return .kernel([(x.type, shape)]) { s in
-            unsafe stoke_pad(s.raw(ix), inDims, begins, s.raw(iy), outDims, Int32(rank), size, mode, fillValue.storage.pointer)
+            let value = unsafe fillSlot.map { unsafe s.raw($0) } ?? fillValue.storage.pointer
+            unsafe stoke_pad(s.raw(ix), inDims, begins, s.raw(iy), outDims, Int32(rank), size, mode, value)
         }
     }
 
