@@ -62,7 +62,8 @@ static void pack_b(const float *b, size_t ldb, int trans_b, size_t k0, size_t kc
 // floats apart: NR for a packed panel, ldb when B is read in place (masked at the right edge).
 __attribute__((target("avx512f,fma")))
 static void micro_kernel(size_t kc, const float *ap, const float *bp, size_t b_stride, float *c, size_t ldc,
-                         size_t rows, size_t cols, float alpha, float beta) {
+                         size_t rows, size_t cols, float alpha, float beta,
+                         const float *row_bias, const float *col_bias, int relu) {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
     __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
@@ -77,13 +78,28 @@ static void micro_kernel(size_t kc, const float *ap, const float *bp, size_t b_s
         ap += MR;
         bp += b_stride;
     }
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), zero = _mm512_setzero_ps();
+    __m512 cb0 = col_bias ? _mm512_maskz_loadu_ps(m0, col_bias) : zero;
+    __m512 cb1 = col_bias ? _mm512_maskz_loadu_ps(m1, col_bias + 16) : zero;
     for (size_t r = 0; r < rows; r++) {
         float *row = c + r * ldc;
         __m512 y0 = _mm512_mul_ps(acc[r][0], va), y1 = _mm512_mul_ps(acc[r][1], va);
         if (beta != 0.0f) {
             y0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, row), vb, y0);
             y1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, row + 16), vb, y1);
+        }
+        if (row_bias) {
+            __m512 rb = _mm512_set1_ps(row_bias[r]);
+            y0 = _mm512_add_ps(y0, rb);
+            y1 = _mm512_add_ps(y1, rb);
+        }
+        if (col_bias) {
+            y0 = _mm512_add_ps(y0, cb0);
+            y1 = _mm512_add_ps(y1, cb1);
+        }
+        if (relu) {
+            y0 = _mm512_max_ps(y0, zero);
+            y1 = _mm512_max_ps(y1, zero);
         }
         _mm512_mask_storeu_ps(row, m0, y0);
         _mm512_mask_storeu_ps(row + 16, m1, y1);
@@ -92,11 +108,22 @@ static void micro_kernel(size_t kc, const float *ap, const float *bp, size_t b_s
 
 int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                        const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    return stoke_sgemm_avx512_fused(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, NULL, 0);
+}
+
+int stoke_sgemm_avx512_fused(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                             const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                             const float *row_bias, const float *col_bias, int relu) {
     if (!__builtin_cpu_supports("avx512f")) return -1;
     if (m == 0 || n == 0) return 0;
     if (k == 0) {
         for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+            for (size_t j = 0; j < n; j++) {
+                float v = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+                if (row_bias) v += row_bias[i];
+                if (col_bias) v += col_bias[j];
+                c[i * ldc + j] = relu && v < 0.0f ? 0.0f : v;
+            }
         return 0;
     }
     // Without a transpose B is read in place: its rows are already contiguous panels, and packing
@@ -110,6 +137,7 @@ int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, f
         for (size_t pc = 0; pc < k; pc += KC) {
             size_t kc = k - pc < KC ? k - pc : KC;
             float block_beta = pc == 0 ? beta : 1.0f;
+            int last = pc + kc == k;  // the epilogue runs once, on the final partial sums
             if (pack) pack_b(b, ldb, trans_b, pc, kc, jc, nc, bp);
             for (size_t ic = 0; ic < m; ic += MC) {
                 size_t mc = m - ic < MC ? m - ic : MC;
@@ -120,7 +148,8 @@ int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, f
                         size_t rows = mc - ir < MR ? mc - ir : MR;
                         const float *panel = pack ? bp + jr * kc : b + pc * ldb + jc + jr;
                         micro_kernel(kc, ap + ir * kc, panel, pack ? NR : ldb, c + (ic + ir) * ldc + jc + jr, ldc, rows, cols,
-                                     alpha, block_beta);
+                                     alpha, block_beta, last && row_bias ? row_bias + ic + ir : NULL,
+                                     last && col_bias ? col_bias + jc + jr : NULL, last && relu);
                     }
                 }
             }
@@ -129,6 +158,13 @@ int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, f
     return 0;
 }
 #else
+int stoke_sgemm_avx512_fused(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                             const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                             const float *row_bias, const float *col_bias, int relu) {
+    (void)row_bias; (void)col_bias; (void)relu;
+    return stoke_sgemm_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                        const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc) {
     (void)trans_a; (void)trans_b; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)b; (void)ldb;

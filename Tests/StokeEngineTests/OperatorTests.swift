@@ -245,16 +245,23 @@ struct GemmBackendTests {
             for threads in [1, 2] {
                 let a = GraphBuilding.randomFloats(m * k, seed: 1), b = GraphBuilding.randomFloats(k * n, seed: 2)
                 let c = GraphBuilding.randomFloats(m * n, seed: 3)
+                let rowBias = GraphBuilding.randomFloats(m, seed: 4), columnBias = GraphBuilding.randomFloats(n, seed: 5)
+                // Threads 2 also exercises the fused epilogue (row and column bias, ReLU).
+                let epilogue = threads == 2
                 var results: [[Float]] = []
                 for backend in GemmBackend.allCases {
                     var y = c
                     unsafe a.withUnsafeBufferPointer { pa in unsafe b.withUnsafeBufferPointer { pb in unsafe y.withUnsafeMutableBufferPointer { py in
-                        unsafe LinearOps.sgemm(backend: backend, threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.75,
-                                               a: pa.baseAddress!, lda: transA ? m : k, b: pb.baseAddress!, ldb: transB ? k : n,
-                                               beta: 0.5, y: py.baseAddress!, ldy: n)
+                        unsafe rowBias.withUnsafeBufferPointer { pr in unsafe columnBias.withUnsafeBufferPointer { pc in
+                            unsafe LinearOps.sgemm(backend: backend, threads: threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.75,
+                                                   a: pa.baseAddress!, lda: transA ? m : k, b: pb.baseAddress!, ldb: transB ? k : n,
+                                                   beta: 0.5, y: py.baseAddress!, ldy: n,
+                                                   rowBias: epilogue ? pr.baseAddress : nil, columnBias: epilogue ? pc.baseAddress : nil, relu: epilogue)
+                        } }
                     } } }
                     results.append(y)
                 }
+                if epilogue { #expect(results[0].allSatisfy { $0 >= 0 }) }
                 let worst = zip(results[0], results[1]).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
                 #expect(worst < 1e-4, "m=\(m) n=\(n) k=\(k) transA=\(transA) transB=\(transB) threads=\(threads): \(worst)")
             }

@@ -146,4 +146,12 @@ void stoke_pad(const void *_Nonnull x, const int64_t *_Nonnull in_shape, const i
 int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                        const float *_Nonnull a, size_t lda, const float *_Nonnull b, size_t ldb,
                        float beta, float *_Nonnull c, size_t ldc);
+
+/// `stoke_sgemm_avx512` with an epilogue applied as each output tile is stored: adds
+/// row_bias[i] (one per output row) and/or col_bias[j] (one per output column) when not NULL,
+/// then clamps at zero when relu != 0. Saves a separate pass over C for bias and ReLU.
+int stoke_sgemm_avx512_fused(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                             const float *_Nonnull a, size_t lda, const float *_Nonnull b, size_t ldb,
+                             float beta, float *_Nonnull c, size_t ldc,
+                             const float *_Nullable row_bias, const float *_Nullable col_bias, int relu);
 #endif

@@ -9,26 +9,43 @@ enum LinearOps {
     @inline(__always)
     static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int) {
+                      beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
+                      rowBias: UnsafePointer<Float>? = nil, columnBias: UnsafePointer<Float>? = nil, relu: Bool = false) {
         unsafe sgemm(backend: GemmBackend.selected, threads: EngineThreads.current, transA: transA, transB: transB, m: m, n: n, k: k,
-                     alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, y: y, ldy: ldy)
+                     alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, y: y, ldy: ldy,
+                     rowBias: rowBias, columnBias: columnBias, relu: relu)
     }
 
+    /// The GEMM with an optional epilogue: + rowBias[i], + columnBias[j], then max(0, ·) when
+    /// `relu`; Stoke's kernel applies it while storing, OpenBLAS gets a pass afterwards.
     static func sgemm(backend: GemmBackend, threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int) {
+                      beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
+                      rowBias: UnsafePointer<Float>? = nil, columnBias: UnsafePointer<Float>? = nil, relu: Bool = false) {
         guard m > 0, n > 0 else { return }
-        if k == 0 {
-            for row in 0..<m {
-                for column in 0..<n { unsafe y[row * ldy + column] = beta == 0 ? 0 : beta * y[row * ldy + column] }
+        let epilogue = unsafe rowBias != nil || columnBias != nil || relu
+        if k == 0 || backend == .openBLAS {
+            if k == 0 {
+                for row in 0..<m {
+                    for column in 0..<n { unsafe y[row * ldy + column] = beta == 0 ? 0 : beta * y[row * ldy + column] }
+                }
+            } else {
+                unsafe cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                                   Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                                   beta, y, Int32(max(ldy, 1)))
+            }
+            if epilogue {
+                for row in 0..<m {
+                    let line = unsafe y + row * ldy
+                    if let rowBias = unsafe rowBias { unsafe stoke_bias_activation_f32(line, 1, n, rowBias + row, 3, 0, 0, 0) }
+                    unsafe stoke_bias_activation_f32(line, 1, n, columnBias, columnBias == nil ? 0 : 1, relu ? 1 : 0, 0, 0)
+                }
             }
             return
         }
         switch backend {
         case .openBLAS:
-            unsafe cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                               Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
-                               beta, y, Int32(max(ldy, 1)))
+            break
         case .stokeAVX512:
             // Split across threads: by rows when A is tall, else by columns (in multiples of the
             // kernel's 8x32 tile) so no thread repeats another's packing. Small products stay on
@@ -37,16 +54,20 @@ enum LinearOps {
             let byRows = m >= 64 * threads
             let tiles = byRows ? (m + 7) / 8 : (n + 31) / 32
             let parts = m * n * k >= 1 << 20 ? min(threads, tiles) : 1
+            let reluFlag: Int32 = relu ? 1 : 0
             if parts <= 1 {
-                _ = unsafe stoke_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, y, ldy)
+                _ = unsafe stoke_sgemm_avx512_fused(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, y, ldy, rowBias, columnBias, reluFlag)
                 return
             }
             let tile = byRows ? 8 : 32
             let perPart = ((byRows ? m : n) + parts - 1) / parts
             let span = (perPart + tile - 1) / tile * tile
             let (aAddress, bAddress, yAddress) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: y))
+            let (rowBiasAddress, columnBiasAddress) = (UInt(bitPattern: rowBias), UInt(bitPattern: columnBias))
             DispatchQueue.concurrentPerform(iterations: parts) { part in
                 let first = part * span
+                let rowBias = unsafe UnsafePointer<Float>(bitPattern: rowBiasAddress)
+                let columnBias = unsafe UnsafePointer<Float>(bitPattern: columnBiasAddress)
                 let count = min(span, (byRows ? m : n) - first)
                 guard count > 0,
                       let a = unsafe UnsafePointer<Float>(bitPattern: aAddress),
@@ -54,10 +75,12 @@ enum LinearOps {
                       let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
                 if byRows {
                     let aPart = unsafe transA ? a + first : a + first * lda
-                    _ = unsafe stoke_sgemm_avx512(ta, tb, count, n, k, alpha, aPart, lda, b, ldb, beta, y + first * ldy, ldy)
+                    _ = unsafe stoke_sgemm_avx512_fused(ta, tb, count, n, k, alpha, aPart, lda, b, ldb, beta, y + first * ldy, ldy,
+                                                        rowBias.map { unsafe $0 + first }, columnBias, reluFlag)
                 } else {
                     let bPart = unsafe transB ? b + first * ldb : b + first
-                    _ = unsafe stoke_sgemm_avx512(ta, tb, m, count, k, alpha, a, lda, bPart, ldb, beta, y + first, ldy)
+                    _ = unsafe stoke_sgemm_avx512_fused(ta, tb, m, count, k, alpha, a, lda, bPart, ldb, beta, y + first, ldy,
+                                                        rowBias, columnBias.map { unsafe $0 + first }, reluFlag)
                 }
             }
         }
@@ -124,13 +147,20 @@ enum LinearOps {
                 if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), m * n, actAlpha, 0) }
             }
         }
+        // Row or column biases and ReLU ride in the GEMM's epilogue; a scalar bias or LeakyRelu
+        // takes a separate pass.
+        let fused = (biasKind == 0 || biasKind == 1 || biasKind == 2) && (act == 0 || act == 1)
         return .kernel(outputs) { s in
+            let bias: UnsafePointer<Float>? = unsafe biasTensor.map { unsafe UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
+            if fused {
+                unsafe sgemm(transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
+                             b: weights(s), ldb: ldbFinal, beta: 0, y: s.floats(iy), ldy: n,
+                             rowBias: biasKind == 2 ? bias : nil, columnBias: biasKind == 1 ? bias : nil, relu: act == 1)
+                return
+            }
             unsafe sgemm(transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
                          b: weights(s), ldb: ldbFinal, beta: 0, y: s.floats(iy), ldy: n)
-            if biasKind != 0 || act != 0 {
-                let bias: UnsafePointer<Float>? = unsafe biasTensor.map { unsafe UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
-                unsafe stoke_bias_activation_f32(s.floats(iy), m, n, bias, biasKind, act, actAlpha, 0)
-            }
+            unsafe stoke_bias_activation_f32(s.floats(iy), m, n, bias, biasKind, act, actAlpha, 0)
         }
     }
 
@@ -158,8 +188,8 @@ enum LinearOps {
             let rows = aBatch.reduce(1, *) * m
             return .kernel(outputs) { s in
                 unsafe sgemm(transA: false, transB: false, m: rows, n: n, k: k, alpha: 1, a: s.floats(ia), lda: k,
-                             b: s.floats(ib), ldb: n, beta: 0, y: s.floats(iy), ldy: n)
-                if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), total, actAlpha, 0) }
+                             b: s.floats(ib), ldb: n, beta: 0, y: s.floats(iy), ldy: n, relu: act == 1)
+                if act > 1 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), total, actAlpha, 0) }
             }
         }
         let batchCount = batch.reduce(1, *)
@@ -284,20 +314,19 @@ enum LinearOps {
         // A 1x1, stride-1, unpadded convolution reads the input plane directly: no im2col.
         let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
             g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
-        // Several images share one im2col matrix and one GEMM (wider products run faster), in
-        // chunks small enough (about 1 MiB of columns) to stay in the L2 cache between im2col
-        // and the GEMM. With Stoke's GEMM the images are split across the session's threads, each
-        // with its own workspace; OpenBLAS threads inside each GEMM instead.
-        let chunk = pointwise ? 1 : max(1, min(batch, (1 << 18) / max(1, colRows * plane)))
-        let columnBytes = pointwise ? 0 : colRows * chunk * plane * 4
-        let stagingBytes = chunk > 1 ? groupFilters * chunk * plane * 4 : 0
+        // Each image is one im2col and one GEMM per group, written straight into the output with
+        // bias and ReLU applied as the GEMM stores its tiles (the column matrix of one image stays
+        // in the L2 cache). With Stoke's GEMM the images are split across the session's threads,
+        // each with its own workspace; OpenBLAS threads inside each GEMM instead.
+        let columnBytes = pointwise ? 0 : colRows * plane * 4
         let backend = GemmBackend.selected
         let parts = backend == .stokeAVX512 ? max(1, min(EngineThreads.current, batch)) : 1
         let gemmThreads = parts > 1 ? 1 : EngineThreads.current
-        let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: columnBytes + stagingBytes) }
+        let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: columnBytes) }
         let imagesPerPart = (batch + parts - 1) / parts
         let geometry = g
         let hasBias = ib >= 0
+        let fusedRelu = act == 1
         return .kernel(outputs) { s in
             let biasPointer: UnsafePointer<Float>? = ib < 0 ? nil : unsafe UnsafePointer(s.floats(ib))
             let (x, w, y) = unsafe (s.floats(ix), s.floats(iw), s.floats(iy))
@@ -308,45 +337,21 @@ enum LinearOps {
                       let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
                 let bias = unsafe UnsafePointer<Float>(bitPattern: biasAddress)
                 let col = unsafe workspaces[part].pointer.assumingMemoryBound(to: Float.self)
-                let staging = unsafe (workspaces[part].pointer + columnBytes).assumingMemoryBound(to: Float.self)
-                var first = part * imagesPerPart
-                let end = min(batch, first + imagesPerPart)
                 var window = geometry
-                while first < end {
-                    let images = min(chunk, end - first)
-                    let width = images * plane
+                for image in (part * imagesPerPart)..<min(batch, (part + 1) * imagesPerPart) {
                     for groupIndex in 0..<group {
                         let weights = unsafe w + groupIndex * groupFilters * colRows
-                        let output = unsafe y + (first * filters + groupIndex * groupFilters) * plane
-                        if pointwise {
-                            let input = unsafe x + (first * channels + groupIndex * groupChannels) * inPlane
-                            unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: plane,
-                                         k: colRows, alpha: 1, a: weights, lda: colRows, b: input, ldb: plane, beta: 0, y: output, ldy: plane)
-                            continue
-                        }
-                        for image in 0..<images {
-                            let input = unsafe x + ((first + image) * channels + groupIndex * groupChannels) * inPlane
-                            unsafe stoke_im2col_ld_f32(input, Int64(groupChannels), &window, col + image * plane, Int64(width))
-                        }
-                        if images == 1 {
-                            unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: plane,
-                                         k: colRows, alpha: 1, a: weights, lda: colRows, b: col, ldb: plane, beta: 0, y: output, ldy: plane)
-                            continue
-                        }
-                        unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: width,
-                                     k: colRows, alpha: 1, a: weights, lda: colRows, b: col, ldb: width, beta: 0, y: staging, ldy: width)
-                        // staging is [filter, image, pixel]; the output wants [image, filter, pixel].
-                        let dims: [Int64] = [Int64(images), Int64(groupFilters), Int64(plane)]
-                        let from: [Int64] = [Int64(plane), Int64(width), 1], to: [Int64] = [Int64(filters * plane), Int64(plane), 1]
-                        unsafe stoke_strided_copy(staging, from, output, to, dims, 3, 4)
+                        let output = unsafe y + (image * filters + groupIndex * groupFilters) * plane
+                        let input = unsafe x + (image * channels + groupIndex * groupChannels) * inPlane
+                        if !pointwise { unsafe stoke_im2col_ld_f32(input, Int64(groupChannels), &window, col, Int64(plane)) }
+                        unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: plane,
+                                     k: colRows, alpha: 1, a: weights, lda: colRows, b: pointwise ? input : UnsafePointer(col), ldb: plane,
+                                     beta: 0, y: output, ldy: plane,
+                                     rowBias: hasBias ? bias.map { unsafe $0 + groupIndex * groupFilters } : nil, relu: fusedRelu)
                     }
-                    if hasBias || act != 0 {
-                        for image in 0..<images {
-                            unsafe stoke_bias_activation_f32(y + (first + image) * filters * plane, filters, plane,
-                                                             bias, hasBias ? 2 : 0, act, actAlpha, 0)
-                        }
+                    if act > 1 {
+                        unsafe stoke_unary_f32(act, y + image * filters * plane, y + image * filters * plane, filters * plane, actAlpha, 0)
                     }
-                    first += images
                 }
             }
             if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
