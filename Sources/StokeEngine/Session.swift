@@ -16,6 +16,7 @@ public final class Session {
     /// in exported graphs carry shapes, axes and pads that kernels need at plan time.
     private struct PlanKey: Hashable {
         var shapes: [[Int]]
+        var types: [ElementType]
         var integerValues: [[Int64]?]
     }
 
@@ -36,17 +37,21 @@ public final class Session {
 
     /// The plan for these input shapes, building it (shape inference, folding, arena) if new.
     private func plan(shapes: [[Int]], types: [ElementType], integerInputs: [Tensor?]? = nil) throws(EngineError) -> ExecutionPlan {
-        if let (key, plan) = lastPlan, key.shapes == shapes, integerInputs == nil || key.integerValues == integerInputs!.map({ $0?.int64s }) {
-            return plan
-        }
         let integerInputs = integerInputs ?? [Tensor?](repeating: nil, count: shapes.count)
-        let key = PlanKey(shapes: shapes, integerValues: integerInputs.map { $0?.int64s })
+        let key = PlanKey(shapes: shapes, types: types, integerValues: integerInputs.map { $0?.int64s })
         if let plan = plans[key] {
             lastPlan = (key, plan)
             return plan
         }
         var bound: [String: Int] = [:]
         for (index, input) in model.inputs.enumerated() {
+            // Declared element types must match what is fed (narrow ONNX integer types are int64 here).
+            if input.onnxElementType != 0 {
+                let expected: ElementType = input.onnxElementType == 1 || input.onnxElementType == 11 ? .float32 : .int64
+                guard types[index] == expected else {
+                    throw EngineError.badInput("'\(input.name)' is \(types[index]); the model declares \(expected) (ONNX type \(input.onnxElementType))")
+                }
+            }
             guard let declared = input.shape else { continue }
             let shape = shapes[index]
             guard declared.count == shape.count else {
@@ -84,6 +89,25 @@ public final class Session {
     }
 
     private func prepared(_ inputs: [String: Tensor], override: (name: String, shape: [Int])? = nil) throws(EngineError) -> ExecutionPlan {
+        // Steady state: the same shapes and types as the last run reuse its plan without building
+        // a lookup key (no heap allocation on this path).
+        if override == nil, let (key, plan) = lastPlan, inputs.count == key.shapes.count,
+           key.integerValues.allSatisfy({ $0 == nil }) {
+            var same = true
+            for (index, input) in model.inputs.enumerated() {
+                guard let tensor = inputs[input.name], tensor.shape == key.shapes[index], tensor.elementType == key.types[index],
+                      !(tensor.elementType == .int64 && tensor.count <= Self.specializedIntegerInputLimit) else {
+                    same = false
+                    break
+                }
+            }
+            if same {
+                for (index, input) in model.inputs.enumerated() {
+                    if let tensor = inputs[input.name] { unsafe plan.slots.set(plan.inputSlots[index], tensor.storage.pointer) }
+                }
+                return plan
+            }
+        }
         var shapes: [[Int]] = [], types: [ElementType] = [], integerInputs: [Tensor?] = []
         for input in model.inputs {
             if let override, override.name == input.name {
@@ -194,6 +218,14 @@ public final class Session {
             guard let output = plan.outputs.first(where: { $0.name == name }) else { throw EngineError.badInput("no output named '\(name)'") }
             guard output.type == .float32 else { throw EngineError.badInput("output '\(name)' is \(output.type), not float32") }
             let buffer = unsafe UnsafeBufferPointer(start: plan.slots.floats(output.slot), count: elementCount(output.shape))
+            return try unsafe body(buffer.span)
+        }
+
+        /// Lends the int64 elements of output `name` (row-major) without copying.
+        public func withInt64s<R>(_ name: String, _ body: (Span<Int64>) throws -> R) throws -> R {
+            guard let output = plan.outputs.first(where: { $0.name == name }) else { throw EngineError.badInput("no output named '\(name)'") }
+            guard output.type == .int64 else { throw EngineError.badInput("output '\(name)' is \(output.type), not int64") }
+            let buffer = unsafe UnsafeBufferPointer(start: plan.slots.int64s(output.slot), count: elementCount(output.shape))
             return try unsafe body(buffer.span)
         }
 

@@ -5,7 +5,7 @@ import Testing
 enum GraphBuilding {
     static func graph(_ nodes: [Node], inputs: [String], outputs: [String], initializers: [String: Tensor] = [:]) -> Graph {
         Graph(name: "test", nodes: nodes, initializers: initializers,
-              inputs: inputs.map { ValueInfo(name: $0, shape: nil) }, outputs: outputs.map { ValueInfo(name: $0, shape: nil) })
+              inputs: inputs.map { ValueInfo(name: $0, onnxElementType: 0, shape: nil) }, outputs: outputs.map { ValueInfo(name: $0, onnxElementType: 0, shape: nil) })
     }
 
     /// Runs `nodes` on `feeds` and returns the named outputs.

@@ -82,6 +82,12 @@ struct PlannerTests {
             #expect("\(error)".contains("axis 1"))
         }
         #expect(throws: EngineError.self) { try session.run([:]) }
+        do {
+            _ = try session.run(["x": Tensor(shape: [1, 2, 5, 5], int64s: [Int64](repeating: 1, count: 50))])
+            Issue.record("int64 data accepted for a float input")
+        } catch {
+            #expect("\(error)".contains("float32"))
+        }
         #expect(throws: EngineError.self) { try session.run(["x": GraphBuilding.random([1, 2, 5, 5], seed: 1), "other": GraphBuilding.random([1], seed: 1)]) }
     }
 
