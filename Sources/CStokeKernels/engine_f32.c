@@ -221,6 +221,25 @@ void stoke_im2col_ld_f32(const float *x, int64_t channels, const stoke_window2d 
                 int64_t hi = base > g->in_w - 1 ? 0 : (g->in_w - 1 - base) / g->stride_w + 1;
                 if (hi > g->out_w) hi = g->out_w;
                 if (lo > hi) lo = hi;
+                if (g->stride_h == 1 && g->stride_w == 1 && g->out_w == g->in_w && hi > lo) {
+                    // "Same"-style windows: output rows map onto consecutive input rows with one
+                    // fixed shift, so all valid rows are one contiguous copy; the few columns that
+                    // wrapped across a row edge are zeroed afterwards.
+                    int64_t shift = kh * g->dilation_h - g->pad_top;
+                    int64_t oh_lo = shift >= 0 ? 0 : -shift;
+                    int64_t oh_hi = g->in_h - shift < g->out_h ? g->in_h - shift : g->out_h;
+                    if (oh_hi <= oh_lo) { memset(row, 0, (size_t)(g->out_h * g->out_w) * sizeof(float)); continue; }
+                    if (oh_lo > 0) memset(row, 0, (size_t)(oh_lo * g->out_w) * sizeof(float));
+                    int64_t first = oh_lo * g->out_w + lo, last = (oh_hi - 1) * g->out_w + hi;
+                    memcpy(row + first, xc + (oh_lo + shift) * g->in_w + lo + base, (size_t)(last - first) * sizeof(float));
+                    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                        float *line = row + oh * g->out_w;
+                        for (int64_t ow = 0; ow < lo; ow++) line[ow] = 0.0f;
+                        for (int64_t ow = hi; ow < g->out_w; ow++) line[ow] = 0.0f;
+                    }
+                    if (oh_hi < g->out_h) memset(row + oh_hi * g->out_w, 0, (size_t)((g->out_h - oh_hi) * g->out_w) * sizeof(float));
+                    continue;
+                }
                 for (int64_t oh = 0; oh < g->out_h; oh++) {
                     int64_t ih = oh * g->stride_h - g->pad_top + kh * g->dilation_h;
                     float *dst = row + oh * g->out_w;

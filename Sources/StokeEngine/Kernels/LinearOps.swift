@@ -318,7 +318,10 @@ enum LinearOps {
         // bias and ReLU applied as the GEMM stores its tiles (the column matrix of one image stays
         // in the L2 cache). With Stoke's GEMM the images are split across the session's threads,
         // each with its own workspace; OpenBLAS threads inside each GEMM instead.
-        let columnBytes = pointwise ? 0 : colRows * plane * 4
+        // Column-matrix rows start on 64-byte boundaries so the GEMM's vector loads of them never
+        // straddle cache lines (a 14x14 plane is 784 bytes, which would split most loads).
+        let columnStride = (plane + 15) / 16 * 16
+        let columnBytes = pointwise ? 0 : colRows * columnStride * 4
         let backend = GemmBackend.selected
         let parts = backend == .stokeAVX512 ? max(1, min(EngineThreads.current, batch)) : 1
         let gemmThreads = parts > 1 ? 1 : EngineThreads.current
@@ -343,9 +346,10 @@ enum LinearOps {
                         let weights = unsafe w + groupIndex * groupFilters * colRows
                         let output = unsafe y + (image * filters + groupIndex * groupFilters) * plane
                         let input = unsafe x + (image * channels + groupIndex * groupChannels) * inPlane
-                        if !pointwise { unsafe stoke_im2col_ld_f32(input, Int64(groupChannels), &window, col, Int64(plane)) }
+                        if !pointwise { unsafe stoke_im2col_ld_f32(input, Int64(groupChannels), &window, col, Int64(columnStride)) }
                         unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: plane,
-                                     k: colRows, alpha: 1, a: weights, lda: colRows, b: pointwise ? input : UnsafePointer(col), ldb: plane,
+                                     k: colRows, alpha: 1, a: weights, lda: colRows, b: pointwise ? input : UnsafePointer(col),
+                                     ldb: pointwise ? plane : columnStride,
                                      beta: 0, y: output, ldy: plane,
                                      rowBias: hasBias ? bias.map { unsafe $0 + groupIndex * groupFilters } : nil, relu: fusedRelu)
                     }
