@@ -70,12 +70,14 @@ static inline int64_t offset_of(const int64_t *idx, const int64_t *strides, int 
     return off;
 }
 
-#define BINARY_KERNEL(NAME, T, DIVEXPR)                                                          \
+#define EXTRA_F32(op, x, y) ((op) == 4 ? ((x) > (y) || (x) != (x) ? (x) : (y)) : (op) == 5 ? ((x) < (y) || (x) != (x) ? (x) : (y)) : powf((x), (y)))
+#define EXTRA_I64(op, x, y) ((op) == 4 ? ((x) > (y) ? (x) : (y)) : (op) == 5 ? ((x) < (y) ? (x) : (y)) : 0)
+#define BINARY_KERNEL(NAME, T, DIVEXPR, EXTRA)                                                   \
     void NAME(int op, const T *a, const int64_t *as, const T *b, const int64_t *bs, T *out,     \
               const int64_t *shape, int ndim) {                                                 \
         if (ndim == 0) {                                                                        \
             T x = a[0], y = b[0];                                                               \
-            out[0] = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : (DIVEXPR);           \
+            out[0] = op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : op == 3 ? (DIVEXPR) : EXTRA(op, x, y); \
             return;                                                                             \
         }                                                                                       \
         int64_t n = shape[ndim - 1], sa = as[ndim - 1], sb = bs[ndim - 1];                      \
@@ -84,7 +86,12 @@ static inline int64_t offset_of(const int64_t *idx, const int64_t *strides, int 
             const T *pa = a + offset_of(idx_, as, ndim - 1);                                    \
             const T *pb = b + offset_of(idx_, bs, ndim - 1);                                    \
             T *po = out + o;                                                                    \
-            if (sa == 1 && sb == 1) {                                                           \
+            if (op > 3) {                                                                       \
+                for (int64_t i = 0; i < n; i++) {                                               \
+                    T x = pa[i * sa], y = pb[i * sb];                                           \
+                    po[i] = EXTRA(op, x, y);                                                    \
+                }                                                                               \
+            } else if (sa == 1 && sb == 1) {                                                    \
                 switch (op) {                                                                   \
                 case 0: for (int64_t i = 0; i < n; i++) po[i] = pa[i] + pb[i]; break;           \
                 case 1: for (int64_t i = 0; i < n; i++) po[i] = pa[i] - pb[i]; break;           \
@@ -109,8 +116,8 @@ static inline int64_t offset_of(const int64_t *idx, const int64_t *strides, int 
         });                                                                                     \
     }
 
-BINARY_KERNEL(stoke_binary_f32, float, x / y)
-BINARY_KERNEL(stoke_binary_i64, int64_t, (y == 0 ? 0 : x / y))
+BINARY_KERNEL(stoke_binary_f32, float, x / y, EXTRA_F32)
+BINARY_KERNEL(stoke_binary_i64, int64_t, (y == 0 ? 0 : x / y), EXTRA_I64)
 
 void stoke_strided_copy(const void *src, const int64_t *ss, void *dst, const int64_t *ds,
                         const int64_t *shape, int ndim, size_t es) {
@@ -432,4 +439,19 @@ void stoke_reduce_extreme_f32(const float *x, const int64_t *shape, int ndim, co
         }
         o += n;
     });
+}
+
+void stoke_layer_norm_f32(const float *x, float *y, size_t rows, size_t cols, const float *scale, const float *bias,
+                          float epsilon) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *px = x + r * cols;
+        float *py = y + r * cols;
+        double sum = 0.0, squares = 0.0;
+        for (size_t j = 0; j < cols; j++) sum += px[j];
+        double mean = cols ? sum / (double)cols : 0.0;
+        for (size_t j = 0; j < cols; j++) { double d = px[j] - mean; squares += d * d; }
+        float inv = (float)(1.0 / sqrt((cols ? squares / (double)cols : 0.0) + epsilon));
+        float m = (float)mean;
+        for (size_t j = 0; j < cols; j++) py[j] = (px[j] - m) * inv * scale[j] + (bias ? bias[j] : 0.0f);
+    }
 }

@@ -220,6 +220,26 @@ struct OperatorTests {
         GraphBuilding.assertClose(filled, [7, 7, 7, 7], shape: [2, 2])
     }
 
+    @Test func variadicSplitLayerNormAndPow() throws {
+        let a = Tensor(shape: [2, 2], floats: [1, 5, -3, 4]), b = Tensor(shape: [2], floats: [2, 2]), c = Tensor(shape: [], floats: [0])
+        GraphBuilding.assertClose(try GraphBuilding.runNode("Max", [a, b, c]), [2, 5, 2, 4], shape: [2, 2])
+        GraphBuilding.assertClose(try GraphBuilding.runNode("Min", [a, b]), [1, 2, -3, 2], shape: [2, 2])
+        GraphBuilding.assertClose(try GraphBuilding.runNode("Sum", [a, b, c]), [3, 7, -1, 6], shape: [2, 2])
+        GraphBuilding.assertClose(try GraphBuilding.runNode("Mean", [a, b]), [1.5, 3.5, -0.5, 3], shape: [2, 2])
+        GraphBuilding.assertClose(try GraphBuilding.runNode("Pow", [b, Tensor(shape: [], floats: [3])]), [8, 8], shape: [2])
+        let x = Tensor(shape: [2, 4], floats: [1, 2, 3, 4, 0, 0, 0, 4])
+        let normalized = try GraphBuilding.runNode("LayerNormalization", [x, Tensor(shape: [4], floats: [1, 1, 1, 1]), Tensor(shape: [4], floats: [0, 0, 0, 1])],
+                                                   attributes: ["epsilon": .float(0)])
+        let deviation = Float(1.25).squareRoot()
+        let third = Float(3).squareRoot()
+        GraphBuilding.assertClose(normalized, [-1.5 / deviation, -0.5 / deviation, 0.5 / deviation, 1.5 / deviation + 1,
+                                               -1 / third, -1 / third, -1 / third, 3 / third + 1], shape: [2, 4])
+        let split = try GraphBuilding.run([Node(name: "split", opType: "Split", inputs: ["x", "sizes"], outputs: ["left", "right"], attributes: ["axis": .int(1)])],
+                                          feeds: ["x": x], outputs: ["left", "right"], initializers: ["sizes": Tensor(shape: [2], int64s: [1, 3])])
+        GraphBuilding.assertClose(try #require(split["left"]), [1, 0], shape: [2, 1])
+        GraphBuilding.assertClose(try #require(split["right"]), [2, 3, 4, 0, 0, 4], shape: [2, 3])
+    }
+
     @Test func badShapesAreTypedErrorsNamingTheNode() throws {
         do {
             _ = try GraphBuilding.runNode("MatMul", [GraphBuilding.random([2, 3], seed: 1), GraphBuilding.random([4, 2], seed: 2)])

@@ -55,7 +55,10 @@ typedef enum {
 void stoke_unary_f32(int op, const float *_Nonnull x, float *_Nonnull y, size_t n, float alpha, float beta);
 
 /// Binary elementwise operators for `stoke_binary_*`.
-typedef enum { STOKE_BINARY_ADD = 0, STOKE_BINARY_SUB = 1, STOKE_BINARY_MUL = 2, STOKE_BINARY_DIV = 3 } stoke_binary_op;
+typedef enum {
+    STOKE_BINARY_ADD = 0, STOKE_BINARY_SUB = 1, STOKE_BINARY_MUL = 2, STOKE_BINARY_DIV = 3,
+    STOKE_BINARY_MAX = 4, STOKE_BINARY_MIN = 5, STOKE_BINARY_POW = 6,  ///< POW is float32 only
+} stoke_binary_op;
 
 /// out = a op b over an `ndim`-axis output `shape` (ndim <= 8), reading a and b through element
 /// strides where a stride of 0 broadcasts that axis. out is dense.
@@ -131,6 +134,11 @@ void stoke_reduce_sum_f32(const float *_Nonnull x, const int64_t *_Nonnull shape
 /// empty axis gives -inf (max) or +inf (min), as ONNX specifies.
 void stoke_reduce_extreme_f32(const float *_Nonnull x, const int64_t *_Nonnull shape, int ndim,
                               const int *_Nonnull reduce_mask, int kind, float *_Nonnull y);
+
+/// LayerNormalization over the last `cols` elements of each of `rows` rows:
+/// y = (x - mean) / sqrt(var + epsilon) * scale[j] + (bias ? bias[j] : 0).
+void stoke_layer_norm_f32(const float *_Nonnull x, float *_Nonnull y, size_t rows, size_t cols,
+                          const float *_Nonnull scale, const float *_Nullable bias, float epsilon);
 
 /// Pad: out coordinate o maps to input coordinate o - pads_begin[axis]; outside the input the element
 /// is `value` (mode 0, constant), the nearest edge (mode 1, edge), the mirror without repeating the

@@ -1,3 +1,4 @@
+import COpenBLAS
 import CStokeKernels
 
 /// Unary, binary (numpy broadcasting) and row-wise (softmax) operators.
@@ -129,6 +130,7 @@ enum ElementwiseOps {
     static func binary(_ code: Int32) -> OperatorRegistry.Planner {
         { (c: OpContext) throws(EngineError) -> OpPlan in
             let a = try c.input(0), b = try c.input(1)
+            if code == 6, a.type != .float32 || b.type != .float32 { throw c.unsupported("Pow of \(a.type) by \(b.type) (float32 only)") }
             guard a.type == b.type else { throw c.fail("input types differ: \(a.type) and \(b.type)") }
             guard let shape = broadcastShape(a.shape, b.shape) else {
                 throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast")
@@ -147,6 +149,66 @@ enum ElementwiseOps {
                 case .int64: unsafe stoke_binary_i64(code, s.int64s(ia), sa, s.int64s(ib), sb, s.int64s(iy), dims, rank)
                 }
             }
+        }
+    }
+
+    /// Max, Min, Sum and Mean over any number of inputs with numpy broadcasting: the first two
+    /// inputs are combined into the output, then each further input is folded into it.
+    static func variadic(_ code: Int32, mean: Bool = false) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            var values: [PlanValue] = []
+            for index in c.inputs.indices { values.append(try c.input(index)) }
+            guard let first = values.first else { throw c.fail("no inputs") }
+            guard values.allSatisfy({ $0.type == first.type }) else { throw c.fail("input types differ") }
+            guard first.type == .float32 || !mean else { throw c.unsupported("integer Mean") }
+            var shape = first.shape
+            for value in values.dropFirst() {
+                guard let next = broadcastShape(shape, value.shape) else { throw c.fail("shapes \(shape) and \(value.shape) do not broadcast") }
+                shape = next
+            }
+            let type = first.type
+            let dims = shape.map { Int64($0) }, rank = Int32(shape.count)
+            let dense = denseStrides(shape)
+            let slots = c.inputSlots, out = c.outputSlots[0], count = elementCount(shape)
+            let strides = values.map { broadcastStrides($0.shape, to: shape) }
+            let scale = 1 / Float(values.count)
+            return .kernel([(type, shape)]) { s in
+                guard count > 0 else { return }
+                if slots.count == 1 {
+                    unsafe s.raw(out).copyMemory(from: s.raw(slots[0]), byteCount: count * type.byteCount)
+                    return
+                }
+                for k in 1..<slots.count {
+                    let (left, leftStrides) = k == 1 ? (slots[0], strides[0]) : (out, dense)
+                    switch type {
+                    case .float32:
+                        unsafe stoke_binary_f32(code, s.floats(left), leftStrides, s.floats(slots[k]), strides[k], s.floats(out), dims, rank)
+                    case .int64:
+                        unsafe stoke_binary_i64(code, s.int64s(left), leftStrides, s.int64s(slots[k]), strides[k], s.int64s(out), dims, rank)
+                    }
+                }
+                if mean { unsafe cblas_sscal(Int32(count), scale, s.floats(out), 1) }
+            }
+        }
+    }
+
+    static func layerNormalization(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.float32Input(0), scale = try c.float32Input(1)
+        if c.node.outputs.count > 1, c.node.outputs.dropFirst().contains(where: { !$0.isEmpty }) {
+            throw c.unsupported("Mean/InvStdDev outputs")
+        }
+        let axis = try c.axis(try c.int("axis", -1), rank: x.shape.count)
+        let cols = x.shape[axis...].reduce(1, *)
+        let rows = cols == 0 ? 0 : x.count / cols
+        guard scale.count == cols else { throw c.fail("Scale has \(scale.count) values for normalized size \(cols)") }
+        let bias = c.optionalInput(2)
+        if let bias, bias.count != cols { throw c.fail("B has \(bias.count) values for normalized size \(cols)") }
+        let epsilon = try c.float("epsilon", 1e-5)
+        let (ix, isc, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
+        let ib = bias == nil ? -1 : c.inputSlots[2]
+        return .kernel([(.float32, x.shape)]) { s in
+            let biasPointer: UnsafePointer<Float>? = ib < 0 ? nil : unsafe UnsafePointer(s.floats(ib))
+            unsafe stoke_layer_norm_f32(s.floats(ix), s.floats(iy), rows, cols, s.floats(isc), biasPointer, epsilon)
         }
     }
 

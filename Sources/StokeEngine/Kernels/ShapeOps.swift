@@ -322,6 +322,41 @@ enum ShapeOps {
         }
     }
 
+    static func split(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.input(0)
+        let axis = try c.axis(try c.int("axis", 0), rank: x.shape.count)
+        let extent = x.shape[axis]
+        let outputs = c.node.outputs.count
+        var sizes: [Int]
+        if c.opset >= 13, let t = try c.constantInput(1, "split") {
+            sizes = intValues(t)
+        } else if c.opset < 13, let attribute = try c.ints("split") {
+            sizes = attribute
+        } else {
+            // Equal parts (opset 18's num_outputs, or one per output); the last may be smaller.
+            let parts = try c.int("num_outputs", outputs)
+            guard parts > 0 else { throw c.fail("num_outputs \(parts)") }
+            let size = (extent + parts - 1) / parts
+            sizes = (0..<parts).map { max(0, min(size, extent - $0 * size)) }
+        }
+        guard sizes.count == outputs, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == extent else {
+            throw c.fail("split \(sizes) does not divide axis \(axis) of extent \(extent) into \(outputs) outputs")
+        }
+        let dense = denseStrides(x.shape)
+        var specs: [(ElementType, [Int])] = []
+        var kernels: [Kernel] = []
+        var offset = 0
+        for (index, size) in sizes.enumerated() {
+            var shape = x.shape
+            shape[axis] = size
+            specs.append((x.type, shape))
+            kernels.append(stridedCopyKernel(from: c.inputSlots[0], offset: size == 0 ? 0 : offset * Int(dense[axis]), strides: dense,
+                                             shape: shape, type: x.type, to: c.outputSlots[index]))
+            offset += size
+        }
+        return .kernel(specs) { s in for kernel in kernels { kernel(s) } }
+    }
+
     static func expand(_ c: OpContext) throws(EngineError) -> OpPlan {
         let x = try c.input(0)
         guard let t = try c.constantInput(1, "shape") else { throw c.fail("missing shape") }
