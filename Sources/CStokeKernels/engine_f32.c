@@ -455,3 +455,60 @@ void stoke_layer_norm_f32(const float *x, float *y, size_t rows, size_t cols, co
         for (size_t j = 0; j < cols; j++) py[j] = (px[j] - m) * inv * scale[j] + (bias ? bias[j] : 0.0f);
     }
 }
+
+#define COMPARE_KERNEL(NAME, T)                                                                  \
+    void NAME(int op, const T *a, const int64_t *as, const T *b, const int64_t *bs, int64_t *out, \
+              const int64_t *shape, int ndim) {                                                 \
+        if (ndim == 0) {                                                                        \
+            int64_t dummy_shape[1] = {1}, zero[1] = {0};                                        \
+            NAME(op, a, zero, b, zero, out, dummy_shape, 1);                                    \
+            return;                                                                             \
+        }                                                                                       \
+        for (int k = 0; k < ndim; k++) if (shape[k] == 0) return;                               \
+        int64_t n = shape[ndim - 1], sa = as[ndim - 1], sb = bs[ndim - 1];                      \
+        int64_t o = 0;                                                                          \
+        FOR_EACH_ROW(ndim, shape, {                                                             \
+            const T *pa = a + offset_of(idx_, as, ndim - 1);                                    \
+            const T *pb = b + offset_of(idx_, bs, ndim - 1);                                    \
+            for (int64_t i = 0; i < n; i++) {                                                   \
+                T x = pa[i * sa], y = pb[i * sb];                                               \
+                int r;                                                                          \
+                switch (op) {                                                                   \
+                case 0: r = x == y; break;                                                      \
+                case 1: r = x < y; break;                                                       \
+                case 2: r = x <= y; break;                                                      \
+                case 3: r = x > y; break;                                                       \
+                case 4: r = x >= y; break;                                                      \
+                case 5: r = (x != 0) && (y != 0); break;                                        \
+                case 6: r = (x != 0) || (y != 0); break;                                        \
+                default: r = (x != 0) != (y != 0); break;                                       \
+                }                                                                               \
+                out[o + i] = r;                                                                 \
+            }                                                                                   \
+            o += n;                                                                             \
+        });                                                                                     \
+    }
+
+COMPARE_KERNEL(stoke_compare_f32, float)
+COMPARE_KERNEL(stoke_compare_i64, int64_t)
+
+void stoke_where(const int64_t *cond, const int64_t *cs, const void *x, const int64_t *xs, const void *y,
+                 const int64_t *ys, void *out, const int64_t *shape, int ndim, size_t es) {
+    if (ndim == 0) {
+        memcpy(out, cond[0] ? x : y, es);
+        return;
+    }
+    for (int k = 0; k < ndim; k++) if (shape[k] == 0) return;
+    int64_t n = shape[ndim - 1], sc = cs[ndim - 1], sx = xs[ndim - 1], sy = ys[ndim - 1];
+    int64_t o = 0;
+    FOR_EACH_ROW(ndim, shape, {
+        const int64_t *pc = cond + offset_of(idx_, cs, ndim - 1);
+        const char *px = (const char *)x + offset_of(idx_, xs, ndim - 1) * (int64_t)es;
+        const char *py = (const char *)y + offset_of(idx_, ys, ndim - 1) * (int64_t)es;
+        char *po = (char *)out + o * (int64_t)es;
+        for (int64_t i = 0; i < n; i++) {
+            memcpy(po + i * (int64_t)es, pc[i * sc] ? px + i * sx * (int64_t)es : py + i * sy * (int64_t)es, es);
+        }
+        o += n;
+    });
+}

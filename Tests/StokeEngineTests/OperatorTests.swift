@@ -240,6 +240,19 @@ struct OperatorTests {
         GraphBuilding.assertClose(try #require(split["right"]), [2, 3, 4, 0, 0, 4], shape: [2, 3])
     }
 
+    @Test func comparisonsWhereAndRange() throws {
+        let a = Tensor(shape: [2, 2], floats: [1, 5, -3, 4]), b = Tensor(shape: [2], floats: [1, 4])
+        #expect(try GraphBuilding.runNode("Equal", [a, b]).int64s == [1, 0, 0, 1])
+        #expect(try GraphBuilding.runNode("Greater", [a, b]).int64s == [0, 1, 0, 0])
+        #expect(try GraphBuilding.runNode("LessOrEqual", [a, b]).int64s == [1, 0, 1, 1])
+        let mask = try GraphBuilding.runNode("Less", [a, Tensor(shape: [], floats: [2])])
+        let chosen = try GraphBuilding.runNode("Where", [mask, a, Tensor(shape: [], floats: [0])])
+        GraphBuilding.assertClose(chosen, [1, 0, -3, 0], shape: [2, 2])
+        let range = try GraphBuilding.runNode("Range", [Tensor(shape: [], int64s: [2]), Tensor(shape: [], int64s: [9]), Tensor(shape: [], int64s: [3])],
+                                              constantInputs: [0, 1, 2])
+        #expect(range.int64s == [2, 5, 8])
+    }
+
     @Test func badShapesAreTypedErrorsNamingTheNode() throws {
         do {
             _ = try GraphBuilding.runNode("MatMul", [GraphBuilding.random([2, 3], seed: 1), GraphBuilding.random([4, 2], seed: 2)])

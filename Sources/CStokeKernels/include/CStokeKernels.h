@@ -135,6 +135,28 @@ void stoke_reduce_sum_f32(const float *_Nonnull x, const int64_t *_Nonnull shape
 void stoke_reduce_extreme_f32(const float *_Nonnull x, const int64_t *_Nonnull shape, int ndim,
                               const int *_Nonnull reduce_mask, int kind, float *_Nonnull y);
 
+/// Comparisons for `stoke_compare_*`: out[i] = 1 when a op b holds, else 0.
+typedef enum {
+    STOKE_COMPARE_EQUAL = 0, STOKE_COMPARE_LESS = 1, STOKE_COMPARE_LESS_EQUAL = 2,
+    STOKE_COMPARE_GREATER = 3, STOKE_COMPARE_GREATER_EQUAL = 4,
+    STOKE_COMPARE_AND = 5, STOKE_COMPARE_OR = 6, STOKE_COMPARE_XOR = 7,  ///< logical, on nonzero = true
+} stoke_compare_op;
+
+/// Broadcasting comparison of float32 operands into 0/1 int64 (same stride rules as `stoke_binary_f32`).
+void stoke_compare_f32(int op, const float *_Nonnull a, const int64_t *_Nonnull a_strides,
+                       const float *_Nonnull b, const int64_t *_Nonnull b_strides,
+                       int64_t *_Nonnull out, const int64_t *_Nonnull shape, int ndim);
+/// Broadcasting comparison of int64 operands into 0/1 int64.
+void stoke_compare_i64(int op, const int64_t *_Nonnull a, const int64_t *_Nonnull a_strides,
+                       const int64_t *_Nonnull b, const int64_t *_Nonnull b_strides,
+                       int64_t *_Nonnull out, const int64_t *_Nonnull shape, int ndim);
+
+/// out = cond ? x : y elementwise with broadcasting (element_size 4 or 8 bytes for x, y, out).
+void stoke_where(const int64_t *_Nonnull cond, const int64_t *_Nonnull cond_strides,
+                 const void *_Nonnull x, const int64_t *_Nonnull x_strides,
+                 const void *_Nonnull y, const int64_t *_Nonnull y_strides,
+                 void *_Nonnull out, const int64_t *_Nonnull shape, int ndim, size_t element_size);
+
 /// LayerNormalization over the last `cols` elements of each of `rows` rows:
 /// y = (x - mean) / sqrt(var + epsilon) * scale[j] + (bias ? bias[j] : 0).
 void stoke_layer_norm_f32(const float *_Nonnull x, float *_Nonnull y, size_t rows, size_t cols,

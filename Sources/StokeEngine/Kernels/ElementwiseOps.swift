@@ -192,6 +192,49 @@ enum ElementwiseOps {
         }
     }
 
+    /// Equal, Less, Greater, ... and the logical And/Or/Xor: broadcasting, 0/1 int64 results
+    /// (ONNX bool is represented as int64).
+    static func compare(_ code: Int32) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            let a = try c.input(0), b = try c.input(1)
+            guard a.type == b.type else { throw c.fail("input types differ: \(a.type) and \(b.type)") }
+            guard let shape = broadcastShape(a.shape, b.shape) else { throw c.fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+            let (loopShape, strides) = coalesce(shape: shape, strides: [broadcastStrides(a.shape, to: shape), broadcastStrides(b.shape, to: shape)])
+            let dims = loopShape.map { Int64($0) }, rank = Int32(dims.count)
+            let (sa, sb) = (strides[0], strides[1])
+            let (ia, ib, iy, type) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0], a.type)
+            return .kernel([(.int64, shape)]) { s in
+                switch type {
+                case .float32: unsafe stoke_compare_f32(code, s.floats(ia), sa, s.floats(ib), sb, s.int64s(iy), dims, rank)
+                case .int64: unsafe stoke_compare_i64(code, s.int64s(ia), sa, s.int64s(ib), sb, s.int64s(iy), dims, rank)
+                }
+            }
+        }
+    }
+
+    static func not(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.input(0)
+        guard x.type == .int64 else { throw c.fail("Not needs a bool input") }
+        let (ix, iy, n) = (c.inputSlots[0], c.outputSlots[0], x.count)
+        return .kernel([(.int64, x.shape)]) { s in
+            for i in 0..<n { unsafe s.int64s(iy)[i] = s.int64s(ix)[i] == 0 ? 1 : 0 }
+        }
+    }
+
+    static func `where`(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let condition = try c.input(0), x = try c.input(1), y = try c.input(2)
+        guard condition.type == .int64, x.type == y.type else { throw c.fail("Where needs a bool condition and equal value types") }
+        guard let partial = broadcastShape(condition.shape, x.shape), let shape = broadcastShape(partial, y.shape) else {
+            throw c.fail("shapes \(condition.shape), \(x.shape), \(y.shape) do not broadcast")
+        }
+        let (loopShape, strides) = coalesce(shape: shape, strides: [condition.shape, x.shape, y.shape].map { broadcastStrides($0, to: shape) })
+        let dims = loopShape.map { Int64($0) }, rank = Int32(dims.count)
+        let (ic, ix, iy, out, size) = (c.inputSlots[0], c.inputSlots[1], c.inputSlots[2], c.outputSlots[0], x.type.byteCount)
+        return .kernel([(x.type, shape)]) { s in
+            unsafe stoke_where(s.int64s(ic), strides[0], s.raw(ix), strides[1], s.raw(iy), strides[2], s.raw(out), dims, rank, size)
+        }
+    }
+
     static func layerNormalization(_ c: OpContext) throws(EngineError) -> OpPlan {
         let x = try c.float32Input(0), scale = try c.float32Input(1)
         if c.node.outputs.count > 1, c.node.outputs.dropFirst().contains(where: { !$0.isEmpty }) {

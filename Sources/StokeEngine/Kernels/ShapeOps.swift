@@ -357,6 +357,31 @@ enum ShapeOps {
         return .kernel(specs) { s in for kernel in kernels { kernel(s) } }
     }
 
+    /// Range(start, limit, delta): start, start + delta, ... up to (excluding) limit.
+    static func range(_ c: OpContext) throws(EngineError) -> OpPlan {
+        guard let start = try c.constantInput(0, "start"), let limit = try c.constantInput(1, "limit"),
+              let delta = try c.constantInput(2, "delta") else { throw c.fail("missing start/limit/delta") }
+        guard start.elementType == limit.elementType, start.elementType == delta.elementType else { throw c.fail("mixed input types") }
+        // ONNX: max(ceil((limit - start) / delta), 0) elements.
+        func count(_ span: Double, _ step: Double) throws(EngineError) -> Int {
+            let value = (span / step).rounded(.up)
+            guard value.isFinite, value <= Double(maximumElementCount) else { throw c.fail("range of \(value) elements") }
+            return max(0, Int(value))
+        }
+        switch start.elementType {
+        case .float32:
+            let (a, b, d) = (start.floats[0], limit.floats[0], delta.floats[0])
+            guard d != 0 else { throw c.fail("delta 0") }
+            let n = try count(Double(b) - Double(a), Double(d))
+            return .constants([Tensor(shape: [n], floats: (0..<n).map { a + Float($0) * d })])
+        case .int64:
+            let (a, b, d) = (start.int64s[0], limit.int64s[0], delta.int64s[0])
+            guard d != 0 else { throw c.fail("delta 0") }
+            let n = try count(Double(b) - Double(a), Double(d))
+            return .constants([Tensor(shape: [n], int64s: (0..<n).map { a &+ Int64($0) &* d })])
+        }
+    }
+
     static func expand(_ c: OpContext) throws(EngineError) -> OpPlan {
         let x = try c.input(0)
         guard let t = try c.constantInput(1, "shape") else { throw c.fail("missing shape") }
