@@ -24,6 +24,15 @@ static inline float unary_one(int op, float v, float alpha, float beta) {
     case STOKE_UNARY_SQRT: return sqrtf(v);
     case STOKE_UNARY_LOG: return logf(v);
     case STOKE_UNARY_RECIPROCAL: return 1.0f / v;
+    case STOKE_UNARY_ELU: return v >= 0.0f ? v : alpha * (expf(v) - 1.0f);
+    case STOKE_UNARY_SELU: return v > 0.0f ? beta * v : beta * alpha * (expf(v) - 1.0f);
+    case STOKE_UNARY_HARD_SIGMOID: { float h = alpha * v + beta; return h < 0.0f ? 0.0f : (h > 1.0f ? 1.0f : h); }
+    case STOKE_UNARY_HARD_SWISH: { float h = v / 6.0f + 0.5f; h = h < 0.0f ? 0.0f : (h > 1.0f ? 1.0f : h); return v * h; }
+    case STOKE_UNARY_SOFTPLUS: return v > 20.0f ? v : log1pf(expf(v));
+    case STOKE_UNARY_SOFTSIGN: return v / (1.0f + fabsf(v));
+    case STOKE_UNARY_THRESHOLDED_RELU: return v > alpha ? v : 0.0f;
+    case STOKE_UNARY_FLOOR: return floorf(v);
+    case STOKE_UNARY_CEIL: return ceilf(v);
     default: return v;
     }
 }

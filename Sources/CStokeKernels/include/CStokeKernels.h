@@ -49,6 +49,15 @@ typedef enum {
     STOKE_UNARY_SQRT = 12,
     STOKE_UNARY_LOG = 13,
     STOKE_UNARY_RECIPROCAL = 14,
+    STOKE_UNARY_ELU = 15,             ///< alpha
+    STOKE_UNARY_SELU = 16,            ///< alpha, beta = gamma
+    STOKE_UNARY_HARD_SIGMOID = 17,    ///< max(0, min(1, alpha * x + beta))
+    STOKE_UNARY_HARD_SWISH = 18,
+    STOKE_UNARY_SOFTPLUS = 19,
+    STOKE_UNARY_SOFTSIGN = 20,
+    STOKE_UNARY_THRESHOLDED_RELU = 21, ///< alpha = threshold
+    STOKE_UNARY_FLOOR = 22,
+    STOKE_UNARY_CEIL = 23,
 } stoke_unary_op;
 
 /// y[i] = op(x[i]) for i < n; x and y may be the same buffer.

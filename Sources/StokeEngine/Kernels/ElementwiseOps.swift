@@ -29,6 +29,42 @@ enum ElementwiseOps {
         try unary(STOKE_UNARY_LEAKY_RELU.rawValue32, alpha: try c.float("alpha", 0.01))(c)
     }
 
+    /// A unary operator whose float attributes become the kernel's alpha and beta.
+    static func parameterized(_ code: stoke_unary_op, alpha: (String, Float)? = nil, beta: (String, Float)? = nil) -> OperatorRegistry.Planner {
+        { (c: OpContext) throws(EngineError) -> OpPlan in
+            let a = try alpha.map { (key, fallback) throws(EngineError) -> Float in try c.float(key, fallback) } ?? 0
+            let b = try beta.map { (key, fallback) throws(EngineError) -> Float in try c.float(key, fallback) } ?? 0
+            return try unary(code.rawValue32, alpha: a, beta: b)(c)
+        }
+    }
+
+    /// PRelu: x < 0 ? slope * x : x, with the slope broadcast to x (unidirectionally).
+    static func prelu(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.float32Input(0), slope = try c.float32Input(1)
+        var slopeShape = slope.shape
+        if broadcastShape(x.shape, slopeShape) != x.shape, slope.shape.count == 1, x.shape.count >= 2, slope.count == x.shape[1] {
+            // Opsets before 7 broadcast a [C] slope over the channel axis.
+            slopeShape = [slope.count] + [Int](repeating: 1, count: x.shape.count - 2)
+        }
+        guard let shape = broadcastShape(x.shape, slopeShape), shape == x.shape else {
+            throw c.fail("slope \(slope.shape) does not broadcast to \(x.shape)")
+        }
+        let slopeStrides = broadcastStrides(slopeShape, to: shape)
+        let dense = denseStrides(shape)
+        let (ix, islope, iy, n) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0], x.count)
+        return .kernel([(.float32, shape)]) { s in
+            for index in 0..<n {
+                var rest = index, offset = 0
+                for axis in 0..<shape.count {
+                    offset += (rest / Int(dense[axis])) * Int(slopeStrides[axis])
+                    rest %= Int(dense[axis])
+                }
+                let v = unsafe s.floats(ix)[index]
+                unsafe s.floats(iy)[index] = v < 0 ? v * s.floats(islope)[offset] : v
+            }
+        }
+    }
+
     static func gelu(_ c: OpContext) throws(EngineError) -> OpPlan {
         switch try c.string("approximate", "none") {
         case "none": return try unary(STOKE_UNARY_GELU.rawValue32)(c)
