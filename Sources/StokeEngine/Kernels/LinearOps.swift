@@ -456,6 +456,24 @@ enum LinearOps {
         }
     }
 
+    /// InstanceNormalization: each [N, C] plane normalized by its own mean and variance, then
+    /// scaled and shifted per channel.
+    static func instanceNormalization(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.float32Input(0), scale = try c.float32Input(1), bias = try c.float32Input(2)
+        guard x.shape.count >= 3 else { throw c.fail("input \(x.shape) needs [N, C, spatial...]") }
+        let (batch, channels) = (x.shape[0], x.shape[1])
+        guard scale.count == channels, bias.count == channels else { throw c.fail("scale/B need \(channels) values") }
+        let spatial = x.shape[2...].reduce(1, *)
+        let ones = Tensor(shape: [spatial], floats: [Float](repeating: 1, count: spatial))
+        let epsilon = try c.float("epsilon", 1e-5)
+        let (ix, isc, ib, iy) = (c.inputSlots[0], c.inputSlots[1], c.inputSlots[2], c.outputSlots[0])
+        return .kernel([(.float32, x.shape)]) { s in
+            unsafe stoke_layer_norm_f32(s.floats(ix), s.floats(iy), batch * channels, spatial,
+                                        ones.storage.pointer.assumingMemoryBound(to: Float.self), nil, epsilon)
+            unsafe stoke_channel_affine_f32(s.floats(iy), s.floats(iy), batch, channels, spatial, s.floats(isc), s.floats(ib))
+        }
+    }
+
     /// BatchNormalization as y = x * scale' + shift' per channel (inference form).
     static func foldedAffine(scale: [Float], bias: [Float], mean: [Float], variance: [Float], epsilon: Float) -> ([Float], [Float]) {
         var a = [Float](repeating: 0, count: scale.count), b = a

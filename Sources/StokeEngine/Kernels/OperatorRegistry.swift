@@ -38,6 +38,8 @@ enum OperatorRegistry {
         "Floor": ElementwiseOps.parameterized(STOKE_UNARY_FLOOR),
         "Ceil": ElementwiseOps.parameterized(STOKE_UNARY_CEIL),
         "PRelu": ElementwiseOps.prelu,
+        "Tile": ShapeOps.tile,
+        "InstanceNormalization": LinearOps.instanceNormalization,
         "Equal": ElementwiseOps.compare(0),
         "Less": ElementwiseOps.compare(1),
         "LessOrEqual": ElementwiseOps.compare(2),

@@ -382,6 +382,25 @@ enum ShapeOps {
         }
     }
 
+    /// Tile: the output is viewed as [repeat0, extent0, repeat1, extent1, ...] and read with
+    /// stride 0 along the repeat axes, one strided copy.
+    static func tile(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.input(0)
+        guard let t = try c.constantInput(1, "repeats") else { throw c.fail("missing repeats") }
+        let repeats = intValues(t)
+        guard repeats.count == x.shape.count, repeats.allSatisfy({ $0 >= 0 }) else { throw c.fail("repeats \(repeats) for rank \(x.shape.count)") }
+        guard x.shape.count <= 4 else { throw c.unsupported("Tile of rank \(x.shape.count) (4 at most)") }
+        let shape = try c.checkedShape(zip(x.shape, repeats).map { $0 * $1 })
+        let dense = denseStrides(x.shape)
+        var viewShape: [Int] = [], viewStrides: [Int64] = []
+        for axis in x.shape.indices {
+            viewShape += [repeats[axis], x.shape[axis]]
+            viewStrides += [0, dense[axis]]
+        }
+        return .kernel([(x.type, shape)], stridedCopyKernel(from: c.inputSlots[0], offset: 0, strides: viewStrides, shape: viewShape,
+                                                           type: x.type, to: c.outputSlots[0]))
+    }
+
     static func expand(_ c: OpContext) throws(EngineError) -> OpPlan {
         let x = try c.input(0)
         guard let t = try c.constantInput(1, "shape") else { throw c.fail("missing shape") }
