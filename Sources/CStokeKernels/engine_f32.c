@@ -521,3 +521,25 @@ void stoke_where(const int64_t *cond, const int64_t *cs, const void *x, const in
         o += n;
     });
 }
+
+void stoke_col2im_add_f32(const float *col, int64_t channels, const stoke_window2d *g, float *x) {
+    const int64_t plane = g->out_h * g->out_w;
+    for (int64_t c = 0; c < channels; c++) {
+        float *xc = x + c * g->in_h * g->in_w;
+        for (int64_t kh = 0; kh < g->kernel_h; kh++) {
+            for (int64_t kw = 0; kw < g->kernel_w; kw++) {
+                const float *row = col + ((c * g->kernel_h + kh) * g->kernel_w + kw) * plane;
+                for (int64_t oh = 0; oh < g->out_h; oh++) {
+                    int64_t ih = oh * g->stride_h - g->pad_top + kh * g->dilation_h;
+                    if (ih < 0 || ih >= g->in_h) continue;
+                    float *dst = xc + ih * g->in_w;
+                    const float *src = row + oh * g->out_w;
+                    for (int64_t ow = 0; ow < g->out_w; ow++) {
+                        int64_t iw = ow * g->stride_w - g->pad_left + kw * g->dilation_w;
+                        if (iw >= 0 && iw < g->in_w) dst[iw] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}

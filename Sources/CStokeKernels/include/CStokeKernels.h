@@ -123,6 +123,10 @@ void stoke_im2col_f32(const float *_Nonnull x, int64_t channels, const stoke_win
 void stoke_im2col_ld_f32(const float *_Nonnull x, int64_t channels, const stoke_window2d *_Nonnull g,
                          float *_Nonnull col, int64_t ldcol);
 
+/// The adjoint of im2col (for ConvTranspose): adds col [channels * kernel_h * kernel_w, out_h * out_w]
+/// into x [channels, in_h, in_w] at the positions im2col would have read; x must be initialized.
+void stoke_col2im_add_f32(const float *_Nonnull col, int64_t channels, const stoke_window2d *_Nonnull g, float *_Nonnull x);
+
 /// Depthwise convolution of one image: x [channels, in_h, in_w], w [channels, kernel_h, kernel_w],
 /// bias [channels] or NULL, y [channels, out_h, out_w].
 void stoke_depthwise_conv2d_f32(const float *_Nonnull x, int64_t channels, const float *_Nonnull w,

@@ -362,6 +362,101 @@ enum LinearOps {
         }
     }
 
+    /// ConvTranspose (1-D/2-D, groups, strides, dilations, pads, output_padding, output_shape):
+    /// per image and group, col = Wᵀ X by GEMM, then col2im adds the columns into the output.
+    static func convTranspose(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.float32Input(0), w = try c.float32Input(1)
+        guard x.shape.count == 3 || x.shape.count == 4, w.shape.count == x.shape.count else {
+            throw c.unsupported("ConvTranspose of rank \(x.shape.count) (1-D and 2-D only)")
+        }
+        let spatial = x.shape.count - 2
+        let group = try c.int("group", 1)
+        let (batch, channels) = (x.shape[0], x.shape[1])
+        guard group > 0, channels % group == 0, w.shape[0] == channels else { throw c.fail("W \(w.shape) does not fit \(channels) channels in \(group) groups") }
+        let groupOut = w.shape[1], filters = groupOut * group, groupIn = channels / group
+        let kernel = Array(w.shape[2...])
+        let strides = try c.ints("strides") ?? [Int](repeating: 1, count: spatial)
+        let dilations = try c.ints("dilations") ?? [Int](repeating: 1, count: spatial)
+        let outputPadding = try c.ints("output_padding") ?? [Int](repeating: 0, count: spatial)
+        var pads = try c.ints("pads") ?? [Int](repeating: 0, count: 2 * spatial)
+        guard strides.count == spatial, dilations.count == spatial, outputPadding.count == spatial, pads.count == 2 * spatial,
+              (strides + dilations).allSatisfy({ $0 > 0 && $0 <= 1 << 20 }), (pads + outputPadding).allSatisfy({ $0 >= 0 && $0 <= 1 << 20 }) else {
+            throw c.fail("strides \(strides), dilations \(dilations), pads \(pads), output_padding \(outputPadding) do not fit \(spatial)-D")
+        }
+        let autoPad = try c.string("auto_pad", "NOTSET")
+        let inputs = Array(x.shape[2...])
+        var full: [Int] = []
+        for axis in 0..<spatial {
+            let span: Int = (kernel[axis] - 1) * dilations[axis] + 1
+            let stretched: Int = strides[axis] * (inputs[axis] - 1)
+            full.append(stretched + outputPadding[axis] + span)
+        }
+        var outs: [Int]
+        if let requested = try c.ints("output_shape") {
+            let target = requested.count == spatial ? requested : Array(requested.suffix(spatial))
+            outs = target
+            for axis in 0..<spatial {
+                // Floor division, as the ONNX reference does: a negative total (an output larger
+                // than the transposed convolution covers) leaves zero rows/columns at the end.
+                let total = full[axis] - target[axis]
+                let half = total >= 0 ? total / 2 : -((-total + 1) / 2)
+                let (begin, end) = autoPad == "SAME_UPPER" ? (half, total - half) : (total - half, half)
+                pads[axis] = begin
+                pads[spatial + axis] = end
+            }
+        } else if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+            outs = zip(inputs, strides).map { $0 * $1 }
+            for axis in 0..<spatial {
+                let total = max(0, full[axis] - outs[axis])
+                let (begin, end) = autoPad == "SAME_UPPER" ? (total / 2, total - total / 2) : (total - total / 2, total / 2)
+                pads[axis] = begin
+                pads[spatial + axis] = end
+            }
+        } else {
+            outs = []
+            for axis in 0..<spatial { outs.append(full[axis] - pads[axis] - pads[spatial + axis]) }
+        }
+        guard outs.allSatisfy({ $0 > 0 }) else { throw c.fail("output shape \(outs) (pads \(pads)) is invalid") }
+        let shape = try c.checkedShape([batch, filters] + outs)
+        // The window maps output positions (its "input" plane) to input positions (its "output" grid).
+        let two = spatial == 2
+        var g = stoke_window2d(in_h: Int64(two ? outs[0] : 1), in_w: Int64(outs[spatial - 1]),
+                               kernel_h: Int64(two ? kernel[0] : 1), kernel_w: Int64(kernel[spatial - 1]),
+                               pad_top: Int64(two ? pads[0] : 0), pad_left: Int64(pads[spatial - 1]),
+                               stride_h: Int64(two ? strides[0] : 1), stride_w: Int64(strides[spatial - 1]),
+                               dilation_h: Int64(two ? dilations[0] : 1), dilation_w: Int64(dilations[spatial - 1]),
+                               out_h: Int64(two ? inputs[0] : 1), out_w: Int64(inputs[spatial - 1]),
+                               pad_bottom: Int64(two ? pads[spatial] : 0), pad_right: Int64(pads[2 * spatial - 1]))
+        let bias = c.optionalInput(2)
+        if let bias, bias.count != filters { throw c.fail("B has \(bias.count) values for \(filters) outputs") }
+        let (act, actAlpha) = try c.fusedActivation()
+        let taps = kernel.reduce(1, *)
+        let rows = groupOut * taps
+        let inPlane = inputs.reduce(1, *), outPlane = outs.reduce(1, *)
+        let workspace = TensorStorage(byteCount: rows * inPlane * 4)
+        let (ix, iw, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
+        let ib = bias == nil ? -1 : c.inputSlots[2]
+        return .kernel([(.float32, shape)]) { s in
+            let col = unsafe workspace.pointer.assumingMemoryBound(to: Float.self)
+            unsafe s.floats(iy).update(repeating: 0, count: batch * filters * outPlane)
+            for image in 0..<batch {
+                for groupIndex in 0..<group {
+                    // W block [groupIn, groupOut * taps] transposed times X block [groupIn, inPlane].
+                    unsafe sgemm(transA: true, transB: false, m: rows, n: inPlane, k: groupIn, alpha: 1,
+                                 a: s.floats(iw) + groupIndex * groupIn * rows, lda: rows,
+                                 b: s.floats(ix) + (image * channels + groupIndex * groupIn) * inPlane, ldb: inPlane,
+                                 beta: 0, y: col, ldy: inPlane)
+                    unsafe stoke_col2im_add_f32(col, Int64(groupOut), &g, s.floats(iy) + (image * filters + groupIndex * groupOut) * outPlane)
+                }
+                if ib >= 0 || act != 0 {
+                    let biasPointer: UnsafePointer<Float>? = ib < 0 ? nil : unsafe UnsafePointer(s.floats(ib))
+                    unsafe stoke_bias_activation_f32(s.floats(iy) + image * filters * outPlane, filters, outPlane, biasPointer,
+                                                     ib >= 0 ? 2 : 0, act, actAlpha, 0)
+                }
+            }
+        }
+    }
+
     static func pool(kind: Int32) -> OperatorRegistry.Planner {
         { (c: OpContext) throws(EngineError) -> OpPlan in
             let x = try c.float32Input(0)

@@ -39,6 +39,7 @@ enum OperatorRegistry {
         "Ceil": ElementwiseOps.parameterized(STOKE_UNARY_CEIL),
         "PRelu": ElementwiseOps.prelu,
         "Tile": ShapeOps.tile,
+        "ConvTranspose": LinearOps.convTranspose,
         "InstanceNormalization": LinearOps.instanceNormalization,
         "Equal": ElementwiseOps.compare(0),
         "Less": ElementwiseOps.compare(1),
