@@ -252,6 +252,16 @@ public struct NodeTiming: Sendable {
     public var gigaflopsPerSecond: Double { seconds > 0 ? 2 * Double(macs) / seconds / 1e9 : 0 }
 }
 
+extension NodeTiming {
+    /// Timings summed per operator type, slowest first: the "which kind of layer is slow" view.
+    public static func byOperator(_ timings: [NodeTiming]) -> [NodeTiming] {
+        Dictionary(grouping: timings, by: \.opType).map { op, group in
+            NodeTiming(node: "\(group.count) node\(group.count == 1 ? "" : "s")", opType: op,
+                       seconds: group.reduce(0) { $0 + $1.seconds }, macs: group.reduce(0) { $0 + $1.macs })
+        }.sorted { $0.seconds > $1.seconds }
+    }
+}
+
 /// The planned cost of one node for given input shapes.
 public struct NodeCost: Sendable {
     public let node: String

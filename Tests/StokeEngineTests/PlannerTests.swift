@@ -117,6 +117,9 @@ struct PlannerTests {
         #expect(costs.first { $0.opType == "Conv" }?.macs == 4 * 4 * 25 * 18)
         #expect(costs.filter { $0.opType == "Gemm" }.map(\.macs) == [4 * 6 * 100, 4 * 3 * 6])
         #expect(timings.first { $0.opType == "Conv" }?.macs == 2 * 4 * 4 * 25 * 18)
+        let perOperator = NodeTiming.byOperator(timings)
+        #expect(perOperator.first { $0.opType == "Gemm" }?.macs == 2 * (4 * 6 * 100 + 4 * 3 * 6))
+        #expect(Set(perOperator.map(\.opType)).count == perOperator.count)
     }
 
     @Test func exportedGraphReloadsWithTheSameResults() throws {
