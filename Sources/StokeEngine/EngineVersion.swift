@@ -1,1 +1,0 @@
-enum EngineVersion { static let v = 1 }

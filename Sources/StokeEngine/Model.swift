@@ -1,0 +1,82 @@
+import Foundation
+
+/// Which graph rewrites run when a model loads. All are on by default; turning them off is for
+/// tests and for comparing against the unoptimized graph.
+public struct OptimizationOptions: Sendable {
+    /// Evaluate nodes whose inputs are all constants once, at load time.
+    public var foldConstants = true
+    /// Fold inference BatchNormalization into a preceding Conv or Gemm's weights and bias.
+    public var foldBatchNorm = true
+    /// Apply a Relu/LeakyRelu inside the preceding Conv/Gemm/MatMul kernel.
+    public var fuseActivations = true
+    /// Remove nodes and initializers that no graph output depends on.
+    public var removeDeadNodes = true
+
+    public init() {}
+
+    /// No rewrites at all: the graph runs as written.
+    public static let none: OptimizationOptions = {
+        var options = OptimizationOptions()
+        options.foldConstants = false
+        options.foldBatchNorm = false
+        options.fuseActivations = false
+        options.removeDeadNodes = false
+        return options
+    }()
+}
+
+/// A loaded, validated and optimized inference graph. Immutable and `Sendable`: create one
+/// `Session` per thread that runs it.
+public struct Model: Sendable {
+    /// The graph after the load-time passes, nodes in topological order.
+    public let graph: Graph
+    /// The default-domain ONNX opset the graph's operators follow.
+    public let opset: Int64
+    /// Inputs a caller feeds, with declared (possibly symbolic) shapes.
+    public var inputs: [ValueInfo] { graph.inputs }
+    /// Outputs a run produces.
+    public var outputs: [ValueInfo] { graph.outputs }
+
+    /// Loads an ONNX model file (`.onnx`, protobuf ModelProto with embedded weights).
+    ///
+    /// - Throws: `EngineError.io` if the file cannot be read; `.malformedProtobuf` naming the
+    ///   field for corrupt bytes; `.externalDataUnsupported` for models with external weight files;
+    ///   `.unsupportedOperator` naming the operator and node.
+    public static func load(onnx path: String, options: OptimizationOptions = .init()) throws(EngineError) -> Model {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw EngineError.io(path: path, detail: "file does not exist or is not readable")
+        }
+        return try load(onnxBytes: [UInt8](data), options: options)
+    }
+
+    /// Loads an ONNX model from the bytes of a serialized ModelProto.
+    public static func load(onnxBytes bytes: [UInt8], options: OptimizationOptions = .init()) throws(EngineError) -> Model {
+        let model = try ONNXDecoder.decodeModel(bytes)
+        return try Model(graph: model.graph, opset: model.opsetVersion, options: options)
+    }
+
+    /// Builds a model from a graph (native models and tests), validating and optimizing it.
+    public init(graph: Graph, opset: Int64, options: OptimizationOptions = .init()) throws(EngineError) {
+        for node in graph.nodes where !OperatorRegistry.supports(node) {
+            throw EngineError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.name)
+        }
+        var graph = graph
+        try GraphPasses.topologicalSort(&graph)
+        if options.foldConstants { try GraphPasses.foldConstants(&graph, opset: opset) }
+        if options.foldBatchNorm { GraphPasses.foldBatchNorm(&graph) }
+        if options.fuseActivations { GraphPasses.fuseActivations(&graph) }
+        if options.removeDeadNodes { GraphPasses.removeDeadNodes(&graph) }
+        self.graph = graph
+        self.opset = opset
+    }
+
+    /// Number of parameters (elements of float initializers).
+    public var parameterCount: Int {
+        graph.initializers.values.filter { $0.elementType == .float32 }.reduce(0) { $0 + $1.count }
+    }
+
+    /// Operator types and how many nodes use each, sorted by name.
+    public var operatorCounts: [(op: String, count: Int)] {
+        Dictionary(grouping: graph.nodes, by: \.opType).map { ($0.key, $0.value.count) }.sorted { $0.op < $1.op }
+    }
+}

@@ -1,0 +1,23 @@
+// StokeEngine: the FP32 inference engine.
+//
+// Flow:
+//   bytes ──ONNXDecoder (ONNX/*, bounds-checked protobuf)──▶ Graph
+//         ──GraphPasses (Passes/*: sort, fold constants, fold BatchNorm, fuse ReLU, drop dead nodes)──▶ Model
+//   Model + input shapes ──ExecutionPlan (Runtime/*: shape inference, shape-arithmetic folding,
+//         kernels bound to slots, one arena with liveness-based reuse)──▶ steps run by Session
+//
+// Kernels (Kernels/*) are closures over slot indices, planned per operator by OperatorRegistry;
+// the arithmetic lives in CStokeKernels (engine_f32.c, sgemm_avx512.c) and OpenBLAS. Unsafe
+// pointer code is confined to Runtime/TensorStorage.swift, Runtime/SlotTable.swift, Kernels/* and
+// the output views in Session.swift.
+//
+// Public API in brief:
+//   let model = try Model.load(onnx: "model.onnx")            // or Model.load(onnxBytes:), Model(graph:opset:)
+//   let session = Session(model: model, threads: 2)            // sizes OpenBLAS and Stoke's own kernels
+//   let outputs = try session.run(["input": tensor])           // [String: Tensor], copies the outputs
+//   try session.run(input: "input", shape: [n, 784], data: span) { outputs in
+//       try outputs.withFloats("logits") { span in ... }       // zero-copy in and out
+//   }
+//   session.profile(_:repeats:), session.costs(inputShapes:), session.memoryPlan(inputShapes:)
+//   SequentialModel(layers:sampleShape:seed:) → .model(), .onnx()
+//   NPY.decode / NPY.encode, Tensor.decodeONNX, ONNXExport.serialize
