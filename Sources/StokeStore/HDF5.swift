@@ -160,6 +160,22 @@ enum HDF5 {
         return names.list
     }
 
+    /// Names of an object's attributes, in name order.
+    static func attributeNames(of object: hid_t, _ context: H5Context) throws(StoreError) -> [String] {
+        final class Names { var list: [String] = [] }
+        let names = Names()
+        let visit: H5A_operator2_t = { _, name, _, client in
+            guard let name = unsafe name, let client = unsafe client else { return 0 }
+            unsafe Unmanaged<Names>.fromOpaque(client).takeUnretainedValue().list.append(String(cString: name))
+            return 0
+        }
+        var index: hsize_t = 0
+        let status = unsafe H5Aiterate2(object, H5_INDEX_NAME, H5_ITER_INC, &index, visit, Unmanaged.passUnretained(names).toOpaque())
+        withExtendedLifetime(names) {}
+        try check(status, "H5Aiterate2", context)
+        return names.list
+    }
+
     /// The file address of an object's header.
     static func objectAddress(_ object: hid_t, _ context: H5Context) throws(StoreError) -> UInt64 {
         var address: haddr_t = 0
