@@ -3,13 +3,19 @@ import Foundation
 import StokeStore
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe a store: fields, chunking, codecs, sizes.")
+    static let configuration = CommandConfiguration(
+        abstract: "Describe a store (fields, chunking, codecs, sizes) or a model (inputs, outputs, operators, parameters, MACs).")
 
-    @Argument(help: "The store.") var store: String
+    @Argument(help: "A store (.h5) or a model (.onnx).") var store: String
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func run() throws {
         try reportingErrors {
+            if !isHDF5(store) && FileManager.default.fileExists(atPath: store) {
+                let report = try ModelReport(path: store)
+                if json { printJSON(report.json) } else { report.printTable() }
+                return
+            }
             let report = try InspectReport(path: store)
             if json { printJSON(report.json) } else { report.printTable() }
         }

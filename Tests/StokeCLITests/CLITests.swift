@@ -149,6 +149,47 @@ struct CLITests {
         #expect(FileManager.default.fileExists(atPath: directory + "/train.h5"))
     }
 
+    @Test("stoke inspect and stoke run on an ONNX model match onnxruntime")
+    func runModel() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let made = try execute(python, ["-c", """
+            import sys, numpy as np, onnx, onnxruntime as ort
+            from onnx import helper, TensorProto, numpy_helper
+            d = sys.argv[1]; rng = np.random.default_rng(0)
+            w1 = (rng.standard_normal((20, 16)) * 0.2).astype(np.float32); w2 = (rng.standard_normal((16, 3)) * 0.2).astype(np.float32)
+            nodes = [helper.make_node('MatMul', ['x', 'w1'], ['h']), helper.make_node('Relu', ['h'], ['r']), helper.make_node('MatMul', ['r', 'w2'], ['out:logits'])]
+            g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['batch', 20])],
+                                  [helper.make_tensor_value_info('out:logits', TensorProto.FLOAT, ['batch', 3])],
+                                  [numpy_helper.from_array(w1, 'w1'), numpy_helper.from_array(w2, 'w2')])
+            onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)]), d + '/m.onnx')
+            x = rng.standard_normal((8, 20)).astype(np.float32); np.save(d + '/x.npy', x)
+            np.save(d + '/ref.npy', ort.InferenceSession(d + '/m.onnx').run(None, {'x': x})[0])
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let inspect = try execute(stokeBinary, ["inspect", "\(directory)/m.onnx", "--json"])
+        #expect(inspect.status == 0, "\(inspect.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+        #expect(document?["parameters"] as? Int == 20 * 16 + 16 * 3)
+        #expect(document?["macs"] as? Int == 20 * 16 + 16 * 3)
+        #expect((document?["operators"] as? [String: Int])?["MatMul"] == 2)
+        let run = try execute(stokeBinary, ["run", "\(directory)/m.onnx", "--input", "x=\(directory)/x.npy", "--output-dir", "\(directory)/out",
+                                            "--repeat", "5", "--profile", "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let result = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        #expect(result?["samples_per_s"] as? Double ?? 0 > 0)
+        #expect((result?["profile"] as? [Any])?.isEmpty == false)
+        let compare = try execute(python, ["-c", "import sys, numpy as np; a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); assert np.allclose(a, b, rtol=1e-4, atol=1e-5), abs(a - b).max()",
+                                           "\(directory)/out/out_logits.npy", "\(directory)/ref.npy"])
+        #expect(compare.status == 0, "\(compare.stderr)")
+        for bad in [["run", "\(directory)/m.onnx"], ["run", "\(directory)/m.onnx", "--input", "x"], ["inspect", "\(directory)/x.npy"],
+                    ["run", "\(directory)/missing.onnx", "--input", "x=\(directory)/x.npy"]] {
+            let result = try execute(stokeBinary, bad)
+            #expect(result.status != 0, "\(bad)")
+            #expect(result.stderr.split(separator: "\n").filter { !$0.isEmpty }.count == 1, "\(bad): \(result.stderr)")
+        }
+    }
+
     @Test("verify names the field and chunk of a flipped byte")
     func verifyFindsCorruption() throws {
         let directory = temporaryDirectory()
