@@ -30,7 +30,7 @@ let swiftTargets: [Target] = [
     .target(name: "StokeStore", dependencies: ["CHDF5", "CLZ4", "CZlib", "CStokeKernels"]),
     .target(name: "StokePack", dependencies: ["StokeStore", "CTurboJPEG", "CPNG"]),
     .target(name: "StokeLoader", dependencies: ["StokeStore", "CStokeKernels"]),
-    .target(name: "StokeBench", dependencies: ["StokeStore", "StokeLoader"]),
+    .target(name: "StokeBench", dependencies: ["StokeStore", "StokeLoader", "StokeEngine"]),
     .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels"]),
     .executableTarget(
         name: "stoke",

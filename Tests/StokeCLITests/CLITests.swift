@@ -190,6 +190,52 @@ struct CLITests {
         }
     }
 
+    @Test("stoke infer streams a store through a model: accuracy, predictions store, sweep with recommendations")
+    func infer() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(try execute(stokeBinary, ["demo", "--generated", "--samples", "1200", "--directory", directory]).status == 0)
+        // A model whose logits are the sums of image columns' pixel blocks: deterministic, checkable in numpy.
+        let made = try execute(python, ["-c", """
+            import sys, numpy as np, onnx
+            from onnx import helper, TensorProto, numpy_helper
+            rng = np.random.default_rng(1); w = rng.standard_normal((784, 10)).astype(np.float32) * 0.01
+            nodes = [helper.make_node('Flatten', ['image'], ['f']), helper.make_node('MatMul', ['f', 'w'], ['logits'])]
+            g = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('image', TensorProto.FLOAT, ['batch', 1, 28, 28])],
+                                  [helper.make_tensor_value_info('logits', TensorProto.FLOAT, ['batch', 10])], [numpy_helper.from_array(w, 'w')])
+            onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)]), sys.argv[1] + '/m.onnx')
+            np.save(sys.argv[1] + '/w.npy', w)
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let run = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--batch-size", "64",
+                                            "--output", "\(directory)/pred.h5", "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let document = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        #expect(document?["samples"] as? Int == 200)
+        let accuracy = try #require(document?["accuracy"] as? Double)
+        #expect((0...1).contains(accuracy))
+        #expect((document?["confusion"] as? [[Int]])?.flatMap { $0 }.reduce(0, +) == 200)
+        #expect((document?["threads"] as? [String: Any])?["engine"] as? Int ?? 0 >= 1)
+        // The predictions equal numpy's argmax of normalized images times the weights.
+        let check = try execute(python, ["-c", """
+            import sys, h5py, hdf5plugin, numpy as np
+            d = sys.argv[1]; w = np.load(d + '/w.npy')
+            x = (h5py.File(d + '/test.h5')['image'][...].reshape(200, -1) / 255.0 - 0.2860) / 0.3530
+            p = h5py.File(d + '/pred.h5')
+            assert np.allclose(p['logits'][...], x @ w, atol=1e-4), abs(p['logits'][...] - x @ w).max()
+            assert (p['prediction'][...] == (x @ w).argmax(1)).mean() > 0.99
+            """, directory])
+        #expect(check.status == 0, "\(check.stderr)")
+        let sweep = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--sweep", "batch-size=1,32",
+                                              "--max-latency-ms", "1000", "--json"])
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let sweepDocument = try JSONSerialization.jsonObject(with: Data(sweep.stdout.utf8)) as? [String: Any]
+        #expect((sweepDocument?["sweep"] as? [Any])?.count == 2)
+        #expect((sweepDocument?["recommended"] as? [String: Any])?["latency_bound"] is [String: Int])
+        let bad = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--sweep", "speed=1"])
+        #expect(bad.status != 0)
+    }
+
     @Test("verify names the field and chunk of a flipped byte")
     func verifyFindsCorruption() throws {
         let directory = temporaryDirectory()

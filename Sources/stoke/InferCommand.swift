@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import StokeBench
+import StokeEngine
+import StokeLoader
+
+struct Infer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stream a store through a model: samples/s, latency, data wait, accuracy.",
+        discussion: "Example: stoke infer mlp.onnx test.h5 --sweep batch-size=1,8,32,128,512 --max-latency-ms 5")
+
+    @Argument(help: "The model (.onnx).") var model: String
+    @Argument(help: "The store to stream.") var store: String
+    @Option(name: .long, help: "Samples per batch.") var batchSize = 256
+    @Option(name: .long, help: "Loader worker threads (default: chosen for this machine).") var workers: Int?
+    @Option(name: .long, help: "Engine threads (default: chosen for this machine).") var threads: Int?
+    @Option(name: .long, help: "The store field fed to the model (default: the first non-label field).") var inputField: String?
+    @Option(name: .long, help: "The label field, for accuracy.") var labelField = "label"
+    @Option(name: .long, help: "Per-channel mean on the 0-1 scale (else the store's normalization).") var mean: String?
+    @Option(name: .long, help: "Per-channel std on the 0-1 scale.") var std: String?
+    @Option(name: .long, help: "Stop after this many samples.") var maxSamples: Int?
+    @Option(name: .long, help: "Write logits and predictions to this store.") var output: String?
+    @Option(name: .long, parsing: .upToNextOption, help: "Settings to sweep: batch-size=1,8,32 workers=1,2 threads=1,2.") var sweep: [String] = []
+    @Option(name: .long, help: "With --sweep: recommend the fastest setting whose p99 latency stays under this (ms).") var maxLatencyMs: Double?
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard batchSize > 0 else { throw UsageError("--batch-size must be positive") }
+        if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
+        if let threads, threads <= 0 { throw UsageError("--threads must be positive") }
+        if (mean == nil) != (std == nil) { throw UsageError("give --mean and --std together") }
+        for entry in sweep {
+            let parts = entry.split(separator: "=")
+            guard parts.count == 2, ["batch-size", "workers", "threads"].contains(String(parts[0])),
+                  parts[1].split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else {
+                throw UsageError("--sweep '\(entry)': expected batch-size|workers|threads=N,N,…")
+            }
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let loaded = try loadModel(model)
+            var base = StreamingInference.Options()
+            base.batchSize = batchSize
+            base.loaderWorkers = workers
+            base.engineThreads = threads
+            base.inputField = inputField
+            base.labelField = labelField
+            base.maxSamples = maxSamples
+            if let mean, let std {
+                let parse = { (text: String) in text.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) } }
+                base.normalization = Normalization(mean: parse(mean), std: parse(std))
+            }
+            if sweep.isEmpty {
+                base.outputPath = output
+                let result = try StreamingInference.run(model: loaded, storePath: store, options: base)
+                if json { printJSON(result.json) } else { printResult(result) }
+                return
+            }
+            var settings: [([String: Int], StreamingInference.Options)] = [([:], base)]
+            for entry in sweep {
+                let parts = entry.split(separator: "=")
+                let knob = String(parts[0])
+                settings = settings.flatMap { current in
+                    parts[1].split(separator: ",").map { value -> ([String: Int], StreamingInference.Options) in
+                        var options = current.1
+                        let number = Int(value)!
+                        switch knob {
+                        case "batch-size": options.batchSize = number
+                        case "workers": options.loaderWorkers = number
+                        default: options.engineThreads = number
+                        }
+                        return (current.0.merging([knob: number]) { $1 }, options)
+                    }
+                }
+            }
+            let progress = ProgressLine(total: settings.count, label: "sweeping")
+            var results: [([String: Int], StreamingInference.Result)] = []
+            for (index, setting) in settings.enumerated() {
+                progress.updateSteps(index, settings.count)
+                results.append((setting.0, try StreamingInference.run(model: loaded, storePath: store, options: setting.1)))
+            }
+            progress.finish()
+            let label = { (setting: [String: Int]) in setting.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
+            let fastest = results.max { $0.1.samplesPerSecond < $1.1.samplesPerSecond }!
+            let underBound = maxLatencyMs.flatMap { bound in results.filter { $0.1.latencyP99 <= bound }.max { $0.1.samplesPerSecond < $1.1.samplesPerSecond } }
+            if json {
+                var document: [String: Any] = [
+                    "sweep": results.map { entry in entry.1.json.merging(["setting": entry.0]) { $1 } },
+                    "recommended": ["throughput": fastest.0],
+                ]
+                if let maxLatencyMs {
+                    document["recommended"] = ["throughput": fastest.0, "latency_bound": underBound?.0 ?? NSNull(), "max_latency_ms": maxLatencyMs]
+                }
+                printJSON(document)
+                return
+            }
+            stoke.printTable(
+                ["setting", "samples/s", "p50 ms", "p99 ms", "data wait", "memory"],
+                results.map { [label($0.0), String(format: "%.0f", $0.1.samplesPerSecond), String(format: "%.2f", $0.1.latencyP50),
+                               String(format: "%.2f", $0.1.latencyP99), String(format: "%.1f%%", $0.1.dataWaitFraction * 100),
+                               formatBytes($0.1.residentBytes)] })
+            print("recommended for throughput: \(label(fastest.0))")
+            if let maxLatencyMs {
+                print("recommended under p99 \(maxLatencyMs) ms: " + (underBound.map { label($0.0) } ?? "none of these settings"))
+            }
+        }
+    }
+
+    private func printResult(_ result: StreamingInference.Result) {
+        print(String(format: "%d samples in %.3f s: %.0f samples/s (batch %d)", result.samples, result.seconds, result.samplesPerSecond, result.batchSize))
+        print(String(format: "latency per batch: p50 %.2f ms, p99 %.2f ms (first batch %.1f ms: planning); data wait %.1f%% of wall time",
+                     result.latencyP50, result.latencyP99, result.firstBatchMilliseconds, result.dataWaitFraction * 100))
+        print("threads: \(result.loaderWorkers) loader, \(result.engineThreads) engine (\(result.threadChoice))")
+        if let accuracy = result.accuracy {
+            print(String(format: "accuracy: %.2f%%", accuracy * 100))
+            let worst = result.confusion.enumerated().compactMap { label, row -> (Int, Int, Int)? in
+                guard let (prediction, count) = row.enumerated().filter({ $0.offset != label }).max(by: { $0.element < $1.element }).map({ ($0.offset, $0.element) }),
+                      count > 0 else { return nil }
+                return (label, prediction, count)
+            }.sorted { $0.2 > $1.2 }.prefix(3)
+            if !worst.isEmpty {
+                print("most confused: " + worst.map { "\($0.0)→\($0.1) ×\($0.2)" }.joined(separator: ", "))
+            }
+        }
+        print("bottleneck: \(result.bottleneck)")
+        if let output { print("predictions written to \(output)") }
+    }
+}
