@@ -2,7 +2,8 @@
 #include <stdatomic.h>
 
 static atomic_int probed_level = -1;
-static atomic_int forced_level = -1;
+// Forcing is per thread, so a test that forces a level never changes what other threads run.
+static _Thread_local int forced_level = -1;
 
 static stoke_cpu_level probe_now(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -28,10 +29,10 @@ stoke_cpu_level stoke_cpu_probe(void) {
 void stoke_cpu_force(int level) {
     int best = (int)stoke_cpu_probe();
     if (level > best) level = best;
-    atomic_store_explicit(&forced_level, level, memory_order_release);
+    forced_level = level;
 }
 
 stoke_cpu_level stoke_cpu_active(void) {
-    int forced = atomic_load_explicit(&forced_level, memory_order_acquire);
+    int forced = forced_level;
     return forced >= 0 ? (stoke_cpu_level)forced : stoke_cpu_probe();
 }

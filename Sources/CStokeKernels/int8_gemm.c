@@ -239,3 +239,77 @@ void stoke_int8_gemm_f32(size_t m, size_t n, size_t k, const uint8_t *a, size_t 
     epilogue e = {a_zero_point, (const int32_t *)((const uint8_t *)packed + sizeof(int8_header)), 1, a_scale, b_scale, bias, relu};
     gemm(m, n, k, a, lda, packed, &e, c, ldc);
 }
+
+// MARK: - Activation quantization (dynamic: per tensor, asymmetric u8)
+
+void stoke_minmax_f32(const float *x, size_t n, float *min_out, float *max_out) {
+    float lo = 0, hi = 0;
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (n >= 16 && stoke_cpu_active() == STOKE_CPU_AVX512_VNNI) {
+        extern void stoke_minmax_avx512(const float *, size_t, float *, float *);
+        stoke_minmax_avx512(x, n, &lo, &hi);
+        *min_out = lo;
+        *max_out = hi;
+        return;
+    }
+#endif
+    if (n > 0) lo = hi = x[0];
+    for (; i < n; i++) {
+        if (x[i] < lo) lo = x[i];
+        if (x[i] > hi) hi = x[i];
+    }
+    *min_out = lo;
+    *max_out = hi;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+void stoke_minmax_avx512(const float *x, size_t n, float *min_out, float *max_out) {
+    __m512 lo = _mm512_set1_ps(x[0]), hi = lo;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        lo = _mm512_min_ps(lo, v);
+        hi = _mm512_max_ps(hi, v);
+    }
+    float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
+    for (; i < n; i++) {
+        if (x[i] < l) l = x[i];
+        if (x[i] > h) h = x[i];
+    }
+    *min_out = l;
+    *max_out = h;
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void quantize_avx512(const float *x, size_t n, float inverse_scale, int32_t zero_point, uint8_t *q) {
+    __m512 inv = _mm512_set1_ps(inverse_scale);
+    __m512i zp = _mm512_set1_epi32(zero_point), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i r = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, zp), lo), hi);
+        _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtepi32_epi8(r));
+    }
+    for (; i < n; i++) {
+        float v = x[i] * inverse_scale;
+        int32_t r = (int32_t)__builtin_nearbyintf(v) + zero_point;
+        q[i] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+    }
+}
+#endif
+
+void stoke_quantize_u8(const float *x, size_t n, float scale, int32_t zero_point, uint8_t *q) {
+    float inverse = scale > 0 ? 1.0f / scale : 0.0f;
+#if defined(__x86_64__)
+    if (stoke_cpu_active() == STOKE_CPU_AVX512_VNNI) {
+        quantize_avx512(x, n, inverse, zero_point, q);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) {
+        int32_t r = (int32_t)__builtin_nearbyintf(x[i] * inverse) + zero_point;
+        q[i] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+    }
+}

@@ -70,6 +70,9 @@ public struct Model: Sendable {
         self.opset = opset
     }
 
+    /// Linear nodes running in INT8 after `quantizedDynamic()`; 0 for an FP32 model.
+    public internal(set) var quantizedNodeCount = 0
+
     /// Number of parameters (elements of float initializers).
     public var parameterCount: Int {
         graph.initializers.values.filter { $0.elementType == .float32 }.reduce(0) { $0 + $1.count }

@@ -13,8 +13,8 @@ typedef enum {
 /// The best kernel level this CPU supports (probed once with cpuid; thread-safe).
 stoke_cpu_level stoke_cpu_probe(void);
 
-/// Forces the level kernels use (tests check every path); a level above the CPU's is clamped.
-/// Pass -1 to return to the probed level.
+/// Forces the level kernels called from this thread use (tests check every path); a level above the
+/// CPU's is clamped. Pass -1 to return to the probed level. Other threads are not affected.
 void stoke_cpu_force(int level);
 
 /// The level kernels use now: the probed one unless forced.

@@ -30,4 +30,9 @@ void stoke_int8_gemm_f32(size_t m, size_t n, size_t k, const uint8_t *_Nonnull a
                          const void *_Nonnull packed, int32_t a_zero_point, float a_scale,
                          const float *_Nonnull b_scale, const float *_Nullable bias, int relu,
                          float *_Nonnull c, size_t ldc);
+/// Smallest and largest of `n` floats (0 and 0 when `n` is 0).
+void stoke_minmax_f32(const float *_Nonnull x, size_t n, float *_Nonnull min_out, float *_Nonnull max_out);
+
+/// q[i] = clamp(round(x[i] / scale) + zero_point, 0, 255), rounding half to even.
+void stoke_quantize_u8(const float *_Nonnull x, size_t n, float scale, int32_t zero_point, uint8_t *_Nonnull q);
 #endif

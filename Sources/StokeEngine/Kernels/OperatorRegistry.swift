@@ -55,6 +55,7 @@ enum OperatorRegistry {
         "Softmax": ElementwiseOps.softmax(log: false),
         "LogSoftmax": ElementwiseOps.softmax(log: true),
         "Gemm": LinearOps.gemm,
+        dynamicQuantizedLinear: QuantizedOps.dynamicLinear,
         "MatMul": LinearOps.matMul,
         "Conv": LinearOps.conv,
         "MaxPool": LinearOps.pool(kind: 0),
