@@ -22,6 +22,7 @@ struct Infer: ParsableCommand {
     @Option(name: .long, help: "Write logits and predictions to this store.") var output: String?
     @Option(name: .long, parsing: .upToNextOption, help: "Settings to sweep: batch-size=1,8,32 workers=1,2 threads=1,2.") var sweep: [String] = []
     @Option(name: .long, help: "With --sweep: recommend the fastest setting whose p99 latency stays under this (ms).") var maxLatencyMs: Double?
+    @Flag(name: .long, help: "Quantize Gemm/MatMul dynamically to INT8 (per-channel s8 weights, per-batch u8 activations).") var int8 = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -40,7 +41,7 @@ struct Infer: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let loaded = try loadModel(model)
+            let loaded = int8 ? try loadModel(model).quantizedDynamic() : try loadModel(model)
             var base = StreamingInference.Options()
             base.batchSize = batchSize
             base.loaderWorkers = workers

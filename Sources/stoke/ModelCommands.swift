@@ -96,6 +96,7 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("repeat"), help: "Run this many more times and report samples/s.") var repeatCount: Int?
     @Option(name: .long, help: "Engine threads.") var threads = 1
     @Flag(name: .long, help: "Report where the time goes, per node and per operator type.") var profile = false
+    @Flag(name: .long, help: "Quantize Gemm/MatMul dynamically to INT8 (per-channel s8 weights, per-batch u8 activations).") var int8 = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -106,7 +107,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let loaded = try loadModel(model)
+            let loaded = int8 ? try loadModel(model).quantizedDynamic() : try loadModel(model)
             var inputs: [String: Tensor] = [:]
             for entry in input {
                 let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
