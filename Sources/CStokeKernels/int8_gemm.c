@@ -136,32 +136,50 @@ static void store16(const epilogue *e, size_t column, size_t valid, __m512i acc,
     _mm512_mask_storeu_ps(out, mask, f);
 }
 
-// Micro-kernel: up to 4 rows × 2 column blocks of 16; vpdpbusd accumulates 4 k at a time.
+// Micro-kernel: up to 6 rows × 4 column blocks of 16 (24 accumulators); per k quad, 4 weight loads and
+// 6 broadcasts feed 24 vpdpbusd, so loads do not bound the loop.
+#define VNNI_ROWS 6
+#define VNNI_BLOCKS 4
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void gemm_vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int8_t *b,
                       const epilogue *e, void *c, size_t ldc) {
     size_t quads = ROUND_UP(k, 4) / 4, full_quads = k / 4, blocks = ROUND_UP(n, 16) / 16;
-    for (size_t i0 = 0; i0 < m; i0 += 4) {
-        size_t rows = m - i0 < 4 ? m - i0 : 4;
-        for (size_t block = 0; block < blocks; block += 2) {
-            size_t pair = blocks - block < 2 ? 1 : 2;
-            __m512i acc[4][2];
-            for (size_t r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
-            const int8_t *b0 = b + block * quads * 64, *b1 = b0 + quads * 64;
-            for (size_t q = 0; q < quads; q++) {
-                __m512i w0 = _mm512_loadu_si512(b0 + q * 64);
-                __m512i w1 = pair == 2 ? _mm512_loadu_si512(b1 + q * 64) : _mm512_setzero_si512();
-                for (size_t r = 0; r < rows; r++) {
-                    const uint8_t *row = a + (i0 + r) * lda;
-                    int32_t word;
-                    if (q < full_quads) memcpy(&word, row + 4 * q, 4); else word = load_a4(row, 4 * q, k);
-                    __m512i x = _mm512_set1_epi32(word);
-                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, w0);
-                    if (pair == 2) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, w1);
+    for (size_t block = 0; block < blocks; block += VNNI_BLOCKS) {
+        size_t nb = blocks - block < VNNI_BLOCKS ? blocks - block : VNNI_BLOCKS;
+        const int8_t *panel = b + block * quads * 64;
+        for (size_t i0 = 0; i0 < m; i0 += VNNI_ROWS) {
+            size_t rows = m - i0 < VNNI_ROWS ? m - i0 : VNNI_ROWS;
+            __m512i acc[VNNI_ROWS][VNNI_BLOCKS];
+            for (size_t r = 0; r < VNNI_ROWS; r++)
+                for (size_t p = 0; p < VNNI_BLOCKS; p++) acc[r][p] = _mm512_setzero_si512();
+            const uint8_t *rowp[VNNI_ROWS];
+            for (size_t r = 0; r < VNNI_ROWS; r++) rowp[r] = a + (i0 + (r < rows ? r : 0)) * lda;
+            if (rows == VNNI_ROWS && nb == VNNI_BLOCKS) {
+                for (size_t q = 0; q < quads; q++) {
+                    __m512i w[VNNI_BLOCKS];
+                    for (size_t p = 0; p < VNNI_BLOCKS; p++) w[p] = _mm512_loadu_si512(panel + (p * quads + q) * 64);
+                    for (size_t r = 0; r < VNNI_ROWS; r++) {
+                        int32_t word;
+                        if (q < full_quads) memcpy(&word, rowp[r] + 4 * q, 4); else word = load_a4(rowp[r], 4 * q, k);
+                        __m512i x = _mm512_set1_epi32(word);
+                        for (size_t p = 0; p < VNNI_BLOCKS; p++) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], x, w[p]);
+                    }
+                }
+            } else {
+                for (size_t q = 0; q < quads; q++) {
+                    __m512i w[VNNI_BLOCKS];
+                    for (size_t p = 0; p < VNNI_BLOCKS; p++)
+                        w[p] = p < nb ? _mm512_loadu_si512(panel + (p * quads + q) * 64) : _mm512_setzero_si512();
+                    for (size_t r = 0; r < rows; r++) {
+                        int32_t word;
+                        if (q < full_quads) memcpy(&word, rowp[r] + 4 * q, 4); else word = load_a4(rowp[r], 4 * q, k);
+                        __m512i x = _mm512_set1_epi32(word);
+                        for (size_t p = 0; p < nb; p++) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], x, w[p]);
+                    }
                 }
             }
             for (size_t r = 0; r < rows; r++)
-                for (size_t p = 0; p < pair; p++) {
+                for (size_t p = 0; p < nb; p++) {
                     size_t column = (block + p) * 16;
                     if (column >= n) continue;
                     store16(e, column, n - column, acc[r][p], (uint8_t *)c + 4 * ((i0 + r) * ldc + column));
