@@ -1,5 +1,18 @@
 #include "CStokeKernels.h"
 
+// The end every path shares: a trailing odd byte as the high half of a word, then the last folds.
+static inline uint32_t fletcher32_finish(uint32_t sum1, uint32_t sum2, const uint8_t *data, size_t nbytes) {
+    if (nbytes % 2) {
+        sum1 += (uint32_t)(((uint16_t)*data) << 8);
+        sum2 += sum1;
+        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    }
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    return (sum2 << 16) | sum1;
+}
+
 // HDF5's H5_checksum_fletcher32 (H5checksum.c): 16-bit big-endian words, uint32 sums folded every 360
 // words, a trailing odd byte as the high half of a word. The scalar version is the reference.
 static uint32_t fletcher32_scalar(const uint8_t *data, size_t nbytes) {
@@ -16,15 +29,7 @@ static uint32_t fletcher32_scalar(const uint8_t *data, size_t nbytes) {
         sum1 = (sum1 & 0xffff) + (sum1 >> 16);
         sum2 = (sum2 & 0xffff) + (sum2 >> 16);
     }
-    if (nbytes % 2) {
-        sum1 += (uint32_t)(((uint16_t)*data) << 8);
-        sum2 += sum1;
-        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-    }
-    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-    return (sum2 << 16) | sum1;
+    return fletcher32_finish(sum1, sum2, data, nbytes);
 }
 
 #if defined(__x86_64__)
@@ -73,15 +78,7 @@ static uint32_t fletcher32_avx2(const uint8_t *data, size_t nbytes) {
         sum1 = (sum1 & 0xffff) + (sum1 >> 16);
         sum2 = (sum2 & 0xffff) + (sum2 >> 16);
     }
-    if (nbytes % 2) {
-        sum1 += (uint32_t)(((uint16_t)*data) << 8);
-        sum2 += sum1;
-        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-    }
-    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-    return (sum2 << 16) | sum1;
+    return fletcher32_finish(sum1, sum2, data, nbytes);
 }
 #endif
 

@@ -1,42 +1,8 @@
 import Foundation
 import Testing
 
-/// The `stoke` executable, built next to the test bundle.
-private let stokeBinary: String = {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [bundle, bundle.deletingLastPathComponent()] {
-        let path = candidate.appendingPathComponent("stoke").path
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    return root.appendingPathComponent(".build/debug/stoke").path
-}()
-
-private let python = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent(".venv/bin/python3").path
-
-private struct Output { var status: Int32; var stdout: String; var stderr: String }
-
-@discardableResult
-private func execute(_ executable: String, _ arguments: [String]) throws -> Output {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
-}
-
-private func temporaryDirectory() -> String {
-    let path = NSTemporaryDirectory() + "stoke-cli-" + UUID().uuidString
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
+/// The venv Python as the tests call it.
+private let python = venvPython
 
 @Suite("stoke command line")
 struct CLITests {

@@ -1,46 +1,10 @@
 import Foundation
 import Testing
 
-/// The `stoke` executable, built next to the test bundle.
-private let stoke: String = {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [bundle, bundle.deletingLastPathComponent()] {
-        let path = candidate.appendingPathComponent("stoke").path
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    return packRepositoryRoot.appendingPathComponent(".build/debug/stoke").path
-}()
-
-private let packRepositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-private let venvPython = packRepositoryRoot.appendingPathComponent(".venv/bin/python3").path
+private let stoke = stokeBinary
 private let fashion = "/usr/share/datasets/fashion-mnist"
 
-private struct RunResult { var status: Int32; var stdout: String; var stderr: String }
-
-@discardableResult
-private func run(_ executable: String, _ arguments: [String]) throws -> RunResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return RunResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
-}
-
-private func scratch() -> String {
-    let path = NSTemporaryDirectory() + "stoke-pack-" + UUID().uuidString
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-private func jsonObject(_ text: String) -> [String: Any]? {
-    try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-}
+private func scratch() -> String { temporaryDirectory("stoke-pack-") }
 
 @Suite("stoke pack from real sources")
 struct PackSourcesTests {
@@ -51,10 +15,10 @@ struct PackSourcesTests {
         let store = directory + "/train.h5"
         let arguments = ["pack", "--from", "idx", "\(fashion)/train-images-idx3-ubyte.gz", "--labels", "\(fashion)/train-labels-idx1-ubyte.gz",
                          "-o", store]
-        let first = try run(stoke, arguments + ["--json"])
+        let first = try execute(stoke, arguments + ["--json"])
         try #require(first.status == 0, "\(first.stderr)")
         #expect(jsonObject(first.stdout)?["samples"] as? Int == 60000)
-        let check = try run(venvPython, ["-c", """
+        let check = try execute(venvPython, ["-c", """
             import sys, gzip, json, hashlib, h5py, hdf5plugin, numpy as np
             store, images, labels = sys.argv[1:]
             f = h5py.File(store, 'r')
@@ -73,19 +37,19 @@ struct PackSourcesTests {
         #expect(check.status == 0, "\(check.stderr)")
 
         let modified = try FileManager.default.attributesOfItem(atPath: store)[.modificationDate] as? Date
-        let again = try run(stoke, arguments)
+        let again = try execute(stoke, arguments)
         #expect(again.status == 0, "\(again.stderr)")
         #expect(again.stdout.contains("up to date"))
         #expect(try FileManager.default.attributesOfItem(atPath: store)[.modificationDate] as? Date == modified)
-        let againJSON = try run(stoke, arguments + ["--json"])
+        let againJSON = try execute(stoke, arguments + ["--json"])
         #expect(jsonObject(againJSON.stdout)?["up_to_date"] as? Bool == true)
 
-        let forced = try run(stoke, arguments + ["--force"])
+        let forced = try execute(stoke, arguments + ["--force"])
         #expect(forced.status == 0, "\(forced.stderr)")
         #expect(forced.stdout.contains("packed 60000 samples"))
 
         // Another command may not silently replace the store.
-        let other = try run(stoke, ["pack", "--from", "idx", "\(fashion)/t10k-images-idx3-ubyte.gz", "-o", store])
+        let other = try execute(stoke, ["pack", "--from", "idx", "\(fashion)/t10k-images-idx3-ubyte.gz", "-o", store])
         #expect(other.status != 0)
         #expect(other.stderr == "stoke: error: \(store): already exists, made by another command: stoke \(arguments.joined(separator: " ")) (use --force to replace it)\n",
                 "\(other.stderr)")
@@ -96,7 +60,7 @@ struct PackSourcesTests {
     func staleAndMismatch() throws {
         let directory = scratch()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let made = try run(venvPython, ["-c", """
+        let made = try execute(venvPython, ["-c", """
             import sys, numpy as np
             d = sys.argv[1]
             np.save(d + '/x.npy', np.arange(60, dtype=np.float32).reshape(20, 3))
@@ -106,19 +70,19 @@ struct PackSourcesTests {
         try #require(made.status == 0, "\(made.stderr)")
         let store = directory + "/s.h5"
         let arguments = ["pack", "--from", "npy", directory + "/x.npy", "--labels", directory + "/y.npy", "-o", store]
-        #expect(try run(stoke, arguments).status == 0)
-        #expect(try run(stoke, arguments).stdout.contains("up to date"))
+        #expect(try execute(stoke, arguments).status == 0)
+        #expect(try execute(stoke, arguments).stdout.contains("up to date"))
         // Thread counts change the speed, not the store: still up to date.
-        #expect(try run(stoke, arguments + ["--workers", "1"]).stdout.contains("up to date"))
-        let changed = try run(venvPython, ["-c", "import sys, numpy as np; np.save(sys.argv[1], np.arange(20, dtype=np.int64) * 2)", directory + "/y.npy"])
+        #expect(try execute(stoke, arguments + ["--workers", "1"]).stdout.contains("up to date"))
+        let changed = try execute(venvPython, ["-c", "import sys, numpy as np; np.save(sys.argv[1], np.arange(20, dtype=np.int64) * 2)", directory + "/y.npy"])
         try #require(changed.status == 0)
-        let rebuilt = try run(stoke, arguments)
+        let rebuilt = try execute(stoke, arguments)
         #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
         #expect(rebuilt.stdout.contains("y.npy changed"), "\(rebuilt.stdout)")
-        let check = try run(venvPython, ["-c", "import sys, h5py, hdf5plugin, numpy as np; assert list(h5py.File(sys.argv[1])['label'][...]) == list(range(0, 40, 2))", store])
+        let check = try execute(venvPython, ["-c", "import sys, h5py, hdf5plugin, numpy as np; assert list(h5py.File(sys.argv[1])['label'][...]) == list(range(0, 40, 2))", store])
         #expect(check.status == 0, "\(check.stderr)")
 
-        let bad = try run(stoke, ["pack", "--from", "npy", directory + "/x.npy", "--labels", directory + "/y5.npy", "-o", directory + "/bad.h5"])
+        let bad = try execute(stoke, ["pack", "--from", "npy", directory + "/x.npy", "--labels", directory + "/y5.npy", "-o", directory + "/bad.h5"])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("y5.npy: has 5 samples"), "\(bad.stderr)")
         #expect(!FileManager.default.fileExists(atPath: directory + "/bad.h5"))
@@ -128,7 +92,7 @@ struct PackSourcesTests {
     func npzAndCSV() throws {
         let directory = scratch()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let made = try run(venvPython, ["-c", """
+        let made = try execute(venvPython, ["-c", """
             import sys, numpy as np
             d = sys.argv[1]
             rng = np.random.default_rng(11)
@@ -144,11 +108,11 @@ struct PackSourcesTests {
                 f.write('x0,kind\\n1,0\\n2,1\\nthree,2\\n')
             """, directory])
         try #require(made.status == 0, "\(made.stderr)")
-        let npz = try run(stoke, ["pack", "--from", "npz", directory + "/a.npz", "-o", directory + "/a.h5"])
+        let npz = try execute(stoke, ["pack", "--from", "npz", directory + "/a.npz", "-o", directory + "/a.h5"])
         #expect(npz.status == 0, "\(npz.stderr)")
-        let csv = try run(stoke, ["pack", "--from", "csv", directory + "/t.csv", "--label-column", "kind", "-o", directory + "/t.h5"])
+        let csv = try execute(stoke, ["pack", "--from", "csv", directory + "/t.csv", "--label-column", "kind", "-o", directory + "/t.h5"])
         #expect(csv.status == 0, "\(csv.stderr)")
-        let check = try run(venvPython, ["-c", """
+        let check = try execute(venvPython, ["-c", """
             import sys, json, h5py, hdf5plugin, numpy as np
             d = sys.argv[1]
             src = np.load(d + '/a.npz')
@@ -161,7 +125,7 @@ struct PackSourcesTests {
                 assert json.loads(f.attrs['recipe'])['label_column'] == 'kind'
             """, directory])
         #expect(check.status == 0, "\(check.stderr)")
-        let bad = try run(stoke, ["pack", "--from", "csv", directory + "/bad.csv", "--label-column", "kind", "-o", directory + "/bad.h5"])
+        let bad = try execute(stoke, ["pack", "--from", "csv", directory + "/bad.csv", "--label-column", "kind", "-o", directory + "/bad.h5"])
         #expect(bad.status == 1)
         #expect(bad.stderr == "stoke: error: \(directory)/bad.csv: line 4, column 1 'x0': 'three' is not a number\n")
         #expect(!FileManager.default.fileExists(atPath: directory + "/bad.h5"))
@@ -171,7 +135,7 @@ struct PackSourcesTests {
     func imageFolder() throws {
         let directory = scratch()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let made = try run(venvPython, ["-c", """
+        let made = try execute(venvPython, ["-c", """
             import sys, os, numpy as np
             from PIL import Image
             d = sys.argv[1]
@@ -194,7 +158,7 @@ struct PackSourcesTests {
         let store = directory + "/images.h5"
         let base = ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22", "-o", store]
 
-        let failed = try run(stoke, base)
+        let failed = try execute(stoke, base)
         #expect(failed.status == 1)
         #expect(failed.stderr.hasPrefix("stoke: error: \(directory)/root/cat/99_truncated.jpg: corrupt JPEG"), "\(failed.stderr)")
         #expect(failed.stderr.split(separator: "\n").count == 1)
@@ -202,12 +166,12 @@ struct PackSourcesTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).allSatisfy { !$0.contains(".partial-") })
 
         let skipping = base + ["--skip-bad", "--mean", "0.5,0.4,0.3", "--std", "0.2,0.2,0.2"]
-        let packed = try run(stoke, skipping + ["--json"])
+        let packed = try execute(stoke, skipping + ["--json"])
         #expect(packed.status == 0, "\(packed.stderr)")
         let summary = jsonObject(packed.stdout)
         #expect(summary?["samples"] as? Int == 12)
         #expect((summary?["skipped"] as? [[String: Any]])?.first?["path"] as? String == "\(directory)/root/cat/99_truncated.jpg")
-        let check = try run(venvPython, ["-c", """
+        let check = try execute(venvPython, ["-c", """
             import sys, json, h5py, hdf5plugin, numpy as np
             from PIL import Image
             d, store = sys.argv[1:]
@@ -230,22 +194,22 @@ struct PackSourcesTests {
             assert np.array_equal(f['image'][8][0], f['image'][8][2])
             """, directory, store])
         #expect(check.status == 0, "\(check.stderr)")
-        let again = try run(stoke, skipping)
+        let again = try execute(stoke, skipping)
         #expect(again.stdout.contains("up to date"), "\(again.stdout) \(again.stderr)")
         // Fixing the bad file makes the store stale: the same command rebuilds it with 13 samples.
         try FileManager.default.removeItem(atPath: directory + "/root/cat/99_truncated.jpg")
         try FileManager.default.copyItem(atPath: directory + "/root/cat/01.jpg", toPath: directory + "/root/cat/99_truncated.jpg")
-        let rebuilt = try run(stoke, skipping)
+        let rebuilt = try execute(stoke, skipping)
         #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
         #expect(rebuilt.stdout.contains("rebuilding") && rebuilt.stdout.contains("packed 13 samples"), "\(rebuilt.stdout)")
 
         // Sample order does not depend on the number of decode threads.
-        let single = try run(stoke, ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22",
+        let single = try execute(stoke, ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22",
                                      "--workers", "1", "-o", directory + "/one.h5"])
-        let double = try run(stoke, ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22",
+        let double = try execute(stoke, ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22",
                                      "--workers", "2", "-o", directory + "/two.h5"])
         #expect(single.status == 0 && double.status == 0, "\(single.stderr) \(double.stderr)")
-        let same = try run(venvPython, ["-c", """
+        let same = try execute(venvPython, ["-c", """
             import sys, h5py, hdf5plugin, numpy as np
             a, b, c = (h5py.File(p, 'r') for p in sys.argv[1:])
             for k in ['image', 'label']:
@@ -254,10 +218,10 @@ struct PackSourcesTests {
         #expect(same.status == 0, "\(same.stderr)")
 
         // A split of the same folder: both stores are the full store's rows, each in source order.
-        let split = try run(stoke, ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22",
+        let split = try execute(stoke, ["pack", "--from", "images", directory + "/root", "--resize", "24", "--center-crop", "20x22",
                                     "-o", directory + "/split-train.h5", "--val-output", directory + "/split-val.h5", "--val-fraction", "0.5"])
         #expect(split.status == 0, "\(split.stderr)")
-        let splitCheck = try run(venvPython, ["-c", """
+        let splitCheck = try execute(venvPython, ["-c", """
             import sys, h5py, hdf5plugin, numpy as np
             full, t, v = (h5py.File(p, 'r')['image'][...] for p in sys.argv[1:])
             assert len(t) + len(v) == len(full) and len(t) > 0 and len(v) > 0
@@ -273,11 +237,11 @@ struct PackSourcesTests {
         #expect(splitCheck.status == 0, "\(splitCheck.stderr)")
 
         // A CSV list with class names, in its own order; f32 output with baked normalization, HWC.
-        let listed = try run(stoke, ["pack", "--from", "images", directory + "/list.csv", "--resize", "16x16", "--dtype", "f32",
+        let listed = try execute(stoke, ["pack", "--from", "images", directory + "/list.csv", "--resize", "16x16", "--dtype", "f32",
                                      "--mean", "0.5", "--std", "0.5", "--bake-normalize", "--layout", "hwc", "--color", "gray",
                                      "-o", directory + "/list.h5"])
         #expect(listed.status == 0, "\(listed.stderr)")
-        let listCheck = try run(venvPython, ["-c", """
+        let listCheck = try execute(venvPython, ["-c", """
             import sys, json, h5py, hdf5plugin, numpy as np
             f = h5py.File(sys.argv[1], 'r')
             assert f['image'].shape == (12, 16, 16, 1) and f['image'].dtype == np.float32
@@ -300,7 +264,7 @@ struct PackSourcesTests {
     func trainValidationSplit() throws {
         let directory = scratch()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let made = try run(venvPython, ["-c", """
+        let made = try execute(venvPython, ["-c", """
             import sys, numpy as np
             d = sys.argv[1]
             np.save(d + '/x.npy', np.arange(1000 * 6, dtype=np.int16).reshape(1000, 2, 3))
@@ -309,14 +273,14 @@ struct PackSourcesTests {
         try #require(made.status == 0, "\(made.stderr)")
         let arguments = ["pack", "--from", "npy", directory + "/x.npy", "--labels", directory + "/y.npy", "-o", directory + "/train.h5",
                          "--val-output", directory + "/val.h5", "--val-fraction", "0.2", "--split-seed", "7", "--chunk-samples", "64"]
-        let packed = try run(stoke, arguments + ["--json"])
+        let packed = try execute(stoke, arguments + ["--json"])
         #expect(packed.status == 0, "\(packed.stderr)")
         let document = jsonObject(packed.stdout)
         let trainCount = document?["samples"] as? Int ?? 0
         let validationCount = (document?["validation"] as? [String: Any])?["samples"] as? Int ?? 0
         #expect(trainCount + validationCount == 1000)
         #expect((150...250).contains(validationCount), "\(validationCount)")
-        let check = try run(venvPython, ["-c", """
+        let check = try execute(venvPython, ["-c", """
             import sys, json, h5py, hdf5plugin, numpy as np
             t, v = (h5py.File(p, 'r') for p in sys.argv[1:])
             ty, vy = t['label'][...], v['label'][...]
@@ -328,13 +292,13 @@ struct PackSourcesTests {
             assert json.loads(v.attrs['recipe'])['split']['role'] == 'validation'
             """, directory + "/train.h5", directory + "/val.h5"])
         #expect(check.status == 0, "\(check.stderr)")
-        #expect(try run(stoke, arguments).stdout.contains("are up to date"))
+        #expect(try execute(stoke, arguments).stdout.contains("are up to date"))
         // Losing one half rewrites both, so they stay one split.
         try FileManager.default.removeItem(atPath: directory + "/val.h5")
-        let rebuilt = try run(stoke, arguments + ["--json"])
+        let rebuilt = try execute(stoke, arguments + ["--json"])
         #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
         #expect(jsonObject(rebuilt.stdout)?["samples"] as? Int == trainCount)
-        let other = try run(stoke, arguments.map { $0 == "7" ? "8" : $0 })
+        let other = try execute(stoke, arguments.map { $0 == "7" ? "8" : $0 })
         #expect(other.status != 0 && other.stderr.contains("made by another command"), "\(other.stderr)")
     }
 }
