@@ -31,7 +31,7 @@ let swiftTargets: [Target] = [
     .target(name: "StokePack", dependencies: ["StokeStore", "CTurboJPEG", "CPNG"]),
     .target(name: "StokeLoader", dependencies: ["StokeStore", "CStokeKernels"]),
     .target(name: "StokeBench", dependencies: ["StokeStore", "StokeLoader", "StokeEngine"]),
-    .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels"]),
+    .target(name: "StokeEngine", dependencies: ["COpenBLAS", "CStokeKernels", "StokeStore"]),
     .executableTarget(
         name: "stoke",
         dependencies: [

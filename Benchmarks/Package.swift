@@ -62,6 +62,13 @@ let package = Package(
                            .product(name: "StokeStore", package: "Stoke"), .product(name: "StokeBench", package: "Stoke")],
             path: "Tools/LoaderRatios"),
 
+        .target(name: "EngineBenchKernels", path: "Support/EngineBenchKernels"),
+
+        .executableTarget(
+            name: "engine-ratios",
+            dependencies: ["EngineBenchKernels", .product(name: "StokeEngine", package: "Stoke")],
+            path: "Tools/EngineRatios"),
+
         .executableTarget(
             name: "store-ratios",
             dependencies: ["StoreBenchSupport", .product(name: "StokeStore", package: "Stoke")],

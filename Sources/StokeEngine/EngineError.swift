@@ -22,6 +22,9 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case badInput(String)
     /// A file could not be read.
     case io(path: String, detail: String)
+    /// A Stoke HDF5 model file could not be written or read: `field` is what is at fault (`file`,
+    /// an attribute path such as `stoke_model.layers[2].kernel_size`, or `dataset 0.weight`).
+    case modelFile(path: String, field: String, detail: String)
 
     public var description: String {
         switch self {
@@ -43,6 +46,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
             return "bad input: \(detail)"
         case let .io(path, detail):
             return "cannot read \(path): \(detail)"
+        case let .modelFile(path, field, detail):
+            return "model file \(path): \(field): \(detail)"
         }
     }
 }

@@ -12,12 +12,15 @@
 // the output views in Session.swift.
 //
 // Public API in brief:
-//   let model = try Model.load(onnx: "model.onnx")            // or Model.load(onnxBytes:), Model(graph:opset:)
+//   let model = try Model.load(path: "model.onnx")             // ONNX or a Stoke .h5 model file, by content;
+//                                                              // or Model.load(onnx:), load(onnxBytes:), Model(graph:opset:)
 //   let session = Session(model: model, threads: 2)            // sizes OpenBLAS and Stoke's own kernels
 //   let outputs = try session.run(["input": tensor])           // [String: Tensor], copies the outputs
 //   try session.run(input: "input", shape: [n, 784], data: span) { outputs in
 //       try outputs.withFloats("logits") { span in ... }       // zero-copy in and out
 //   }
 //   session.profile(_:repeats:), session.costs(inputShapes:), session.memoryPlan(inputShapes:)
-//   SequentialModel(layers:sampleShape:seed:) → .model(), .onnx()
+//   SequentialModel(layers:sampleShape:seed:) → .model(), .onnx(), .save(to:metadata:)
+//   SequentialModel.load(path:) / loadWithMetadata(path:): HDF5 model files (Native/ModelFile.swift:
+//     weights as float32 datasets named like PyTorch's state dict, layer spec + metadata as JSON attributes)
 //   NPY.decode / NPY.encode, Tensor.decodeONNX, ONNXExport.serialize

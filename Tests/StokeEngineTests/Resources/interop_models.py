@@ -4,12 +4,11 @@ Each model is written as OUT/interop/<name>/{model.onnx, test_data_set_0/input_0
 output_0.pb, tolerance.txt}, the layout of the ONNX backend test data, so Stoke's tests compare
 against onnxruntime exactly as they compare against the conformance suites.
 
-Usage: python interop_models.py OUT_DIR [--bench BATCH THREADS]
-  --bench prints onnxruntime samples/s for the MLP and CNN at that batch size and thread count.
+Usage: python interop_models.py OUT_DIR
+(Speed against onnxruntime is measured by Benchmarks' engine-ratios, not by the tests.)
 """
 import os
 import sys
-import time
 
 import numpy as np
 import onnx
@@ -132,24 +131,7 @@ def write_case(out_dir, name, model, shape):
         f.write("1e-4 1e-5\n")
 
 
-def bench(batch, threads):
-    for name, (model, shape) in (("mlp", mlp()), ("cnn", cnn())):
-        sess = session(model, threads)
-        x = rng.standard_normal((batch,) + shape[1:]).astype(np.float32)
-        for _ in range(5):
-            sess.run(None, {"input": x})
-        runs, start = 0, time.perf_counter()
-        while time.perf_counter() - start < 1.0:
-            sess.run(None, {"input": x})
-            runs += 1
-        elapsed = time.perf_counter() - start
-        print(f"onnxruntime {ort.__version__} {name} batch={batch} threads={threads}: {runs * batch / elapsed:.0f} samples/s")
-
-
 def main():
-    if len(sys.argv) >= 2 and sys.argv[1] == "--bench":
-        bench(int(sys.argv[2]), int(sys.argv[3]))
-        return
     out = sys.argv[1]
     for name, (model, shape) in (("mlp", mlp()), ("cnn", cnn()), ("mixed", mixed())):
         write_case(out, name, model, shape)

@@ -1,0 +1,15 @@
+#ifndef ENGINE_BENCH_KERNELS_H
+#define ENGINE_BENCH_KERNELS_H
+
+#include <stdint.h>
+
+/// Which FMA loop `engine_bench_fma_loop` runs: 2 = AVX-512 (16 floats per FMA), 1 = AVX2/FMA3 (8), 0 = none.
+int engine_bench_fma_width(void);
+
+/// Runs `iterations` rounds of 16 independent FMA chains on the widest vectors the CPU has (no
+/// memory traffic), so the time it takes is the core's FMA throughput. Returns the FLOPs done
+/// (2 per lane per FMA), or 0 when the CPU has no FMA. `sink` receives a value derived from the
+/// results so the compiler cannot drop the loop.
+uint64_t engine_bench_fma_loop(uint64_t iterations, float *sink);
+
+#endif

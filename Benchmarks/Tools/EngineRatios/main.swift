@@ -1,0 +1,342 @@
+// engine-ratios: the engine numbers issue 6 sets goals for, measured in one run.
+//
+//   swift run -c release --package-path Benchmarks engine-ratios [--batch 256] [--threads 1,2]
+//       [--rounds 3] [--seconds 1] [--profile] [--keep]
+//
+//   samples/s of Stoke vs onnxruntime on the Fashion-MNIST MLP (784-512-256-10) and a small CNN
+//   (conv3×3 1→16, ReLU, maxpool 2, conv3×3 16→32, ReLU, maxpool 2, FC 1568→128, ReLU, FC 128→10),
+//   per thread count; goal ≥ 1.0×. Both sides run the same weights: the models are Stoke native
+//   models, exported to ONNX for onnxruntime, and the outputs are compared before anything is timed.
+//
+//   sgemm 1024³ GFLOP/s (the engine's MatMul path) as a fraction of the FP32 FMA peak, itself measured
+//   in the same run by a register-only FMA loop (EngineBenchKernels) on 1 and on 2 threads.
+//
+// Stoke and onnxruntime (a child process from <repo>/.venv/bin/python3, or STOKE_BENCH_PYTHON,
+// timing its own loop) alternate for --rounds rounds; ratios use each side's best round, the least
+// disturbed by other work on a shared machine, and medians are printed beside them.
+
+import Dispatch
+import EngineBenchKernels
+import Foundation
+import StokeEngine
+
+struct Options {
+    var batch = 256
+    var threads = [1, 2]
+    var rounds = 3
+    var seconds = 1.0
+    var keep = false
+    var profile = false
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("engine-ratios: \(message)\n".utf8))
+    exit(2)
+}
+
+func parseOptions() -> Options {
+    var options = Options()
+    var arguments = CommandLine.arguments.dropFirst()
+    func next(_ name: String) -> String {
+        guard let text = arguments.popFirst() else { fail("\(name) needs a value") }
+        return text
+    }
+    while let argument = arguments.popFirst() {
+        switch argument {
+        case "--batch":
+            guard let value = Int(next(argument)), value > 0 else { fail("--batch needs a positive integer") }
+            options.batch = value
+        case "--threads":
+            let values = next(argument).split(separator: ",").compactMap { Int($0) }
+            guard !values.isEmpty, values.allSatisfy({ $0 > 0 }) else { fail("--threads needs a list such as 1,2") }
+            options.threads = values
+        case "--rounds":
+            guard let value = Int(next(argument)), value > 0 else { fail("--rounds needs a positive integer") }
+            options.rounds = value
+        case "--seconds":
+            guard let value = Double(next(argument)), value > 0 else { fail("--seconds needs a positive number") }
+            options.seconds = value
+        case "--keep": options.keep = true
+        case "--profile": options.profile = true
+        case "-h", "--help":
+            print("usage: engine-ratios [--batch N] [--threads 1,2] [--rounds N] [--seconds S] [--profile] [--keep]")
+            exit(0)
+        default:
+            fail("unknown argument '\(argument)' (see --help)")
+        }
+    }
+    return options
+}
+
+func loadAverage() -> String {
+    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+func format(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
+
+enum Paths {
+    /// The repository root: this file is Benchmarks/Tools/EngineRatios/main.swift.
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    static var python: String {
+        ProcessInfo.processInfo.environment["STOKE_BENCH_PYTHON"] ?? repositoryRoot.appendingPathComponent(".venv/bin/python3").path
+    }
+}
+
+// MARK: - Models
+
+struct BenchModel {
+    let name: String
+    let native: SequentialModel
+    let sampleShape: [Int]
+}
+
+func models() throws -> [BenchModel] {
+    let mlp = try SequentialModel(layers: [
+        .linear(inFeatures: 784, outFeatures: 512), .relu, .linear(inFeatures: 512, outFeatures: 256), .relu,
+        .linear(inFeatures: 256, outFeatures: 10),
+    ], sampleShape: [784], seed: 1)
+    let cnn = try SequentialModel(layers: [
+        .conv2d(inChannels: 1, outChannels: 16, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
+        .conv2d(inChannels: 16, outChannels: 32, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
+        .flatten, .linear(inFeatures: 32 * 7 * 7, outFeatures: 128), .relu, .linear(inFeatures: 128, outFeatures: 10),
+    ], sampleShape: [1, 28, 28], seed: 2)
+    return [BenchModel(name: "mlp", native: mlp, sampleShape: [784]), BenchModel(name: "cnn", native: cnn, sampleShape: [1, 28, 28])]
+}
+
+/// Deterministic inputs in [-1, 1).
+func input(_ shape: [Int], seed: UInt64) -> Tensor {
+    var state = seed
+    let count = shape.reduce(1, *)
+    let values = (0..<count).map { _ -> Float in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(state >> 40) / Float(1 << 23) - 1
+    }
+    return Tensor(shape: shape, floats: values)
+}
+
+// MARK: - Stoke side
+
+/// Samples/s of `model` at `threads`: a fresh session (the thread budget is process-wide and set
+/// when a session is made), 3 untimed runs (plan, arena, caches), then runs for at least `seconds`.
+func stokeRate(_ model: Model, _ x: Tensor, threads: Int, seconds: Double) throws -> Double {
+    let session = Session(model: model, threads: threads)
+    for _ in 0..<3 { try session.run(["input": x]) { _ in } }
+    var runs = 0
+    let start = now()
+    var elapsed = 0.0
+    while elapsed < seconds {
+        try session.run(["input": x]) { _ in }
+        runs += 1
+        elapsed = now() - start
+    }
+    return Double(runs * x.shape[0]) / elapsed
+}
+
+// MARK: - onnxruntime side
+
+nonisolated let pythonScript = """
+import json, sys, time
+import numpy as np
+import onnxruntime as ort
+seconds = float(sys.argv[1]); threads = [int(t) for t in sys.argv[2].split(",")]; check = sys.argv[3] == "1"
+for spec in sys.argv[4:]:
+    name, model, data = spec.split("=")[0], *spec.split("=")[1].split(",")
+    x = np.load(data)
+    for t in threads:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = t
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        y = session.run(None, {"input": x})[0]
+        if check:
+            np.save(data.replace(".npy", f"-ort-out.npy"), y)
+        for _ in range(3):
+            session.run(None, {"input": x})
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            session.run(None, {"input": x})
+            runs += 1
+        elapsed = time.perf_counter() - start
+        print(json.dumps({"model": name, "threads": t, "rate": runs * x.shape[0] / elapsed, "version": ort.__version__}), flush=True)
+"""
+
+struct ORTResult: Decodable { let model: String; let threads: Int; let rate: Double; let version: String }
+
+/// One onnxruntime round: every model at every thread count, in a child process.
+func onnxRuntimeRound(_ specs: [String], threads: [Int], seconds: Double, check: Bool) throws -> [ORTResult] {
+    guard FileManager.default.isExecutableFile(atPath: Paths.python) else {
+        fail("\(Paths.python) not found: run scripts/setup (or set STOKE_BENCH_PYTHON to a Python with numpy and onnxruntime)")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: Paths.python)
+    process.arguments = ["-c", pythonScript, String(seconds), threads.map(String.init).joined(separator: ","), check ? "1" : "0"] + specs
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { fail("onnxruntime child failed:\n\(output)") }
+    return output.split(separator: "\n").compactMap { try? JSONDecoder().decode(ORTResult.self, from: Data($0.utf8)) }
+}
+
+// MARK: - FMA peak and sgemm
+
+/// FP32 FMA peak in GFLOP/s on `threads` threads running the FMA loop at once (best of 3).
+func fmaPeak(threads: Int) -> Double {
+    var sink: Float = 0
+    // Size the loop to about 0.2 s on one thread.
+    var iterations: UInt64 = 1 << 20
+    while true {
+        let start = now()
+        _ = unsafe engine_bench_fma_loop(iterations, &sink)
+        if now() - start > 0.05 { break }
+        iterations *= 2
+    }
+    let measured = iterations * 4
+    var best = 0.0
+    for _ in 0..<3 {
+        let flops = UnsafeAtomicCounter()
+        let start = now()
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            var local: Float = 0
+            flops.add(unsafe engine_bench_fma_loop(measured, &local))
+        }
+        best = max(best, Double(flops.value) / (now() - start) / 1e9)
+    }
+    return best
+}
+
+/// A lock-guarded sum (the FMA threads report their FLOPs once each).
+final class UnsafeAtomicCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total: UInt64 = 0
+    func add(_ value: UInt64) { lock.lock(); total += value; lock.unlock() }
+    var value: UInt64 { lock.lock(); defer { lock.unlock() }; return total }
+}
+
+/// GFLOP/s of a 1024×1024 by 1024×1024 MatMul through the engine (the kernel its Gemm, MatMul and
+/// Conv use), best of 3 measurements of at least 0.5 s.
+func sgemmRate(threads: Int) throws -> Double {
+    let n = 1024
+    let b = input([n, n], seed: 7)
+    let graph = Graph(name: "sgemm", nodes: [Node(name: "matmul", opType: "MatMul", inputs: ["a", "b"], outputs: ["c"])],
+                      initializers: ["b": b],
+                      inputs: [ValueInfo(name: "a", shape: [.fixed(n), .fixed(n)])], outputs: [ValueInfo(name: "c", shape: nil)])
+    let session = Session(model: try Model(graph: graph, opset: 17), threads: threads)
+    let a = input([n, n], seed: 8)
+    for _ in 0..<2 { try session.run(["a": a]) { _ in } }
+    var best = 0.0
+    for _ in 0..<3 {
+        var runs = 0
+        let start = now()
+        while now() - start < 0.5 {
+            try session.run(["a": a]) { _ in }
+            runs += 1
+        }
+        best = max(best, 2 * Double(n * n * n) * Double(runs) / (now() - start) / 1e9)
+    }
+    return best
+}
+
+// MARK: - Main
+
+func run(_ options: Options) throws {
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    print("engine-ratios: batch \(options.batch), threads \(options.threads), \(options.rounds) rounds of \(options.seconds) s per side; \(cores) cores; load average \(loadAverage())")
+    print("GEMM backend: \(GemmBackend.selected.rawValue) (OpenBLAS core: \(GemmBackend.openBLASCoreName))")
+
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("stoke-engine-ratios-\(getpid())")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { if !options.keep { try? FileManager.default.removeItem(at: scratch) } else { print("kept \(scratch.path)") } }
+
+    let benchModels = try models()
+    var specs: [String] = []
+    var compiled: [String: (Model, Tensor)] = [:]
+    for (index, bench) in benchModels.enumerated() {
+        let modelPath = scratch.appendingPathComponent("\(bench.name).onnx").path
+        let dataPath = scratch.appendingPathComponent("\(bench.name)-input.npy").path
+        let x = input([options.batch] + bench.sampleShape, seed: UInt64(index + 11))
+        try Data(try bench.native.onnx()).write(to: URL(fileURLWithPath: modelPath))
+        try Data(NPY.encode(x)).write(to: URL(fileURLWithPath: dataPath))
+        specs.append("\(bench.name)=\(modelPath),\(dataPath)")
+        // Stoke runs the model as it would load it from the exported file, so both sides start from the same bytes.
+        compiled[bench.name] = (try Model.load(path: modelPath), x)
+    }
+
+    var stoke: [String: [Double]] = [:], ort: [String: [Double]] = [:]
+    var ortVersion = "?"
+    for round in 0..<options.rounds {
+        for bench in benchModels {
+            guard let (model, x) = compiled[bench.name] else { continue }
+            for threads in options.threads {
+                stoke["\(bench.name) \(threads)", default: []].append(try stokeRate(model, x, threads: threads, seconds: options.seconds))
+            }
+        }
+        for result in try onnxRuntimeRound(specs, threads: options.threads, seconds: options.seconds, check: round == 0) {
+            ort["\(result.model) \(result.threads)", default: []].append(result.rate)
+            ortVersion = result.version
+        }
+        if round == 0 {
+            // Same model, same input: the outputs must agree before the rates mean anything.
+            for bench in benchModels {
+                guard let (model, x) = compiled[bench.name] else { continue }
+                let ours = try Session(model: model).run(["input": x])["output"]?.floats ?? []
+                let outPath = scratch.appendingPathComponent("\(bench.name)-input-ort-out.npy").path
+                let theirs = try NPY.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: outPath)))).floats
+                guard ours.count == theirs.count, !ours.isEmpty else { fail("\(bench.name): output sizes differ (\(ours.count) vs \(theirs.count))") }
+                let worst = zip(ours, theirs).map { abs($0 - $1) / (1e-3 + abs($1)) }.max() ?? 0
+                guard worst < 1e-2 else { fail("\(bench.name): Stoke and onnxruntime outputs differ (worst relative error \(worst))") }
+                print("\(bench.name): outputs match onnxruntime (worst relative error \(String(format: "%.1e", worst)))")
+            }
+        }
+        print("round \(round + 1) done; load average \(loadAverage())")
+    }
+
+    print("")
+    print("samples/s at batch \(options.batch), Stoke vs onnxruntime \(ortVersion) (best of \(options.rounds) rounds; medians in brackets)")
+    for bench in benchModels {
+        for threads in options.threads {
+            let key = "\(bench.name) \(threads)"
+            let ours = stoke[key] ?? [0], theirs = ort[key] ?? [0]
+            let ratio = (ours.max() ?? 0) / max(theirs.max() ?? 1, 1)
+            print("  \(bench.name) threads=\(threads): stoke \(format(ours.max() ?? 0)) [\(format(median(ours)))], onnxruntime \(format(theirs.max() ?? 0)) [\(format(median(theirs)))]: ratio \(format(ratio, 2))× [\(format(median(ours) / max(median(theirs), 1), 2))×] (goal ≥ 1.0×)")
+        }
+    }
+
+    if options.profile {
+        // Where Stoke's time goes, per operator type and per node (Session.profile, 20 runs).
+        for bench in benchModels {
+            guard let (model, x) = compiled[bench.name] else { continue }
+            for threads in options.threads {
+                let session = Session(model: model, threads: threads)
+                let timings = try session.profile(["input": x], repeats: 20)
+                let total = timings.reduce(0) { $0 + $1.seconds }
+                print("profile \(bench.name) threads=\(threads): \(format(1e3 * total / 20, 3)) ms per batch")
+                for timing in timings {
+                    print("    \(timing.node) (\(timing.opType)): \(format(100 * timing.seconds / total, 1))%, \(format(timing.gigaflopsPerSecond, 1)) GFLOP/s")
+                }
+            }
+        }
+    }
+
+    print("")
+    let width = engine_bench_fma_width()
+    print("FP32 FMA peak (measured, \(width == 2 ? "AVX-512" : width == 1 ? "AVX2" : "no FMA") register loop), sgemm 1024³ through the engine's MatMul:")
+    for threads in options.threads {
+        let peak = fmaPeak(threads: threads)
+        let gemm = try sgemmRate(threads: threads)
+        print("  threads=\(threads): peak \(format(peak, 1)) GFLOP/s, sgemm \(format(gemm, 1)) GFLOP/s = \(format(100 * gemm / max(peak, 1e-9), 1))% of peak")
+    }
+    print("load average \(loadAverage())")
+}
+
+do {
+    try run(parseOptions())
+} catch {
+    fail("\(error)")
+}
