@@ -123,15 +123,29 @@ public struct ImageRecipe: Codable, Sendable, Equatable {
         let top = Int((Double(height - cropHeight) / 2).rounded(.toNearestOrEven))
         let left = Int((Double(width - cropWidth) / 2).rounded(.toNearestOrEven))
         var plane: FloatImage
-        if width != converted.width {
-            let table = Resampler.coefficients(input: converted.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
-            plane = PixelKernels.horizontal(converted, table: table)
+        if width != converted.width && height != converted.height {
+            // Both axes resized (the usual `--resize S --center-crop C`): vertical pass first, on the bytes,
+            // over just the columns the cropped window needs; then the horizontal pass, straight to the
+            // stored bytes when no later transform needs Floats.
+            let across = Resampler.coefficients(input: converted.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
+            let down = Resampler.coefficients(input: converted.height, output: height, interpolation: interpolation, window: top..<(top + cropHeight))
+            let first = across.starts.min()!, last = across.starts.max()! + across.taps
+            let rows = PixelKernels.verticalBytes(converted, table: down, columns: first..<last)
+            if dtype == .u8 && brightness == 1 && contrast == 1 && saturation == 1 {
+                return PixelKernels.horizontalFloats(rows, table: across, columnOffset: first, target: .bytes(layout)).1!
+            }
+            plane = PixelKernels.horizontalFloats(rows, table: across, columnOffset: first, target: .floats).0!
         } else {
-            plane = FloatImage(converted)
-        }
-        if height != plane.height {
-            let table = Resampler.coefficients(input: plane.height, output: height, interpolation: interpolation, window: top..<(top + cropHeight))
-            plane = PixelKernels.vertical(plane, table: table)
+            if width != converted.width {
+                let table = Resampler.coefficients(input: converted.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
+                plane = PixelKernels.horizontal(converted, table: table)
+            } else {
+                plane = FloatImage(converted)
+            }
+            if height != plane.height {
+                let table = Resampler.coefficients(input: plane.height, output: height, interpolation: interpolation, window: top..<(top + cropHeight))
+                plane = PixelKernels.vertical(plane, table: table)
+            }
         }
         if plane.height != cropHeight || plane.width != cropWidth {
             // An axis that was not resized is cropped by slicing (the other is already the crop's size).
