@@ -263,27 +263,33 @@ enum Resampler {
             case .area: return x > -0.5 && x <= 0.5 ? 1 : 0
             }
         }
-        var starts: [Int] = [], kernels: [[Float]] = []
+        // Two passes over flat arrays (windows, then weights): no array per output position, which cost
+        // about a thousand allocations per image.
         let positions = window ?? 0..<output
+        var starts = [Int](), ends = [Int]()
+        starts.reserveCapacity(positions.count)
+        ends.reserveCapacity(positions.count)
         for position in positions {
             let center = (Double(position) + 0.5) * scale
             // C's (int) cast truncates toward zero, as Pillow does.
-            let low = max(Int(center - support + 0.5), 0)
-            let high = min(Int(center + support + 0.5), input)
-            var kernel = (low..<high).map { filter((Double($0) - center + 0.5) / filterScale) }
-            let total = kernel.reduce(0, +)
-            if total != 0 { kernel = kernel.map { $0 / total } }
-            starts.append(low)
-            kernels.append(kernel.map(Float.init))
+            starts.append(max(Int(center - support + 0.5), 0))
+            ends.append(min(Int(center + support + 0.5), input))
         }
         // Pad every kernel to the same tap count; a window that would run past the end starts earlier
         // with leading zero weights, so the kernels never read outside the source.
-        let taps = kernels.map(\.count).max() ?? 0
+        let taps = zip(starts, ends).map { $1 - $0 }.max() ?? 0
         var weights = [Float](repeating: 0, count: taps * positions.count)
-        for (position, kernel) in kernels.enumerated() {
-            let shift = max(0, starts[position] + taps - input)
-            starts[position] -= shift
-            for (tap, weight) in kernel.enumerated() { weights[position * taps + shift + tap] = weight }
+        for (index, position) in positions.enumerated() {
+            let center = (Double(position) + 0.5) * scale
+            let low = starts[index], high = ends[index]
+            var total = 0.0
+            for source in low..<high { total += filter((Double(source) - center + 0.5) / filterScale) }
+            let shift = max(0, low + taps - input)
+            for source in low..<high {
+                let weight = filter((Double(source) - center + 0.5) / filterScale)
+                weights[index * taps + shift + source - low] = Float(total != 0 ? weight / total : weight)
+            }
+            starts[index] -= shift
         }
         return Coefficients(starts: starts, taps: taps, weights: weights)
     }
