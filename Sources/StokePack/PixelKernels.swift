@@ -183,6 +183,47 @@ enum PixelKernels {
         unsafe unsafeBitCast(value + 12_582_912, to: SIMD4<UInt32>.self)
     }
 
+    /// The horizontal pass for RGB straight to bytes, as one flat loop over raw pointers (written out
+    /// rather than shared with the Float target: the shared version kept its indices in memory, not
+    /// registers). Output pixel `x` of a row is `Σ weight[tap] · source[starts[x] + tap]` as SIMD4 (R, G, B
+    /// and one lane dropped); near the end of the buffer the three channels are loaded one by one.
+    private static func rgbToBytes(
+        _ input: UnsafeBufferPointer<Float>, sourceRow: Int, height: Int, starts: UnsafeBufferPointer<Int>,
+        weights: UnsafeBufferPointer<Float>, taps: Int, columnOffset: Int, output: UnsafeMutablePointer<UInt8>,
+        pixelStride: Int, channelStride: Int
+    ) {
+        let width = starts.count
+        // The largest source index from which all `taps` four-lane loads stay inside the buffer.
+        let limit = input.count - 3 * taps - 1
+        let base = unsafe input.baseAddress!, kernels = unsafe weights.baseAddress!
+        var out = unsafe output
+        for row in 0..<height {
+            let rowBase = row &* sourceRow
+            for x in 0..<width {
+                let source = unsafe rowBase &+ (starts[x] &- columnOffset) &* 3
+                let kernel = unsafe kernels + x &* taps
+                var sum = SIMD4<Float>(repeating: 0)
+                if source <= limit {
+                    var at = unsafe base + source
+                    for tap in 0..<taps {
+                        sum += unsafe kernel[tap] * UnsafeRawPointer(at).loadUnaligned(as: SIMD4<Float>.self)
+                        at = unsafe at + 3
+                    }
+                } else {
+                    for tap in 0..<taps {
+                        let at = unsafe base + (source + 3 * tap)
+                        sum += unsafe kernel[tap] * SIMD4<Float>(at[0], at[1], at[2], 0)
+                    }
+                }
+                let rounded = toBytes(sum)
+                unsafe out[0] = UInt8(truncatingIfNeeded: rounded[0])
+                unsafe out[channelStride] = UInt8(truncatingIfNeeded: rounded[1])
+                unsafe out[2 &* channelStride] = UInt8(truncatingIfNeeded: rounded[2])
+                out = unsafe out + pixelStride
+            }
+        }
+    }
+
     /// Resamples `image` (the columns from `columnOffset` on of the source the table was made for) along x.
     /// RGB pixels are weighted as SIMD4 (R, G, B and the next pixel's R, whose lane is dropped); the last
     /// pixels of a row, where that fourth lane would read past the buffer, take the scalar path.
@@ -235,6 +276,13 @@ enum PixelKernels {
                         // Element (pixel, channel) goes to `pixel * pixelStride + channel * channelStride`.
                         let pixelStride = layout == .hwc ? channels : 1, channelStride = layout == .hwc ? 1 : plane
                         bytes = unsafe [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+                            if channels == 3 {
+                                unsafe rgbToBytes(
+                                    input, sourceRow: sourceRow, height: height, starts: starts, weights: weights, taps: taps,
+                                    columnOffset: columnOffset, output: output.baseAddress!, pixelStride: pixelStride, channelStride: channelStride)
+                                initialized = count
+                                return
+                            }
                             for row in 0..<height {
                                 for x in 0..<width {
                                     let pixel = row &* width &+ x, at = pixel &* pixelStride
