@@ -5,6 +5,7 @@ import PackageDescription
 //
 //   cd Benchmarks && swift package benchmark                        # package-benchmark suites
 //   swift run -c release --package-path Benchmarks store-ratios     # ratio lines for issue 2's goals
+//   swift run -c release --package-path Benchmarks pack-ratios      # image pack vs Pillow (issue 3)
 //
 // package-benchmark treats every executable target whose folder sits directly in a folder named
 // `Benchmarks` as a suite (here `Benchmarks/StoreBenchmarks/`); helpers live under `Support/` and
@@ -32,6 +33,13 @@ let package = Package(
                 .product(name: "StokeLoader", package: "Stoke"), .product(name: "StokeBench", package: "Stoke"),
             ],
             path: "Support/LoaderBenchSupport"),
+
+        .target(
+            name: "PackBenchSupport",
+            dependencies: [
+                "StoreBenchSupport", .product(name: "StokePack", package: "Stoke"), .product(name: "StokeStore", package: "Stoke"),
+            ],
+            path: "Support/PackBenchSupport"),
 
         // MARK: - package-benchmark suites (one executable per suite under Benchmarks/<Suite>/)
 
@@ -73,6 +81,11 @@ let package = Package(
             name: "store-ratios",
             dependencies: ["StoreBenchSupport", .product(name: "StokeStore", package: "Stoke")],
             path: "Tools/StoreRatios"),
+
+        .executableTarget(
+            name: "pack-ratios",
+            dependencies: ["PackBenchSupport"],
+            path: "Tools/PackRatios"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -72,11 +72,15 @@ public enum ImageDecoder {
         // thousand pixels.
         try checkedSize(Int(width), Int(height), fileBytes: bytes.count, pixelsPerByte: 4096, path: path)
         let channels = colorspace == ctj_cs_gray() ? 1 : 3
-        var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * channels)
-        let status = unsafe pixels.withUnsafeMutableBufferPointer { output in
-            unsafe tjDecompress2(
+        // Uninitialized: TurboJPEG writes every pixel when it succeeds (zero-filling 0.5 MB per photo cost
+        // about 3% of a pack), and on failure the buffer is dropped unread.
+        let count = Int(width) * Int(height) * channels
+        var status: Int32 = 0
+        let pixels = unsafe [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+            status = unsafe tjDecompress2(
                 handle, source, UInt(bytes.count), output.baseAddress, width, 0, height,
                 channels == 1 ? ctj_pf_gray() : ctj_pf_rgb(), ctj_strict_flags())
+            initialized = count
         }
         guard status == 0 else { throw failure("data") }
         return Image(width: Int(width), height: Int(height), channels: channels, pixels: pixels)

@@ -77,9 +77,9 @@ public struct ImageList: Sendable {
     }
 }
 
-/// Packs an image list: decode and transform on worker threads, a window of samples at a time, then
-/// append the window to the store in sample order (the writer compresses on its own threads). Memory is
-/// bounded by the window (`workers * 8` samples) plus the writer's chunks in flight.
+/// Packs an image list: decode and transform on worker threads that run ahead of the appending thread,
+/// which appends samples to the store in sample order (the writer compresses on its own threads). Memory
+/// is bounded by the window (`workers * 8` samples decoded ahead) plus the writer's chunks in flight.
 public enum ImagePacker {
     public struct Result: Sendable {
         public var summary: StoreSummary
@@ -109,41 +109,34 @@ public enum ImagePacker {
         // Index 0: the main store; 1: the validation store. Each starts at its first sample.
         var writers: [StoreWriter?] = [nil, nil]
         var sampleShape: [Int]?
-        var start = 0
-        while start < list.paths.count {
-            let range = start..<min(list.paths.count, start + window)
-            let outcomes = decodeWindow(list: list, range: range, recipe: recipe, workers: workers)
-            for (offset, outcome) in outcomes.enumerated() {
-                let index = range.lowerBound + offset
-                var result = outcome
-                if case .success(let sample) = result, let sampleShape, sample.shape != sampleShape {
-                    result = .failure(SourceError(
-                        path: list.paths[index],
-                        reason: "gives a sample of shape \(sample.shape), earlier images give \(sampleShape) (use --resize and/or --center-crop)"))
-                }
-                switch result {
-                case .failure(let error):
-                    guard skipBad else { throw error }
-                    skipped.append(SkippedFile(path: list.paths[index], reason: error.reason))
-                case .success(let sample):
-                    // The first good image fixes the sample shape.
-                    sampleShape = sample.shape
-                    let role = validation?.split.isValidation(index) == true ? 1 : 0
-                    if writers[role] == nil {
-                        writers[role] = try StoreWriter(
-                            path: role == 1 ? validation!.path : path,
-                            fields: [
-                                FieldSpec(name: imageField, dtype: recipe.dtype, sampleShape: sample.shape),
-                                FieldSpec(name: labelField, dtype: .i64, sampleShape: []),
-                            ],
-                            options: options)
-                    }
-                    try writers[role]!.append(imageField, values: sample.bytes)
-                    try writers[role]!.append(labelField, values: [list.labels[index]])
-                }
+        try decodeStream(list: list, recipe: recipe, workers: workers, window: window) { index, outcome in
+            var result = outcome
+            if case .success(let sample) = result, let sampleShape, sample.shape != sampleShape {
+                result = .failure(SourceError(
+                    path: list.paths[index],
+                    reason: "gives a sample of shape \(sample.shape), earlier images give \(sampleShape) (use --resize and/or --center-crop)"))
             }
-            start = range.upperBound
-            progress(start)
+            switch result {
+            case .failure(let error):
+                guard skipBad else { throw error }
+                skipped.append(SkippedFile(path: list.paths[index], reason: error.reason))
+            case .success(let sample):
+                // The first good image fixes the sample shape.
+                sampleShape = sample.shape
+                let role = validation?.split.isValidation(index) == true ? 1 : 0
+                if writers[role] == nil {
+                    writers[role] = try StoreWriter(
+                        path: role == 1 ? validation!.path : path,
+                        fields: [
+                            FieldSpec(name: imageField, dtype: recipe.dtype, sampleShape: sample.shape),
+                            FieldSpec(name: labelField, dtype: .i64, sampleShape: []),
+                        ],
+                        options: options)
+                }
+                try writers[role]!.append(imageField, values: sample.bytes)
+                try writers[role]!.append(labelField, values: [list.labels[index]])
+            }
+            if (index + 1) % window == 0 || index + 1 == list.paths.count { progress(index + 1) }
         }
         guard let writer = writers[0] else {
             throw SourceError(path: path, reason: "no image of the \(list.paths.count) in \(list.root) was usable for this store (all skipped or all held out for validation)")
@@ -165,24 +158,97 @@ public enum ImagePacker {
         var bytes: [UInt8]
     }
 
-    /// Decodes and transforms `range` on up to `workers` threads; outcomes come back in sample order.
-    static func decodeWindow(list: ImageList, range: Range<Int>, recipe: ImageRecipe, workers: Int) -> [Swift.Result<Sample, SourceError>] {
-        let outcomes = Mutex<[Swift.Result<Sample, SourceError>?]>(Array(repeating: nil, count: range.count))
-        let next = Atomic<Int>(0)
+    /// Decodes and transforms every image on `workers` threads and hands the outcomes to `consume` in
+    /// sample order, on the calling thread. Workers run ahead of the consumer by at most `window` samples
+    /// (the memory bound) but never wait for each other: a slow image holds back only the consumer, where
+    /// the earlier window-at-a-time scheme left every worker idle at each window's end and while the
+    /// window was appended. If `consume` throws, the workers stop after their current image.
+    static func decodeStream(
+        list: ImageList, recipe: ImageRecipe, workers: Int, window: Int,
+        consume: (Int, Swift.Result<Sample, SourceError>) throws -> Void
+    ) throws {
+        let count = list.paths.count
+        guard count > 0 else { return }
+        let queue = DecodeQueue(window: window)
         let paths = list.paths
-        DispatchQueue.concurrentPerform(iterations: min(workers, range.count)) { _ in
-            while true {
-                let offset = next.add(1, ordering: .relaxed).oldValue
-                guard offset < range.count else { return }
-                let path = paths[range.lowerBound + offset]
-                let outcome = Swift.Result { () throws(SourceError) -> Sample in
-                    let image = try ImageDecoder.decode(path: path)
-                    let bytes = try recipe.apply(image, path: path)
-                    return Sample(shape: recipe.outputShape(height: image.height, width: image.width), bytes: bytes)
+        let threads = min(workers, count)
+        let finished = DispatchGroup()
+        for _ in 0..<threads {
+            finished.enter()
+            let thread = Thread {
+                defer { finished.leave() }
+                while let index = queue.claim(count: count) {
+                    let path = paths[index]
+                    let outcome = Swift.Result { () throws(SourceError) -> Sample in
+                        let image = try ImageDecoder.decode(path: path)
+                        let bytes = try recipe.apply(image, path: path)
+                        return Sample(shape: recipe.outputShape(height: image.height, width: image.width), bytes: bytes)
+                    }
+                    queue.deliver(index, outcome)
                 }
-                outcomes.withLock { $0[offset] = outcome }
             }
+            thread.stackSize = 1 << 20
+            thread.start()
         }
-        return outcomes.withLock { $0.map { $0! } }
+        defer {
+            queue.stop()
+            finished.wait()
+        }
+        for index in 0..<count {
+            try consume(index, queue.take(index))
+        }
+    }
+}
+
+/// The hand-off between decode workers and the consumer: a ring of `window` slots, sample `i` in slot
+/// `i % window`. A worker may claim sample `i` only when `i < consumed + window`, so its slot is free.
+private final class DecodeQueue: @unchecked Sendable {
+    // Every stored property below is read and written only with `condition` locked.
+    private let condition = NSCondition()
+    private let window: Int
+    private var slots: [Swift.Result<ImagePacker.Sample, SourceError>?]
+    private var nextClaim = 0
+    private var consumed = 0
+    private var stopped = false
+
+    init(window: Int) {
+        self.window = window
+        slots = Array(repeating: nil, count: window)
+    }
+
+    /// The next sample to decode, or nil when all are claimed or the consumer stopped.
+    func claim(count: Int) -> Int? {
+        condition.lock()
+        defer { condition.unlock() }
+        while !stopped && nextClaim < count && nextClaim >= consumed + window { condition.wait() }
+        guard !stopped && nextClaim < count else { return nil }
+        nextClaim += 1
+        return nextClaim - 1
+    }
+
+    func deliver(_ index: Int, _ outcome: Swift.Result<ImagePacker.Sample, SourceError>) {
+        condition.lock()
+        slots[index % window] = outcome
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits for sample `index` (taken in order) and frees its slot.
+    func take(_ index: Int) -> Swift.Result<ImagePacker.Sample, SourceError> {
+        condition.lock()
+        defer { condition.unlock() }
+        while slots[index % window] == nil { condition.wait() }
+        let outcome = slots[index % window]!
+        slots[index % window] = nil
+        consumed = index + 1
+        condition.broadcast()
+        return outcome
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
     }
 }

@@ -123,15 +123,29 @@ public struct ImageRecipe: Codable, Sendable, Equatable {
         let top = Int((Double(height - cropHeight) / 2).rounded(.toNearestOrEven))
         let left = Int((Double(width - cropWidth) / 2).rounded(.toNearestOrEven))
         var plane: FloatImage
-        if width != converted.width {
-            let table = Resampler.coefficients(input: converted.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
-            plane = PixelKernels.horizontal(converted, table: table)
+        if width != converted.width && height != converted.height {
+            // Both axes resized (the usual `--resize S --center-crop C`): vertical pass first, on the bytes,
+            // over just the columns the cropped window needs; then the horizontal pass, straight to the
+            // stored bytes when no later transform needs Floats.
+            let across = Resampler.coefficients(input: converted.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
+            let down = Resampler.coefficients(input: converted.height, output: height, interpolation: interpolation, window: top..<(top + cropHeight))
+            let first = across.starts.min()!, last = across.starts.max()! + across.taps
+            let rows = PixelKernels.verticalBytes(converted, table: down, columns: first..<last)
+            if dtype == .u8 && brightness == 1 && contrast == 1 && saturation == 1 {
+                return PixelKernels.horizontalFloats(rows, table: across, columnOffset: first, target: .bytes(layout)).1!
+            }
+            plane = PixelKernels.horizontalFloats(rows, table: across, columnOffset: first, target: .floats).0!
         } else {
-            plane = FloatImage(converted)
-        }
-        if height != plane.height {
-            let table = Resampler.coefficients(input: plane.height, output: height, interpolation: interpolation, window: top..<(top + cropHeight))
-            plane = PixelKernels.vertical(plane, table: table)
+            if width != converted.width {
+                let table = Resampler.coefficients(input: converted.width, output: width, interpolation: interpolation, window: left..<(left + cropWidth))
+                plane = PixelKernels.horizontal(converted, table: table)
+            } else {
+                plane = FloatImage(converted)
+            }
+            if height != plane.height {
+                let table = Resampler.coefficients(input: plane.height, output: height, interpolation: interpolation, window: top..<(top + cropHeight))
+                plane = PixelKernels.vertical(plane, table: table)
+            }
         }
         if plane.height != cropHeight || plane.width != cropWidth {
             // An axis that was not resized is cropped by slicing (the other is already the crop's size).
@@ -249,27 +263,33 @@ enum Resampler {
             case .area: return x > -0.5 && x <= 0.5 ? 1 : 0
             }
         }
-        var starts: [Int] = [], kernels: [[Float]] = []
+        // Two passes over flat arrays (windows, then weights): no array per output position, which cost
+        // about a thousand allocations per image.
         let positions = window ?? 0..<output
+        var starts = [Int](), ends = [Int]()
+        starts.reserveCapacity(positions.count)
+        ends.reserveCapacity(positions.count)
         for position in positions {
             let center = (Double(position) + 0.5) * scale
             // C's (int) cast truncates toward zero, as Pillow does.
-            let low = max(Int(center - support + 0.5), 0)
-            let high = min(Int(center + support + 0.5), input)
-            var kernel = (low..<high).map { filter((Double($0) - center + 0.5) / filterScale) }
-            let total = kernel.reduce(0, +)
-            if total != 0 { kernel = kernel.map { $0 / total } }
-            starts.append(low)
-            kernels.append(kernel.map(Float.init))
+            starts.append(max(Int(center - support + 0.5), 0))
+            ends.append(min(Int(center + support + 0.5), input))
         }
         // Pad every kernel to the same tap count; a window that would run past the end starts earlier
         // with leading zero weights, so the kernels never read outside the source.
-        let taps = kernels.map(\.count).max() ?? 0
+        let taps = zip(starts, ends).map { $1 - $0 }.max() ?? 0
         var weights = [Float](repeating: 0, count: taps * positions.count)
-        for (position, kernel) in kernels.enumerated() {
-            let shift = max(0, starts[position] + taps - input)
-            starts[position] -= shift
-            for (tap, weight) in kernel.enumerated() { weights[position * taps + shift + tap] = weight }
+        for (index, position) in positions.enumerated() {
+            let center = (Double(position) + 0.5) * scale
+            let low = starts[index], high = ends[index]
+            var total = 0.0
+            for source in low..<high { total += filter((Double(source) - center + 0.5) / filterScale) }
+            let shift = max(0, low + taps - input)
+            for source in low..<high {
+                let weight = filter((Double(source) - center + 0.5) / filterScale)
+                weights[index * taps + shift + source - low] = Float(total != 0 ? weight / total : weight)
+            }
+            starts[index] -= shift
         }
         return Coefficients(starts: starts, taps: taps, weights: weights)
     }
