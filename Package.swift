@@ -44,7 +44,7 @@ let swiftTargets: [Target] = [
     .testTarget(name: "StokeBenchTests", dependencies: ["StokeBench", "StokeLoader", "StokeStore"]),
     .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore"]),
     .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"], exclude: ["Resources"]),
-    .testTarget(name: "StokeCLITests", dependencies: ["stoke"]),
+    .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeEngine"]),
 ]
 
 let package = Package(

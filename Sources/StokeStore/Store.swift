@@ -40,7 +40,7 @@ public final class Store: @unchecked Sendable {
         map = try MappedFile(path: path)
         let root = try HDF5.openGroup(file.id, "/", context)
         var attributes: [String: String] = [:]
-        for name in [StoreSchema.attributeName, "recipe", "provenance", "normalization"] {
+        for name in [StoreSchema.attributeName, "recipe", "provenance", "normalization", "stoke_model"] {
             if let value = try HDF5.readStringAttribute(root.id, name, context) { attributes[name] = value }
         }
         self.attributes = attributes

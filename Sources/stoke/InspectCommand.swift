@@ -11,7 +11,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if !isHDF5(store) && FileManager.default.fileExists(atPath: store) {
+            if FileManager.default.fileExists(atPath: store) && !isStore(store) {
                 let report = try ModelReport(path: store)
                 if json { printJSON(report.json) } else { report.printTable() }
                 return

@@ -3,19 +3,27 @@ import Foundation
 import StokeEngine
 import StokeStore
 
-/// Loads an ONNX model (HDF5 model files join when the engine reads them).
+/// Loads an ONNX model or a Stoke HDF5 model file (chosen by content).
 func loadModel(_ path: String) throws -> Model {
     guard FileManager.default.fileExists(atPath: path) else {
         throw UsageError("\(path): no such model file")
     }
     do {
-        return try Model.load(onnx: path)
+        return try Model.load(path: path)
     } catch {
         throw UsageError("\(path): \(error)")
     }
 }
 
-/// Whether a file is HDF5 (a store) rather than a model.
+/// Whether a file is a store rather than a model: HDF5 without the `stoke_model` root attribute that
+/// Stoke model files carry.
+func isStore(_ path: String) -> Bool {
+    guard isHDF5(path) else { return false }
+    guard let store = try? Store(path: path, options: StoreReadOptions(useChunkIndex: false)) else { return true }
+    return store.attributes["stoke_model"] == nil
+}
+
+/// Whether a file starts with the HDF5 signature.
 func isHDF5(_ path: String) -> Bool {
     guard let handle = FileHandle(forReadingAtPath: path) else { return false }
     defer { try? handle.close() }
@@ -74,7 +82,7 @@ struct ModelReport {
     }
 
     func printTable() {
-        print("\(path): ONNX model, opset \(model.opset), \(model.parameterCount) parameters")
+        print("\(path): \(isHDF5(path) ? "Stoke model file" : "ONNX model"), opset \(model.opset), \(model.parameterCount) parameters")
         let shape = { (info: ValueInfo) in info.shape.map { "[" + $0.map(\.description).joined(separator: ", ") + "]" } ?? "?" }
         stoke.printTable(
             ["", "name", "shape", "type"],
