@@ -134,8 +134,8 @@ enum PixelKernels {
         }
         let values = unsafe [Float](unsafeUninitializedCapacity: count) { output, initialized in
             unsafe image.pixels.withUnsafeBytes { input in
-                let source = unsafe input.baseAddress!
-                let target = unsafe UnsafeMutableRawPointer(output.baseAddress!)
+                let source = input.baseAddress!
+                let target = UnsafeMutableRawPointer(output.baseAddress!)
                 for y in 0..<height {
                     var used = 0
                     for tap in 0..<taps where table.weights[y * taps + tap] != 0 {
@@ -195,7 +195,7 @@ enum PixelKernels {
         let width = starts.count
         // The largest source index from which all `taps` four-lane loads stay inside the buffer.
         let limit = input.count - 3 * taps - 1
-        let base = unsafe input.baseAddress!, kernels = unsafe weights.baseAddress!
+        let base = input.baseAddress!, kernels = weights.baseAddress!
         var out = unsafe output
         for row in 0..<height {
             let rowBase = row &* sourceRow
@@ -207,7 +207,7 @@ enum PixelKernels {
                     var at = unsafe base + source
                     for tap in 0..<taps {
                         sum += unsafe kernel[tap] * UnsafeRawPointer(at).loadUnaligned(as: SIMD4<Float>.self)
-                        at = unsafe at + 3
+                        unsafe at += 3
                     }
                 } else {
                     for tap in 0..<taps {
@@ -219,7 +219,7 @@ enum PixelKernels {
                 unsafe out[0] = UInt8(truncatingIfNeeded: rounded[0])
                 unsafe out[channelStride] = UInt8(truncatingIfNeeded: rounded[1])
                 unsafe out[2 &* channelStride] = UInt8(truncatingIfNeeded: rounded[2])
-                out = unsafe out + pixelStride
+                unsafe out += pixelStride
             }
         }
     }
@@ -234,7 +234,7 @@ enum PixelKernels {
         unsafe image.values.withUnsafeBufferPointer { input in
             unsafe table.weights.withUnsafeBufferPointer { weights in
                 unsafe table.starts.withUnsafeBufferPointer { starts in
-                    let base = unsafe input.baseAddress!
+                    let base = input.baseAddress!
                     /// The weighted sum for output pixel `x` of `row`, channel by channel in the SIMD lanes
                     /// (RGB), or nil where the scalar path must run.
                     @inline(__always)
