@@ -9,6 +9,9 @@ public struct OptimizationOptions: Sendable {
     public var foldBatchNorm = true
     /// Apply a Relu/LeakyRelu inside the preceding Conv/Gemm/MatMul kernel.
     public var fuseActivations = true
+    /// Apply a 2x2, stride-2 MaxPool inside the preceding Conv, image by image while its output is
+    /// in cache (after activation fusion, so Conv → Relu → MaxPool becomes one kernel).
+    public var fusePooling = true
     /// Remove nodes and initializers that no graph output depends on.
     public var removeDeadNodes = true
 
@@ -20,6 +23,7 @@ public struct OptimizationOptions: Sendable {
         options.foldConstants = false
         options.foldBatchNorm = false
         options.fuseActivations = false
+        options.fusePooling = false
         options.removeDeadNodes = false
         return options
     }()
@@ -65,6 +69,7 @@ public struct Model: Sendable {
         if options.foldConstants { try GraphPasses.foldConstants(&graph, opset: opset) }
         if options.foldBatchNorm { GraphPasses.foldBatchNorm(&graph) }
         if options.fuseActivations { GraphPasses.fuseActivations(&graph) }
+        if options.fusePooling { GraphPasses.fuseMaxPool(&graph) }
         if options.removeDeadNodes { GraphPasses.removeDeadNodes(&graph) }
         self.graph = graph
         self.opset = opset

@@ -122,18 +122,27 @@ func input(_ shape: [Int], seed: UInt64) -> Tensor {
 
 /// Samples/s of `model` at `threads`: a fresh session (the thread budget is process-wide and set
 /// when a session is made), 3 untimed runs (plan, arena, caches), then runs for at least `seconds`.
-func stokeRate(_ model: Model, _ x: Tensor, threads: Int, seconds: Double) throws -> Double {
+/// Also returns samples per second of this thread's CPU time, which other processes taking turns
+/// on the cores barely move (meaningful at 1 thread, where all the work runs on this thread).
+func stokeRate(_ model: Model, _ x: Tensor, threads: Int, seconds: Double) throws -> (wall: Double, cpu: Double) {
     let session = Session(model: model, threads: threads)
     for _ in 0..<3 { try session.run(["input": x]) { _ in } }
     var runs = 0
-    let start = now()
+    let start = now(), cpuStart = threadCPUTime()
     var elapsed = 0.0
     while elapsed < seconds {
         try session.run(["input": x]) { _ in }
         runs += 1
         elapsed = now() - start
     }
-    return Double(runs * x.shape[0]) / elapsed
+    return (Double(runs * x.shape[0]) / elapsed, Double(runs * x.shape[0]) / (threadCPUTime() - cpuStart))
+}
+
+/// CPU seconds used by the calling thread.
+func threadCPUTime() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 // MARK: - onnxruntime side
@@ -156,15 +165,16 @@ for spec in sys.argv[4:]:
             np.save(data.replace(".npy", f"-ort-out.npy"), y)
         for _ in range(3):
             session.run(None, {"input": x})
-        runs, start = 0, time.perf_counter()
+        runs, start, cpu = 0, time.perf_counter(), time.thread_time()
         while time.perf_counter() - start < seconds:
             session.run(None, {"input": x})
             runs += 1
-        elapsed = time.perf_counter() - start
-        print(json.dumps({"model": name, "threads": t, "rate": runs * x.shape[0] / elapsed, "version": ort.__version__}), flush=True)
+        elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
+        print(json.dumps({"model": name, "threads": t, "rate": runs * x.shape[0] / elapsed, "cpu_rate": runs * x.shape[0] / cpu,
+                          "version": ort.__version__}), flush=True)
 """
 
-struct ORTResult: Decodable { let model: String; let threads: Int; let rate: Double; let version: String }
+struct ORTResult: Decodable { let model: String; let threads: Int; let rate: Double; let cpu_rate: Double; let version: String }
 
 /// One onnxruntime round: every model at every thread count, in a child process.
 func onnxRuntimeRound(_ specs: [String], threads: [Int], seconds: Double, check: Bool) throws -> [ORTResult] {
@@ -269,16 +279,20 @@ func run(_ options: Options) throws {
     }
 
     var stoke: [String: [Double]] = [:], ort: [String: [Double]] = [:]
+    var stokeCPU: [String: [Double]] = [:], ortCPU: [String: [Double]] = [:]
     var ortVersion = "?"
     for round in 0..<options.rounds {
         for bench in benchModels {
             guard let (model, x) = compiled[bench.name] else { continue }
             for threads in options.threads {
-                stoke["\(bench.name) \(threads)", default: []].append(try stokeRate(model, x, threads: threads, seconds: options.seconds))
+                let rate = try stokeRate(model, x, threads: threads, seconds: options.seconds)
+                stoke["\(bench.name) \(threads)", default: []].append(rate.wall)
+                stokeCPU["\(bench.name) \(threads)", default: []].append(rate.cpu)
             }
         }
         for result in try onnxRuntimeRound(specs, threads: options.threads, seconds: options.seconds, check: round == 0) {
             ort["\(result.model) \(result.threads)", default: []].append(result.rate)
+            ortCPU["\(result.model) \(result.threads)", default: []].append(result.cpu_rate)
             ortVersion = result.version
         }
         if round == 0 {
@@ -305,6 +319,11 @@ func run(_ options: Options) throws {
             let ours = stoke[key] ?? [0], theirs = ort[key] ?? [0]
             let ratio = (ours.max() ?? 0) / max(theirs.max() ?? 1, 1)
             print("  \(bench.name) threads=\(threads): stoke \(format(ours.max() ?? 0)) [\(format(median(ours)))], onnxruntime \(format(theirs.max() ?? 0)) [\(format(median(theirs)))]: ratio \(format(ratio, 2))× [\(format(median(ours) / max(median(theirs), 1), 2))×] (goal ≥ 1.0×)")
+            if threads == 1 {
+                // Per CPU second of the one thread doing the work: robust to other load on the machine.
+                let oursCPU = stokeCPU[key] ?? [0], theirsCPU = ortCPU[key] ?? [0]
+                print("      per CPU-second: stoke \(format(oursCPU.max() ?? 0)), onnxruntime \(format(theirsCPU.max() ?? 0)): ratio \(format((oursCPU.max() ?? 0) / max(theirsCPU.max() ?? 1, 1), 2))×")
+            }
         }
     }
 

@@ -207,4 +207,9 @@ int stoke_sgemm_avx512_fused(int trans_a, int trans_b, size_t m, size_t n, size_
                              const float *_Nonnull a, size_t lda, const float *_Nonnull b, size_t ldb,
                              float beta, float *_Nonnull c, size_t ldc,
                              const float *_Nullable row_bias, const float *_Nullable col_bias, int relu);
+
+/// Max pooling with a 2x2 window and stride 2, no padding, over `planes` independent [in_h, in_w]
+/// planes into [in_h / 2, in_w / 2] planes (an odd last row or column is dropped, as in floor mode).
+/// Bit-identical to `stoke_pool2d_f32(0, ...)` for that geometry; AVX-512 when available.
+void stoke_maxpool2x2_f32(const float *_Nonnull x, int64_t planes, int64_t in_h, int64_t in_w, float *_Nonnull y);
 #endif

@@ -52,6 +52,9 @@ enum OpPlan {
 /// kernel's epilogue; its value names the activation ("Relu" or "LeakyRelu").
 let fusedActivationKey = "stoke.activation"
 let fusedAlphaKey = "stoke.alpha"
+/// Key of the attribute the pooling fusion sets on a Conv whose only consumer was a 2x2, stride-2,
+/// unpadded MaxPool (after any fused activation): the Conv's output is then the pooled tensor.
+let fusedMaxPoolKey = "stoke.maxpool2x2"
 
 /// Everything an operator sees while being planned.
 struct OpContext {

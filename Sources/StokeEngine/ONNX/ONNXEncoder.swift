@@ -88,6 +88,16 @@ public enum ONNXExport {
         var result = graph
         result.nodes = []
         for var node in graph.nodes {
+            // A fused MaxPool comes last: Conv → [activation] → MaxPool.
+            var pool: Node?
+            if node.attributes.removeValue(forKey: fusedMaxPoolKey) != nil {
+                let finalOutput = node.outputs[0]
+                let intermediate = "\(finalOutput).before_maxpool"
+                node.outputs[0] = intermediate
+                pool = Node(name: "\(node.name).maxpool", opType: "MaxPool", inputs: [intermediate], outputs: [finalOutput],
+                            attributes: ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])])
+            }
+            defer { if let pool { result.nodes.append(pool) } }
             guard case let .string(activation)? = node.attributes.removeValue(forKey: fusedActivationKey) else {
                 result.nodes.append(node)
                 continue

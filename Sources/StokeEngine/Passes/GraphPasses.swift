@@ -147,6 +147,52 @@ enum GraphPasses {
         graph.nodes = graph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
     }
 
+    /// Folds a 2x2, stride-2, unpadded MaxPool into the Conv (group 1) that is its only input's
+    /// producer and whose output nothing else reads. The Conv then pools each image's output while
+    /// it is still in cache, instead of writing the full-resolution tensor to memory and reading it
+    /// back (at batch 256 a 16x28x28 layer is 12.8 MB, well past L2). Runs after fuseActivations,
+    /// so Conv → Relu → MaxPool becomes one node.
+    static func fuseMaxPool(_ graph: inout Graph) {
+        let users = consumers(graph)
+        let outputs = Set(graph.outputs.map(\.name))
+        var producer: [String: Int] = [:]
+        for (index, node) in graph.nodes.enumerated() { for name in node.outputs { producer[name] = index } }
+        var removed = Set<Int>()
+        func ints(_ node: Node, _ name: String) -> [Int64]? {
+            if case let .ints(values)? = node.attributes[name] { return values }
+            return nil
+        }
+        func int(_ node: Node, _ name: String) -> Int64? {
+            if case let .int(value)? = node.attributes[name] { return value }
+            return nil
+        }
+        for (poolIndex, pool) in graph.nodes.enumerated() where pool.opType == "MaxPool" {
+            guard pool.domain.isEmpty || pool.domain == "ai.onnx", pool.inputs.count == 1,
+                  pool.outputs.count == 1 || pool.outputs.dropFirst().allSatisfy(\.isEmpty),
+                  ints(pool, "kernel_shape") == [2, 2], ints(pool, "strides") == [2, 2],
+                  (ints(pool, "pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }),
+                  (ints(pool, "dilations") ?? [1, 1]) == [1, 1], (int(pool, "ceil_mode") ?? 0) == 0,
+                  (int(pool, "storage_order") ?? 0) == 0 else { continue }
+            if case let .string(autoPad)? = pool.attributes["auto_pad"], autoPad != "NOTSET", autoPad != "VALID" { continue }
+            let input = pool.inputs[0]
+            guard let sourceIndex = producer[input], !removed.contains(sourceIndex),
+                  users[input]?.count == 1, !outputs.contains(input) else { continue }
+            var source = graph.nodes[sourceIndex]
+            guard source.opType == "Conv", source.domain.isEmpty || source.domain == "ai.onnx", source.outputs.count == 1,
+                  (int(source, "group") ?? 1) == 1, source.attributes[fusedMaxPoolKey] == nil else { continue }
+            // Only 2-D convolutions: the kernel shape, when given, says so; else the weights' rank.
+            if let kernel = ints(source, "kernel_shape"), kernel.count != 2 { continue }
+            if ints(source, "kernel_shape") == nil {
+                guard source.inputs.count > 1, let weights = graph.initializers[source.inputs[1]], weights.shape.count == 4 else { continue }
+            }
+            source.attributes[fusedMaxPoolKey] = .int(1)
+            source.outputs = [pool.outputs[0]]
+            graph.nodes[sourceIndex] = source
+            removed.insert(poolIndex)
+        }
+        graph.nodes = graph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+
     /// Drops nodes whose outputs nothing reads and initializers no node reads.
     static func removeDeadNodes(_ graph: inout Graph) {
         var needed = Set(graph.outputs.map(\.name))

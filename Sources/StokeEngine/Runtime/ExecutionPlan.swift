@@ -22,7 +22,10 @@ func multiplyAccumulates(_ node: Node, inputs: [PlanValue?], outputs: [[Int]]) -
         return count * k
     case "Conv":
         guard inputs.count > 1, let w = inputs[1]?.shape, w.count >= 3 else { return 0 }
-        return count * w[1...].reduce(1, *)
+        // A Conv with a fused 2x2 MaxPool computes 4 outputs per stored one (an odd last row or
+        // column, which pooling drops, is not counted).
+        let pooled = node.attributes[fusedMaxPoolKey] == nil ? 1 : 4
+        return count * pooled * w[1...].reduce(1, *)
     default:
         return 0
     }
