@@ -1,0 +1,73 @@
+import Testing
+@testable import StokeEngine
+
+@Suite("training")
+struct TrainingTests {
+    func batch(_ count: Int, features: Int, classes: Int, seed: UInt64) -> ([Float], [Int64]) {
+        let x = GraphBuilding.randomFloats(count * features, seed: seed)
+        // Labels a simple function of the inputs, so the model can learn them.
+        let labels = (0..<count).map { row in Int64(abs(Int(x[row * features] * 1000)) % classes) }
+        return (x, labels)
+    }
+
+    @Test("linear-layer gradients match central finite differences")
+    func gradientCheck() throws {
+        let model = try SequentialModel(
+            layers: [.flatten, .linear(inFeatures: 6, outFeatures: 5), .relu, .linear(inFeatures: 5, outFeatures: 3)], sampleShape: [2, 3], seed: 4)
+        var options = TrainingOptions()
+        options.optimizer = .sgd(momentum: 0)
+        options.learningRate = 0
+        let trainer = try Trainer(model: model, options: options)
+        let (x, labels) = batch(7, features: 6, classes: 3, seed: 11)
+        try x.withUnsafeBufferPointer { input in
+            try labels.withUnsafeBufferPointer { labels in
+                for (layer, elements) in [(0, [0, 7, 29]), (1, [0, 4, 14])] {
+                    for element in elements {
+                        let analytic = try trainer.analyticGradient(layer: layer, element: element, input: input, labels: labels, count: 7)
+                        let h: Float = 1e-2
+                        trainer.perturb(layer: layer, element: element, by: h)
+                        let up = try trainer.loss(input: input, labels: labels, count: 7)
+                        trainer.perturb(layer: layer, element: element, by: -2 * h)
+                        let down = try trainer.loss(input: input, labels: labels, count: 7)
+                        trainer.perturb(layer: layer, element: element, by: h)
+                        let numeric = (up - down) / (2 * h)
+                        #expect(abs(analytic - numeric) <= 2e-3 + 0.05 * abs(numeric), "layer \(layer) element \(element): \(analytic) vs \(numeric)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("a small MLP overfits a small batch, and the same seed gives the same weights")
+    func overfitsAndIsDeterministic() throws {
+        func train(seed: UInt64) throws -> (Float, [Float]) {
+            let model = try SequentialModel(layers: [.linear(inFeatures: 10, outFeatures: 32), .relu, .dropout(probability: 0.1),
+                                                     .linear(inFeatures: 32, outFeatures: 4)], sampleShape: [10], seed: seed)
+            var options = TrainingOptions()
+            options.learningRate = 0.01
+            options.seed = seed
+            let trainer = try Trainer(model: model, options: options)
+            let (x, labels) = batch(16, features: 10, classes: 4, seed: 3)
+            var loss: Float = 0
+            try x.withUnsafeBufferPointer { input in
+                try labels.withUnsafeBufferPointer { labels in
+                    for _ in 0..<300 { loss = try trainer.step(input: input, labels: labels, count: 16) }
+                    loss = try trainer.loss(input: input, labels: labels, count: 16)
+                }
+            }
+            return (loss, try trainer.model().parameters["3.weight"]!.floats)
+        }
+        let (loss, weights) = try train(seed: 5)
+        #expect(loss < 0.05, "loss \(loss) after 300 steps on 16 samples")
+        let (_, again) = try train(seed: 5)
+        #expect(weights == again)
+        let (_, other) = try train(seed: 6)
+        #expect(weights != other)
+    }
+
+    @Test("layers the trainer does not handle yet are refused by name")
+    func refusesConv() throws {
+        let model = try SequentialModel(layers: [.conv2d(inChannels: 1, outChannels: 2, kernelSize: 3), .flatten], sampleShape: [1, 5, 5])
+        #expect(throws: EngineError.self) { try Trainer(model: model) }
+    }
+}
