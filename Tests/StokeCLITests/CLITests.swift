@@ -202,6 +202,32 @@ struct CLITests {
         #expect(bad.status != 0)
     }
 
+    @Test("stoke train fits an MLP from a store, evaluates it, saves a model file stoke infer can stream")
+    func train() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(try execute(stokeBinary, ["demo", "--generated", "--samples", "2000", "--directory", directory]).status == 0)
+        let run = try execute(stokeBinary, ["train", directory + "/train.h5", "--arch", "mlp:784-32-10", "-o", directory + "/m.h5",
+                                            "--epochs", "2", "--lr", "0.003", "--eval", directory + "/test.h5", "--seed", "3", "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let document = jsonObject(run.stdout)
+        #expect(document?["epochs"] as? Int == 2)
+        #expect(document?["samples_per_s"] as? Double ?? 0 > 0)
+        let accuracy = try #require(document?["test_accuracy"] as? Double)
+        #expect(accuracy > 0.6, "chance is 0.1: \(accuracy)")
+        let infer = try execute(stokeBinary, ["infer", directory + "/m.h5", directory + "/test.h5", "--json"])
+        #expect(infer.status == 0, "\(infer.stderr)")
+        #expect(abs((jsonObject(infer.stdout)?["accuracy"] as? Double ?? -1) - accuracy) < 1e-9)
+        let again = try execute(stokeBinary, ["train", directory + "/train.h5", "--arch", "mlp:784-32-10", "-o", directory + "/m2.h5",
+                                              "--epochs", "2", "--lr", "0.003", "--seed", "3", "--json"])
+        #expect(jsonObject(again.stdout)?["train_loss"] as? Double == document?["train_loss"] as? Double, "same seed, same run")
+        for bad in [["--arch", "cnn:1"], ["--arch", "mlp:100-10"], ["--arch", "mlp:784-10", "--optimizer", "lion"]] {
+            let result = try execute(stokeBinary, ["train", directory + "/train.h5", "-o", directory + "/x.h5"] + bad)
+            #expect(result.status != 0, "\(bad)")
+            #expect(result.stderr.split(separator: "\n").filter { !$0.isEmpty }.count == 1, "\(bad): \(result.stderr)")
+        }
+    }
+
     @Test("verify names the field and chunk of a flipped byte")
     func verifyFindsCorruption() throws {
         let directory = temporaryDirectory()

@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 
 /// How a `Trainer` updates weights.
@@ -59,6 +60,12 @@ public final class Trainer {
     private var updates = 0
     private var epoch = 0
     private var generator: SplitMix64
+
+    /// Sets the threads the trainer's GEMMs use (process-wide, like `Session(threads:)`).
+    public static func setThreads(_ threads: Int) {
+        copenblas_set_threads(Int32(max(1, threads)))
+        EngineThreads.set(threads)
+    }
 
     public init(model: SequentialModel, options: TrainingOptions = TrainingOptions()) throws(EngineError) {
         self.options = options
