@@ -25,6 +25,9 @@ public enum Report {
             let color = palette[index % palette.count]
             let path = line.points.map { "\(f(x($0.0))),\(f(y($0.1)))" }.joined(separator: " ")
             svg += "<polyline fill='none' stroke='\(color)' stroke-width='2' points='\(path)'/>"
+            if line.points.count <= 50 {
+                for point in line.points { svg += "<circle cx='\(f(x(point.0)))' cy='\(f(y(point.1)))' r='4' fill='\(color)'/>" }
+            }
             svg += "<text x='\(f(left + 8))' y='\(f(top + 14 + Double(index) * 14))' font-size='11' fill='\(color)'>\(escape(line.name))</text>"
         }
         return svg + "</svg>"

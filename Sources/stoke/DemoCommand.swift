@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import StokeBench
+import StokeEngine
 import StokeLoader
 import StokePack
 import StokeStore
@@ -18,10 +20,13 @@ struct Demo: ParsableCommand {
     @Option(name: .long, help: "Where to write the demo's files.") var directory: String = "stoke-demo"
     @Option(name: .long, help: "Samples of the generated dataset when Fashion-MNIST is not installed.") var samples: Int = 60_000
     @Flag(name: .long, help: "Use the generated dataset even when Fashion-MNIST is installed.") var generated = false
+    @Option(name: .long, help: "Epochs to train the teacher MLP.") var epochs = 3
+    @Flag(name: .long, help: "Only pack, verify and stream the stores (no training or model variants).") var dataOnly = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func validate() throws {
         guard samples > 0 else { throw UsageError("--samples must be positive") }
+        guard epochs > 0 else { throw UsageError("--epochs must be positive") }
     }
 
     func run() throws {
@@ -85,8 +90,102 @@ struct Demo: ParsableCommand {
                 }
             }
             document["streams"] = streams
+            if !dataOnly { document["variants"] = try compressionTable(trainPath: stores[0].path, testPath: stores[1].path) }
+            try writeReport(document)
             if json { printJSON(document) }
         }
+    }
+
+    /// Trains the teacher, derives the variants available so far (FP32, dynamic INT8), streams the test
+    /// store through each and prints one table.
+    private func compressionTable(trainPath: String, testPath: String) throws -> [[String: Any]] {
+        let trainStore = try Store(path: trainPath)
+        let sampleShape = try trainStore.field("image").sampleShape
+        let model = try SequentialModel(
+            layers: [.flatten, .linear(inFeatures: 784, outFeatures: 512), .relu, .linear(inFeatures: 512, outFeatures: 256), .relu,
+                     .linear(inFeatures: 256, outFeatures: 10)],
+            sampleShape: sampleShape, seed: 42)
+        var options = TrainingOptions()
+        options.schedule = .cosine(epochs: epochs)
+        options.seed = 42
+        let trainer = try Trainer(model: model, options: options)
+        var loaderOptions = LoaderOptions()
+        loaderOptions.fields = ["image", "label"]
+        loaderOptions.batchSize = 128
+        loaderOptions.seed = 42
+        loaderOptions.workers = 1
+        loaderOptions.outputTypes["image"] = .f32
+        let loader = try Loader(store: trainStore, options: loaderOptions)
+        let started = Date()
+        for epochNumber in 0..<epochs {
+            trainer.startEpoch(epochNumber)
+            let epoch = try loader.epoch(epochNumber)
+            let progress = ProgressLine(total: trainStore.sampleCount, label: "training teacher \(epochNumber + 1)/\(epochs)")
+            var seen = 0
+            while let batch = try epoch.next() {
+                let count = batch.count
+                let labels = try batch.values("label", as: Int64.self)
+                _ = try batch.withField("image") { bytes, _ in
+                    try labels.withUnsafeBufferPointer { try trainer.step(input: unsafe bytes.assumingMemoryBound(to: Float.self), labels: $0, count: count) }
+                }
+                seen += count
+                progress.update(seen)
+            }
+            progress.finish()
+        }
+        let trainingSeconds = Date().timeIntervalSince(started)
+        let teacherPath = "\(directory)/teacher.h5"
+        try trainer.model().save(to: teacherPath, metadata: ["trained_on": trainPath])
+        let fp32 = try Model.load(path: teacherPath)
+        let variants: [(name: String, model: Model, bytesPerParameter: Double)] = [
+            ("teacher FP32", fp32, 4), ("teacher INT8 (dynamic)", try fp32.quantizedDynamic(), 1),
+        ]
+        let macs = try Session(model: fp32).costs(inputShapes: [fp32.inputs[0].name: [1] + sampleShape]).reduce(0) { $0 + $1.macs }
+        var rows: [[String: Any]] = []
+        var baseline = 0.0
+        for variant in variants {
+            var options = StreamingInference.Options()
+            options.batchSize = 256
+            let result = try StreamingInference.run(model: variant.model, storePath: testPath, options: options)
+            if baseline == 0 { baseline = result.samplesPerSecond }
+            rows.append([
+                "variant": variant.name, "parameters": variant.model.parameterCount,
+                "size_bytes": Int(Double(variant.model.parameterCount) * variant.bytesPerParameter), "macs": macs,
+                "accuracy": result.accuracy ?? 0, "samples_per_s": result.samplesPerSecond,
+                "data_wait_fraction": result.dataWaitFraction, "speedup": result.samplesPerSecond / max(baseline, 1e-9),
+                "latency_ms_p50": result.latencyP50,
+            ])
+        }
+        if !json {
+            print(String(format: "\nteacher MLP 784-512-256-10 trained for %d epochs in %.1f s; variants streamed through the test store:", epochs, trainingSeconds))
+            printTable(
+                ["variant", "parameters", "size", "MACs", "accuracy", "samples/s", "data wait", "speedup"],
+                rows.map {
+                    [$0["variant"] as! String, "\($0["parameters"] as! Int)", formatBytes($0["size_bytes"] as! Int), "\($0["macs"] as! Int)",
+                     String(format: "%.2f%%", ($0["accuracy"] as! Double) * 100), String(format: "%.0f", $0["samples_per_s"] as! Double),
+                     String(format: "%.1f%%", ($0["data_wait_fraction"] as! Double) * 100), String(format: "%.2fx", $0["speedup"] as! Double)]
+                })
+            print("(distilled, pruned and statically quantized variants join as their issues land)")
+        }
+        return rows
+    }
+
+    /// `report.json` and a `report.html` with the variants table and a plot of accuracy against samples/s.
+    private func writeReport(_ document: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .prettyPrinted])
+        try data.write(to: URL(fileURLWithPath: "\(directory)/report.json"))
+        let variants = document["variants"] as? [[String: Any]] ?? []
+        let chart = Report.lineChart(
+            title: "Accuracy against throughput", xLabel: "samples/s", yLabel: "test accuracy",
+            series: variants.map { ($0["variant"] as! String, [($0["samples_per_s"] as! Double, $0["accuracy"] as! Double)]) })
+        let html = Report.html(
+            title: "stoke demo",
+            table: (["variant", "parameters", "accuracy", "samples/s", "data wait", "speedup"],
+                    variants.map { [$0["variant"] as! String, "\($0["parameters"] as! Int)", String(format: "%.4f", $0["accuracy"] as! Double),
+                                    String(format: "%.0f", $0["samples_per_s"] as! Double), String(format: "%.3f", $0["data_wait_fraction"] as! Double),
+                                    String(format: "%.2f", $0["speedup"] as! Double)] }),
+            charts: [chart], notes: ["Dataset: \(document["dataset"] as? String ?? "?")."])
+        try html.write(toFile: "\(directory)/report.html", atomically: true, encoding: .utf8)
     }
 
     /// Packs one split of Debian's Fashion-MNIST, with its usual normalization recorded for the loader.

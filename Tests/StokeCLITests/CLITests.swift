@@ -105,7 +105,7 @@ struct CLITests {
     func demo() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let run = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--json"])
+        let run = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--epochs", "1", "--json"])
         #expect(run.status == 0, "\(run.stderr)")
         let document = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
         #expect(document?["dataset"] as? String == "generated")
@@ -113,6 +113,11 @@ struct CLITests {
         #expect(streams.map { $0["samples"] as? Int } == [3000, 500])
         #expect(streams.allSatisfy { $0["normalized"] as? Bool == true })
         #expect(FileManager.default.fileExists(atPath: directory + "/train.h5"))
+        let variants = document?["variants"] as? [[String: Any]] ?? []
+        #expect(variants.map { $0["variant"] as? String } == ["teacher FP32", "teacher INT8 (dynamic)"])
+        #expect(variants.allSatisfy { ($0["accuracy"] as? Double ?? 0) > 0.5 })
+        #expect(FileManager.default.fileExists(atPath: directory + "/report.html"))
+        #expect(FileManager.default.fileExists(atPath: directory + "/report.json"))
     }
 
     @Test("stoke inspect and stoke run on an ONNX model match onnxruntime")
@@ -160,7 +165,7 @@ struct CLITests {
     func infer() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        #expect(try execute(stokeBinary, ["demo", "--generated", "--samples", "1200", "--directory", directory]).status == 0)
+        #expect(try execute(stokeBinary, ["demo", "--generated", "--samples", "1200", "--directory", directory, "--data-only"]).status == 0)
         // A model whose logits are the sums of image columns' pixel blocks: deterministic, checkable in numpy.
         let made = try execute(python, ["-c", """
             import sys, numpy as np, onnx
@@ -206,7 +211,7 @@ struct CLITests {
     func train() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        #expect(try execute(stokeBinary, ["demo", "--generated", "--samples", "2000", "--directory", directory]).status == 0)
+        #expect(try execute(stokeBinary, ["demo", "--generated", "--samples", "2000", "--directory", directory, "--data-only"]).status == 0)
         let run = try execute(stokeBinary, ["train", directory + "/train.h5", "--arch", "mlp:784-32-10", "-o", directory + "/m.h5",
                                             "--epochs", "2", "--lr", "0.003", "--eval", directory + "/test.h5", "--seed", "3", "--json"])
         #expect(run.status == 0, "\(run.stderr)")
