@@ -57,14 +57,7 @@ struct Train: ParsableCommand {
             guard sizes[0] == sampleElements else {
                 throw UsageError("--arch starts with \(sizes[0]) inputs; '\(imageField.name)' samples have \(sampleElements) values \(imageField.sampleShape)")
             }
-            var layers: [Layer] = [.flatten]
-            for index in 0..<(sizes.count - 1) {
-                layers.append(.linear(inFeatures: sizes[index], outFeatures: sizes[index + 1]))
-                if index < sizes.count - 2 {
-                    layers.append(.relu)
-                    if dropout > 0 { layers.append(.dropout(probability: dropout)) }
-                }
-            }
+            let layers = mlpLayers(sizes, dropout: dropout)
             let model = try SequentialModel(layers: layers, sampleShape: imageField.sampleShape, seed: seed)
             var options = TrainingOptions()
             options.learningRate = lr
@@ -90,26 +83,14 @@ struct Train: ParsableCommand {
                 let progress = ProgressLine(total: trainStore.sampleCount, label: "epoch \(epochNumber + 1)/\(epochs)")
                 let started = Date()
                 let epoch = try loader.epoch(epochNumber)
-                var lossSum = 0.0, samples = 0
-                while let batch = try epoch.next() {
-                    let count = batch.count
-                    let labels = try batch.values("label", as: Int64.self)
-                    let loss = try batch.withField(imageField.name) { bytes, _ in
-                        try labels.withUnsafeBufferPointer { labelBuffer in
-                            try trainer.step(input: unsafe bytes.assumingMemoryBound(to: Float.self), labels: labelBuffer, count: count)
-                        }
-                    }
-                    lossSum += Double(loss) * Double(count)
-                    samples += count
-                    progress.update(samples)
-                }
+                let (lossSum, samples) = try trainEpoch(trainer, epoch: epoch, field: imageField.name, progress: progress)
                 progress.finish()
                 let seconds = Date().timeIntervalSince(started)
                 totalSamples += samples
                 totalSeconds += seconds
                 var entry: [String: Any] = ["epoch": epochNumber + 1, "train_loss": lossSum / Double(max(samples, 1)),
                                             "samples_per_s": Double(samples) / max(seconds, 1e-9), "data_wait_fraction": epoch.stats.waitSeconds / max(seconds, 1e-9)]
-                if let eval { entry["test_accuracy"] = try evaluate(trainer, storePath: eval, field: imageField.name) }
+                if let eval { entry["test_accuracy"] = try evaluateAccuracy(trainer, storePath: eval, field: imageField.name, workers: workers) }
                 history.append(entry)
                 if !json {
                     print(String(format: "epoch %d: loss %.4f, %.0f samples/s", epochNumber + 1, entry["train_loss"] as! Double, entry["samples_per_s"] as! Double)
@@ -129,32 +110,78 @@ struct Train: ParsableCommand {
             }
         }
     }
+}
 
-    /// Top-1 accuracy on a store, streamed sequentially.
-    private func evaluate(_ trainer: Trainer, storePath: String, field: String) throws -> Double {
-        var options = LoaderOptions()
-        options.fields = [field, "label"]
-        options.batchSize = 512
-        options.order = .sequential
-        options.workers = workers
-        options.outputTypes[field] = .f32
-        let loader = try Loader(store: Store(path: storePath), options: options)
-        let epoch = try loader.epoch(0)
-        var correct = 0, total = 0
-        let classes = trainer.classes
-        while let batch = try epoch.next() {
-            let count = batch.count
-            let labels = try batch.values("label", as: Int64.self)
-            let logits = try batch.withField(field) { bytes, _ in
-                try trainer.logits(input: unsafe bytes.assumingMemoryBound(to: Float.self), count: count)
+/// One epoch of training steps (distillation steps when a teacher session is given); returns the summed
+/// loss and the samples seen.
+func trainEpoch(
+    _ trainer: Trainer, epoch: borrowing Epoch, field: String, progress: ProgressLine,
+    teacher: (session: Session, input: String, output: String, temperature: Float, alpha: Float)? = nil
+) throws -> (lossSum: Double, samples: Int) {
+    var lossSum = 0.0, samples = 0
+    while let batch = try epoch.next() {
+        let count = batch.count
+        let labels = try batch.values("label", as: Int64.self)
+        let loss = try batch.withField(field) { bytes, layout in
+            let input = unsafe bytes.assumingMemoryBound(to: Float.self)
+            return try labels.withUnsafeBufferPointer { labelBuffer in
+                guard let teacher else { return try trainer.step(input: input, labels: labelBuffer, count: count) }
+                let span = unsafe Span(_unsafeElements: UnsafeBufferPointer(rebasing: input[0..<(count * layout.sampleShape.reduce(1, *))]))
+                return try teacher.session.run(input: teacher.input, shape: [count] + layout.sampleShape, data: span) { outputs in
+                    try outputs.withFloats(teacher.output) { logits in
+                        let copy = (0..<logits.count).map { logits[$0] }
+                        return try copy.withUnsafeBufferPointer {
+                            try trainer.distillationStep(input: input, labels: labelBuffer, teacherLogits: $0, count: count,
+                                                         temperature: teacher.temperature, alpha: teacher.alpha)
+                        }
+                    }
+                }
             }
-            for row in 0..<count {
-                var best = 0
-                for column in 1..<classes where logits[row * classes + column] > logits[row * classes + best] { best = column }
-                if Int64(best) == labels[row] { correct += 1 }
-            }
-            total += count
         }
-        return Double(correct) / Double(max(total, 1))
+        lossSum += Double(loss) * Double(count)
+        samples += count
+        progress.update(samples)
     }
+    return (lossSum, samples)
+}
+
+/// Top-1 accuracy of a trainer's model on a store, streamed sequentially.
+func evaluateAccuracy(_ trainer: Trainer, storePath: String, field: String, workers: Int) throws -> Double {
+    var options = LoaderOptions()
+    options.fields = [field, "label"]
+    options.batchSize = 512
+    options.order = .sequential
+    options.workers = workers
+    options.outputTypes[field] = .f32
+    let loader = try Loader(store: Store(path: storePath), options: options)
+    let epoch = try loader.epoch(0)
+    var correct = 0, total = 0
+    let classes = trainer.classes
+    while let batch = try epoch.next() {
+        let count = batch.count
+        let labels = try batch.values("label", as: Int64.self)
+        let logits = try batch.withField(field) { bytes, _ in
+            try trainer.logits(input: unsafe bytes.assumingMemoryBound(to: Float.self), count: count)
+        }
+        for row in 0..<count {
+            var best = 0
+            for column in 1..<classes where logits[row * classes + column] > logits[row * classes + best] { best = column }
+            if Int64(best) == labels[row] { correct += 1 }
+        }
+        total += count
+    }
+    return Double(correct) / Double(max(total, 1))
+}
+
+/// Layers of an MLP spec (`mlp:IN-H1-…-OUT`) for samples of `sampleShape`.
+func mlpLayers(_ sizes: [Int], dropout: Float) -> [Layer] {
+    var layers: [Layer] = [.flatten]
+    for index in 0..<(sizes.count - 1) {
+        layers.append(.linear(inFeatures: sizes[index], outFeatures: sizes[index + 1]))
+        if index < sizes.count - 2 {
+            layers.append(.relu)
+            if dropout > 0 { layers.append(.dropout(probability: dropout)) }
+        }
+    }
+    return layers
 }

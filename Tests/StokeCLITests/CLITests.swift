@@ -226,6 +226,13 @@ struct CLITests {
         let again = try execute(stokeBinary, ["train", directory + "/train.h5", "--arch", "mlp:784-32-10", "-o", directory + "/m2.h5",
                                               "--epochs", "2", "--lr", "0.003", "--seed", "3", "--json"])
         #expect(jsonObject(again.stdout)?["train_loss"] as? Double == document?["train_loss"] as? Double, "same seed, same run")
+        let distill = try execute(stokeBinary, ["distill", directory + "/train.h5", "--teacher", directory + "/m.h5", "--arch", "mlp:784-8-10",
+                                                "-o", directory + "/student.h5", "--epochs", "1", "--eval", directory + "/test.h5", "--json"])
+        #expect(distill.status == 0, "\(distill.stderr)")
+        let distilled = jsonObject(distill.stdout)
+        #expect(abs((distilled?["teacher_accuracy"] as? Double ?? -1) - accuracy) < 1e-9)
+        #expect(distilled?["student_alone_accuracy"] is Double && distilled?["distilled_accuracy"] is Double)
+        #expect(FileManager.default.fileExists(atPath: directory + "/student.h5"))
         for bad in [["--arch", "cnn:1"], ["--arch", "mlp:100-10"], ["--arch", "mlp:784-10", "--optimizer", "lion"]] {
             let result = try execute(stokeBinary, ["train", directory + "/train.h5", "-o", directory + "/x.h5"] + bad)
             #expect(result.status != 0, "\(bad)")

@@ -38,6 +38,35 @@ struct TrainingTests {
         }
     }
 
+    @Test("the distillation loss's gradient matches finite differences")
+    func distillationGradientCheck() throws {
+        let model = try SequentialModel(layers: [.linear(inFeatures: 4, outFeatures: 6), .relu, .linear(inFeatures: 6, outFeatures: 3)], sampleShape: [4], seed: 8)
+        var options = TrainingOptions()
+        options.optimizer = .sgd(momentum: 0)
+        options.learningRate = 0
+        let trainer = try Trainer(model: model, options: options)
+        let (x, labels) = batch(5, features: 4, classes: 3, seed: 2)
+        let teacherLogits = GraphBuilding.randomFloats(15, seed: 13).map { $0 * 3 }
+        try x.withUnsafeBufferPointer { input in
+            try labels.withUnsafeBufferPointer { labels in
+                try teacherLogits.withUnsafeBufferPointer { teacherBuffer in
+                    let teacher = (logits: teacherBuffer, temperature: Float(3), alpha: Float(0.7))
+                    for (layer, element) in [(0, 1), (0, 17), (1, 5), (1, 11)] {
+                        let analytic = try trainer.analyticGradient(layer: layer, element: element, input: input, labels: labels, count: 5, teacher: teacher)
+                        let h: Float = 1e-2
+                        trainer.perturb(layer: layer, element: element, by: h)
+                        let up = try trainer.loss(input: input, labels: labels, count: 5, teacher: teacher)
+                        trainer.perturb(layer: layer, element: element, by: -2 * h)
+                        let down = try trainer.loss(input: input, labels: labels, count: 5, teacher: teacher)
+                        trainer.perturb(layer: layer, element: element, by: h)
+                        let numeric = (up - down) / (2 * h)
+                        #expect(abs(analytic - numeric) <= 3e-3 + 0.05 * abs(numeric), "layer \(layer) element \(element): \(analytic) vs \(numeric)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("a small MLP overfits a small batch, and the same seed gives the same weights")
     func overfitsAndIsDeterministic() throws {
         func train(seed: UInt64) throws -> (Float, [Float]) {

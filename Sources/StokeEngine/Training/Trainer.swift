@@ -126,14 +126,40 @@ public final class Trainer {
     /// `labels`; returns the mean cross-entropy before the update.
     @discardableResult
     public func step(input: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Int64>, count: Int) throws(EngineError) -> Float {
+        try unsafe step(input: input, labels: labels, count: count, teacher: nil)
+    }
+
+    /// One knowledge-distillation step (Hinton et al.): the loss is
+    /// `alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 − alpha) · CE(labels)`, with the
+    /// teacher's logits for the same samples (`count × classes` floats). Returns the mean loss.
+    @discardableResult
+    public func distillationStep(
+        input: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Int64>, teacherLogits: UnsafeBufferPointer<Float>, count: Int,
+        temperature: Float, alpha: Float
+    ) throws(EngineError) -> Float {
+        guard teacherLogits.count >= count * classes else {
+            throw EngineError.badInput("teacher logits: \(teacherLogits.count) values for \(count) samples of \(classes) classes")
+        }
+        guard temperature > 0, (0...1).contains(alpha) else { throw EngineError.badInput("temperature must be positive and alpha in [0, 1]") }
+        return try unsafe step(input: input, labels: labels, count: count, teacher: (teacherLogits, temperature, alpha))
+    }
+
+    private func step(
+        input: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Int64>, count: Int,
+        teacher: (logits: UnsafeBufferPointer<Float>, temperature: Float, alpha: Float)?
+    ) throws(EngineError) -> Float {
         guard count > 0, input.count >= count * inputWidth, labels.count >= count else {
             throw EngineError.badInput("training batch: \(input.count) values and \(labels.count) labels for \(count) samples of \(inputWidth)")
         }
         try unsafe forward(input, count: count, training: true)
         let logits = activations.count - 1
         let width = classes
+        let hard = 1 - (teacher?.alpha ?? 0)
         var loss: Float = 0
-        // Softmax cross-entropy and its gradient, (p - onehot) / count, in place in the last gradient buffer.
+        var soft = [Float](repeating: 0, count: teacher == nil ? 0 : width)
+        var target = [Float](repeating: 0, count: teacher == nil ? 0 : width)
+        // Softmax cross-entropy and its gradient, (p − onehot) / count, in place in the last gradient buffer;
+        // with a teacher, plus T · (softmax(z/T) − softmax(t/T)) · alpha / count.
         for row in 0..<count {
             let label = Int(unsafe labels[row])
             guard label >= 0 && label < width else {
@@ -147,14 +173,33 @@ public final class Trainer {
                 gradients[logits][row * width + column] = e
                 total += e
             }
-            loss += log(total) + largest - activations[logits][row * width + label]
+            loss += hard * (log(total) + largest - activations[logits][row * width + label])
             for column in 0..<width {
-                gradients[logits][row * width + column] = (gradients[logits][row * width + column] / total - (column == label ? 1 : 0)) / Float(count)
+                gradients[logits][row * width + column] = hard * (gradients[logits][row * width + column] / total - (column == label ? 1 : 0)) / Float(count)
+            }
+            guard let teacher else { continue }
+            let t = teacher.temperature
+            unsafe softmax(row: row, width: width, temperature: t, values: { unsafe teacher.logits[$0] }, into: &target)
+            softmax(row: row, width: width, temperature: t, values: { activations[logits][$0] }, into: &soft)
+            for column in 0..<width {
+                if target[column] > 0 { loss += teacher.alpha * t * t * target[column] * (log(target[column]) - log(max(soft[column], 1e-30))) }
+                gradients[logits][row * width + column] += teacher.alpha * t * (soft[column] - target[column]) / Float(count)
             }
         }
         unsafe backward(input, count: count)
         update()
         return loss / Float(count)
+    }
+
+    private func softmax(row: Int, width: Int, temperature: Float, values: (Int) -> Float, into output: inout [Float]) {
+        var largest = -Float.infinity
+        for column in 0..<width { largest = max(largest, values(row * width + column) / temperature) }
+        var total: Float = 0
+        for column in 0..<width {
+            output[column] = exp(values(row * width + column) / temperature - largest)
+            total += output[column]
+        }
+        for column in 0..<width { output[column] /= total }
     }
 
     /// Logits for `count` samples (inference: dropout off).
@@ -306,24 +351,40 @@ public final class Trainer {
         }
     }
 
-    /// The mean cross-entropy of a batch without updating (for gradient checks and evaluation).
-    public func loss(input: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Int64>, count: Int) throws(EngineError) -> Float {
+    /// The mean loss of a batch without updating (for gradient checks and evaluation): cross-entropy, or
+    /// with a teacher the distillation loss `distillationStep` minimizes.
+    public func loss(
+        input: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Int64>, count: Int,
+        teacher: (logits: UnsafeBufferPointer<Float>, temperature: Float, alpha: Float)? = nil
+    ) throws(EngineError) -> Float {
         let logits = try unsafe self.logits(input: input, count: count)
         let width = classes
+        let hard = 1 - (teacher?.alpha ?? 0)
         var total: Float = 0
+        var soft = [Float](repeating: 0, count: width), target = [Float](repeating: 0, count: width)
         for row in 0..<count {
             let slice = logits[(row * width)..<((row + 1) * width)]
             let largest = slice.max()!
-            total += log(slice.reduce(0) { $0 + exp($1 - largest) }) + largest - slice[row * width + Int(unsafe labels[row])]
+            total += hard * (log(slice.reduce(0) { $0 + exp($1 - largest) }) + largest - slice[row * width + Int(unsafe labels[row])])
+            guard let teacher else { continue }
+            let t = teacher.temperature
+            unsafe softmax(row: row, width: width, temperature: t, values: { unsafe teacher.logits[$0] }, into: &target)
+            softmax(row: row, width: width, temperature: t, values: { logits[$0] }, into: &soft)
+            for column in 0..<width where target[column] > 0 {
+                total += teacher.alpha * t * t * target[column] * (log(target[column]) - log(max(soft[column], 1e-30)))
+            }
         }
         return total / Float(count)
     }
 
     /// The analytic gradient of the loss for weight `element` of linear layer `layer` on a batch (for
     /// tests against finite differences); leaves the weights unchanged.
-    func analyticGradient(layer: Int, element: Int, input: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Int64>, count: Int) throws(EngineError) -> Float {
+    func analyticGradient(
+        layer: Int, element: Int, input: UnsafeBufferPointer<Float>, labels: UnsafeBufferPointer<Int64>, count: Int,
+        teacher: (logits: UnsafeBufferPointer<Float>, temperature: Float, alpha: Float)? = nil
+    ) throws(EngineError) -> Float {
         let saved = (weights, biases, weightState, biasState, weightState2, biasState2, updates)
-        _ = try unsafe step(input: input, labels: labels, count: count)
+        _ = try unsafe step(input: input, labels: labels, count: count, teacher: teacher)
         let gradient = weightGradients[layer][element]
         (weights, biases, weightState, biasState, weightState2, biasState2, updates) = saved
         return gradient

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import StokeBench
+import StokeEngine
+import StokeLoader
+import StokeStore
+
+struct Distill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a small student from a teacher's soft targets (knowledge distillation).",
+        discussion: """
+            Loss: alpha · T² · KL(teacher_T ‖ student_T) + (1 − alpha) · CE(labels); the teacher's logits come \
+            from the engine on the same batches. With --eval it also trains the same student alone (same seed \
+            and epochs) and reports teacher, student-alone and distilled accuracies.
+            Example: stoke distill train.h5 --teacher teacher.h5 --arch mlp:784-64-10 -o student.h5 --eval test.h5
+            """)
+
+    @Argument(help: "The training store.") var store: String
+    @Option(name: .long, help: "The teacher (.onnx or Stoke .h5 model).") var teacher: String
+    @Option(name: .long, help: "The student: mlp:IN-H1-…-OUT.") var arch: String
+    @Option(name: .shortAndLong, help: "The student model file to write (.h5).") var output: String
+    @Option(name: .long, help: "Softmax temperature T.") var temperature: Float = 4
+    @Option(name: .long, help: "Weight of the distillation term (1 − alpha weighs the labels).") var alpha: Float = 0.9
+    @Option(name: .long, help: "Epochs.") var epochs = 5
+    @Option(name: .long, help: "Samples per batch.") var batchSize = 128
+    @Option(name: .long, help: "Learning rate (Adam).") var lr: Float = 1e-3
+    @Option(name: .long, help: "Seed for weights and shuffling.") var seed: UInt64 = 0
+    @Option(name: .long, help: "A test store: report teacher, student-alone and distilled accuracies.") var eval: String?
+    @Flag(name: .long, help: "Run the teacher in dynamic INT8.") var teacherInt8 = false
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard epochs > 0, batchSize > 0, lr > 0 else { throw UsageError("--epochs, --batch-size and --lr must be positive") }
+        guard temperature > 0, (0...1).contains(alpha) else { throw UsageError("--temperature must be positive and --alpha in [0, 1]") }
+        _ = try Train.parseArch(arch)
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let sizes = try Train.parseArch(arch)
+            let teacherModel = teacherInt8 ? try loadModel(teacher).quantizedDynamic() : try loadModel(teacher)
+            let trainStore = try Store(path: store)
+            guard let field = trainStore.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
+                  trainStore.fields.contains(where: { $0.name == "label" }) else {
+                throw UsageError("\(store): needs a sample field and a 'label' field")
+            }
+            guard sizes[0] == field.sampleShape.reduce(1, *) else {
+                throw UsageError("--arch starts with \(sizes[0]) inputs; '\(field.name)' samples have \(field.sampleShape.reduce(1, *)) values")
+            }
+            guard let teacherInput = teacherModel.inputs.first?.name, let teacherOutput = teacherModel.outputs.first?.name else {
+                throw UsageError("\(teacher): the teacher has no input or output")
+            }
+            let session = Session(model: teacherModel)
+            var results: [String: Any] = ["epochs": epochs, "temperature": temperature, "alpha": alpha]
+
+            func trainStudent(distilled: Bool) throws -> Trainer {
+                let model = try SequentialModel(layers: mlpLayers(sizes, dropout: 0), sampleShape: field.sampleShape, seed: seed)
+                var options = TrainingOptions()
+                options.learningRate = lr
+                options.schedule = .cosine(epochs: epochs)
+                options.seed = seed
+                let trainer = try Trainer(model: model, options: options)
+                var loaderOptions = LoaderOptions()
+                loaderOptions.fields = [field.name, "label"]
+                loaderOptions.batchSize = batchSize
+                loaderOptions.seed = seed
+                loaderOptions.workers = 1
+                loaderOptions.outputTypes[field.name] = .f32
+                let loader = try Loader(store: trainStore, options: loaderOptions)
+                for epochNumber in 0..<epochs {
+                    trainer.startEpoch(epochNumber)
+                    let progress = ProgressLine(total: trainStore.sampleCount, label: "\(distilled ? "distilling" : "student alone") \(epochNumber + 1)/\(epochs)")
+                    let epoch = try loader.epoch(epochNumber)
+                    _ = try trainEpoch(trainer, epoch: epoch, field: field.name, progress: progress,
+                                       teacher: distilled ? (session, teacherInput, teacherOutput, temperature, alpha) : nil)
+                    progress.finish()
+                }
+                return trainer
+            }
+
+            let distilled = try trainStudent(distilled: true)
+            try distilled.model().save(to: output, metadata: ["distilled_from": teacher, "temperature": "\(temperature)", "alpha": "\(alpha)"])
+            if let eval {
+                var options = StreamingInference.Options()
+                options.batchSize = 512
+                let teacherResult = try StreamingInference.run(model: teacherModel, storePath: eval, options: options)
+                let alone = try trainStudent(distilled: false)
+                results["teacher_accuracy"] = teacherResult.accuracy ?? 0
+                results["student_alone_accuracy"] = try evaluateAccuracy(alone, storePath: eval, field: field.name, workers: 1)
+                results["distilled_accuracy"] = try evaluateAccuracy(distilled, storePath: eval, field: field.name, workers: 1)
+            }
+            results["model"] = output
+            if json {
+                printJSON(results)
+            } else {
+                print("saved \(output)")
+                if let teacherAccuracy = results["teacher_accuracy"] as? Double, let alone = results["student_alone_accuracy"] as? Double,
+                   let distilledAccuracy = results["distilled_accuracy"] as? Double {
+                    print(String(format: "accuracy: teacher %.2f%%, student alone %.2f%%, distilled student %.2f%%",
+                                 teacherAccuracy * 100, alone * 100, distilledAccuracy * 100))
+                }
+            }
+        }
+    }
+}
