@@ -22,6 +22,8 @@ public struct TrainingOptions: Sendable {
     public var schedule: Schedule = .constant
     /// Seeds dropout masks (weights are seeded by the model).
     public var seed: UInt64 = 0
+    /// Keep weights that start at exactly zero at zero (fine-tuning a pruned model keeps its masks).
+    public var holdZeroWeights = false
 
     public init() {}
 }
@@ -60,6 +62,7 @@ public final class Trainer {
     private var updates = 0
     private var epoch = 0
     private var generator: SplitMix64
+    private var masks01: [[Float]]  // per linear layer: 0 where a pruned weight must stay zero
 
     /// Sets the threads the trainer's GEMMs use (process-wide, like `Session(threads:)`).
     public static func setThreads(_ threads: Int) {
@@ -102,6 +105,7 @@ public final class Trainer {
         weightGradients = weightState
         biasGradients = biasState
         generator = SplitMix64(seed: options.seed)
+        masks01 = options.holdZeroWeights ? weights.map { $0.map { $0 == 0 ? 0 : 1 } } : []
     }
 
     /// The classes the last layer produces.
@@ -329,6 +333,7 @@ public final class Trainer {
         for index in weights.indices {
             apply(&weights[index], &weightGradients[index], &weightState[index], &weightState2[index], rate: rate, decay: decay)
             apply(&biases[index], &biasGradients[index], &biasState[index], &biasState2[index], rate: rate, decay: 0)
+            if !masks01.isEmpty { for i in weights[index].indices { weights[index][i] *= masks01[index][i] } }
         }
     }
 
