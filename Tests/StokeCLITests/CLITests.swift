@@ -114,7 +114,8 @@ struct CLITests {
         #expect(streams.allSatisfy { $0["normalized"] as? Bool == true })
         #expect(FileManager.default.fileExists(atPath: directory + "/train.h5"))
         let variants = document?["variants"] as? [[String: Any]] ?? []
-        #expect(variants.map { $0["variant"] as? String } == ["teacher FP32", "teacher INT8 (dynamic)", "student 784-64-10 distilled", "student INT8 (dynamic)"])
+        #expect(variants.map { $0["variant"] as? String } == ["teacher FP32", "teacher INT8 (dynamic)", "teacher 50% neurons pruned + fine-tuned",
+                                                             "pruned INT8 (dynamic)", "student 784-64-10 distilled", "student INT8 (dynamic)"])
         #expect(variants.allSatisfy { ($0["accuracy"] as? Double ?? 0) > 0.5 })
         #expect(FileManager.default.fileExists(atPath: directory + "/report.html"))
         #expect(FileManager.default.fileExists(atPath: directory + "/report.json"))
@@ -233,6 +234,14 @@ struct CLITests {
         #expect(abs((distilled?["teacher_accuracy"] as? Double ?? -1) - accuracy) < 1e-9)
         #expect(distilled?["student_alone_accuracy"] is Double && distilled?["distilled_accuracy"] is Double)
         #expect(FileManager.default.fileExists(atPath: directory + "/student.h5"))
+        let prune = try execute(stokeBinary, ["prune", directory + "/m.h5", "-o", directory + "/pruned.h5", "--amount", "0.5", "--method", "l1",
+                                              "--finetune", directory + "/train.h5", "--eval", directory + "/test.h5", "--json"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        let pruneDocument = jsonObject(prune.stdout)
+        #expect(abs((pruneDocument?["sparsity"] as? Double ?? 0) - 0.5) < 0.01)
+        #expect(pruneDocument?["accuracy_finetuned"] is Double)
+        let neurons = try execute(stokeBinary, ["prune", directory + "/m.h5", "-o", directory + "/small.h5", "--amount", "0.5", "--method", "neurons", "--json"])
+        #expect(jsonObject(neurons.stdout)?["parameters_after"] as? Int == 784 * 16 + 16 + 16 * 10 + 10)
         for bad in [["--arch", "cnn:1"], ["--arch", "mlp:100-10"], ["--arch", "mlp:784-10", "--optimizer", "lion"]] {
             let result = try execute(stokeBinary, ["train", directory + "/train.h5", "-o", directory + "/x.h5"] + bad)
             #expect(result.status != 0, "\(bad)")
