@@ -1,3 +1,4 @@
+import CStokeKernels
 import Foundation
 import Testing
 @testable import StokeEngine
@@ -56,6 +57,60 @@ struct PrepackedGemmTests {
             let graph = GraphBuilding.graph([node], inputs: ["x"], outputs: ["y"], initializers: ["w": w, "b": b])
             let y = try #require(try Session(model: Model(graph: graph, opset: 17), threads: threads).run(["x": x])["y"])
             GraphBuilding.assertClose(y, expected.floats, shape: expected.shape, tolerance: 1e-4)
+        }
+    }
+
+    /// The kernel itself, whichever backend the engine calibrated to: packed A or packed B, with
+    /// the row and column offsets the thread splits use, against a plain triple loop.
+    @Test(arguments: [(1, 1, 1), (9, 40, 7), (33, 70, 300), (16, 784, 9), (70, 33, 513)])
+    func prepackedKernelMatchesTheDefinition(shape: (Int, Int, Int)) throws {
+        let (m, n, k) = shape
+        let a = GraphBuilding.random([m, k], seed: 11), b = GraphBuilding.random([k, n], seed: 12)
+        let rowBias = GraphBuilding.randomFloats(m, seed: 13), columnBias = GraphBuilding.randomFloats(n, seed: 14)
+        let (av, bv) = (a.floats, b.floats)
+        var expected = [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum: Float = 0
+                for p in 0..<k { sum += av[i * k + p] * bv[p * n + j] }
+                expected[i * n + j] = max(0, sum + rowBias[i] + columnBias[j])
+            }
+        }
+        let packedA = PrepackedGemm.packA(a, offset: 0, m: m, k: k, lda: k)
+        let packedB = PrepackedGemm.packB(b, k: k, n: n, transB: false)
+        let (pa, pb) = unsafe (UnsafePointer(packedA.pointer.assumingMemoryBound(to: Float.self)),
+                               UnsafePointer(packedB.pointer.assumingMemoryBound(to: Float.self)))
+        let (ra, rb) = unsafe (UnsafePointer(a.storage.pointer.assumingMemoryBound(to: Float.self)),
+                               UnsafePointer(b.storage.pointer.assumingMemoryBound(to: Float.self)))
+        // Split at the first tile boundary past the middle, as a two-thread run would.
+        let rowSplit = min(m, (m / 2 + 7) / 8 * 8), columnSplit = min(n, (n / 2 + 31) / 32 * 32)
+        for variant in ["packed A", "packed B", "packed B by columns"] {
+            var y = [Float](repeating: .nan, count: m * n)
+            var status: Int32 = 0
+            unsafe y.withUnsafeMutableBufferPointer { py in unsafe rowBias.withUnsafeBufferPointer { pr in unsafe columnBias.withUnsafeBufferPointer { pc in
+                let (c, r, cb) = unsafe (py.baseAddress!, pr.baseAddress!, pc.baseAddress!)
+                switch variant {
+                case "packed A":
+                    for (first, count) in [(0, rowSplit), (rowSplit, m - rowSplit)] where count > 0 {
+                        status |= unsafe stoke_sgemm_avx512_prepacked(count, n, k, nil, 0, pa, m, first, rb, n, nil, 0, 0,
+                                                                      c + first * n, n, r + first, cb, 1)
+                    }
+                case "packed B":
+                    for (first, count) in [(0, rowSplit), (rowSplit, m - rowSplit)] where count > 0 {
+                        status |= unsafe stoke_sgemm_avx512_prepacked(count, n, k, ra + first * k, k, nil, 0, 0, nil, 0, pb, n, 0,
+                                                                      c + first * n, n, r + first, cb, 1)
+                    }
+                default:
+                    for (first, count) in [(0, columnSplit), (columnSplit, n - columnSplit)] where count > 0 {
+                        status |= unsafe stoke_sgemm_avx512_prepacked(m, count, k, ra, k, nil, 0, 0, nil, 0, pb, n, first,
+                                                                      c + first, n, r, cb + first, 1)
+                    }
+                }
+            } } }
+            if status == -1 { return }  // no AVX-512 on this CPU: the engine never takes this path
+            #expect(status == 0)
+            let worst = zip(y, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? .nan
+            #expect(worst < 1e-4, "\(variant) m=\(m) n=\(n) k=\(k): worst \(worst)")
         }
     }
 }
