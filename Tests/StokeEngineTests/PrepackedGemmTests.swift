@@ -88,7 +88,7 @@ struct PrepackedGemmTests {
             var y = [Float](repeating: .nan, count: m * n)
             var status: Int32 = 0
             unsafe y.withUnsafeMutableBufferPointer { py in unsafe rowBias.withUnsafeBufferPointer { pr in unsafe columnBias.withUnsafeBufferPointer { pc in
-                let (c, r, cb) = unsafe (py.baseAddress!, pr.baseAddress!, pc.baseAddress!)
+                let (c, r, cb) = (py.baseAddress!, pr.baseAddress!, pc.baseAddress!)
                 switch variant {
                 case "packed A":
                     for (first, count) in [(0, rowSplit), (rowSplit, m - rowSplit)] where count > 0 {
