@@ -372,7 +372,13 @@ enum LinearOps {
         // Column-matrix rows start on 64-byte boundaries so the GEMM's vector loads of them never
         // straddle cache lines (a 14x14 plane is 784 bytes, which would split most loads).
         let columnStride = (plane + 15) / 16 * 16
-        let columnBytes = pointwise ? 0 : colRows * columnStride * 4
+        // With a fused pool and packed filters, images go through the GEMM two at a time: their
+        // column matrices side by side make N = 2 x plane, so fewer columns are lost to the last,
+        // partial 32-column tile (a 14x14 plane fills 7 tiles at 87.5%; two fill 13 at 94%).
+        let paired = fusedPool && group == 1 && !pointwise && act <= 1 && GemmBackend.selected == .stokeAVX512
+            && PrepackedGemm.enabled && w.constant != nil
+        let pairStride = (2 * plane + 15) / 16 * 16
+        let columnBytes = pointwise ? 0 : colRows * (paired ? pairStride : columnStride) * 4
         let backend = GemmBackend.selected
         let parts = backend == .stokeAVX512 ? max(1, min(EngineThreads.current, batch)) : 1
         let gemmThreads = parts > 1 ? 1 : EngineThreads.current
@@ -383,7 +389,7 @@ enum LinearOps {
             : nil
         // With a fused MaxPool each image's full-resolution output goes to a per-thread scratch
         // plane set (filters x plane floats, tens of KiB: it stays in L1/L2) and is pooled from there.
-        let poolScratch = (0..<(fusedPool ? parts : 0)).map { _ in TensorStorage(byteCount: filters * plane * 4) }
+        let poolScratch = (0..<(fusedPool ? parts : 0)).map { _ in TensorStorage(byteCount: filters * plane * (paired ? 2 : 1) * 4) }
         let imagesPerPart = (batch + parts - 1) / parts
         let geometry = g
         let hasBias = ib >= 0
@@ -400,7 +406,29 @@ enum LinearOps {
                 let col = unsafe workspaces[part].pointer.assumingMemoryBound(to: Float.self)
                 var window = geometry
                 let scratch = unsafe fusedPool ? poolScratch[part].pointer.assumingMemoryBound(to: Float.self) : nil
-                for image in (part * imagesPerPart)..<min(batch, (part + 1) * imagesPerPart) {
+                let end = min(batch, (part + 1) * imagesPerPart)
+                var image = part * imagesPerPart
+                while image < end {
+                    defer { image += 1 }
+                    if paired, image + 1 < end, let packedFilters, let scratch = unsafe scratch {
+                        let packed = unsafe UnsafePointer(packedFilters[0].pointer.assumingMemoryBound(to: Float.self))
+                        for pairIndex in 0..<2 {
+                            unsafe stoke_im2col_ld_f32(x + (image + pairIndex) * channels * inPlane, Int64(channels), &window,
+                                                       col + pairIndex * plane, Int64(pairStride))
+                        }
+                        _ = unsafe stoke_sgemm_avx512_prepacked(filters, 2 * plane, colRows, nil, 0, packed, filters, 0,
+                                                                UnsafePointer(col), pairStride, nil, 0, 0, scratch, 2 * plane,
+                                                                hasBias ? bias : nil, nil, fusedRelu ? 1 : 0)
+                        // Scratch row f holds filter f's plane of the first image, then of the second.
+                        for filter in 0..<filters {
+                            for pairIndex in 0..<2 {
+                                unsafe stoke_maxpool2x2_f32(scratch + (2 * filter + pairIndex) * plane, 1, window.out_h, window.out_w,
+                                                            y + ((image + pairIndex) * filters + filter) * storedPlane)
+                            }
+                        }
+                        image += 1
+                        continue
+                    }
                     let imageOutput = unsafe scratch ?? y + image * filters * plane
                     for groupIndex in 0..<group {
                         let weights = unsafe w + groupIndex * groupFilters * colRows
