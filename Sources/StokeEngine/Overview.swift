@@ -2,12 +2,16 @@
 //
 // Flow:
 //   bytes ──ONNXDecoder (ONNX/*, bounds-checked protobuf)──▶ Graph
-//         ──GraphPasses (Passes/*: sort, fold constants, fold BatchNorm, fuse ReLU, drop dead nodes)──▶ Model
+//   .h5   ──SequentialModel.load (Native/ModelFile.swift, via StokeStore's ArrayFile)──▶ Graph
+//         ──GraphPasses (Passes/*: sort, fold constants, fold BatchNorm, fuse ReLU, fuse a 2x2
+//           MaxPool into its Conv, drop dead nodes)──▶ Model
 //   Model + input shapes ──ExecutionPlan (Runtime/*: shape inference, shape-arithmetic folding,
 //         kernels bound to slots, one arena with liveness-based reuse)──▶ steps run by Session
 //
 // Kernels (Kernels/*) are closures over slot indices, planned per operator by OperatorRegistry;
-// the arithmetic lives in CStokeKernels (engine_f32.c, sgemm_avx512.c) and OpenBLAS. Unsafe
+// the arithmetic lives in CStokeKernels (engine_f32.c, sgemm_avx512.c, sgemm_prepacked.c,
+// pool_fast.c) and OpenBLAS. With Stoke's AVX-512 GEMM, constant weights (Gemm/MatMul B, Conv
+// filters) are packed into kernel panels once at plan time (Kernels/PrepackedGemm.swift). Unsafe
 // pointer code is confined to Runtime/TensorStorage.swift, Runtime/SlotTable.swift, Kernels/* and
 // the output views in Session.swift.
 //

@@ -346,10 +346,19 @@ func run(_ options: Options) throws {
     print("")
     let width = engine_bench_fma_width()
     print("FP32 FMA peak (measured, \(width == 2 ? "AVX-512" : width == 1 ? "AVX2" : "no FMA") register loop), sgemm 1024³ through the engine's MatMul:")
+    var peaks: [Int: Double] = [:]
     for threads in options.threads {
         let peak = fmaPeak(threads: threads)
+        peaks[threads] = peak
         let gemm = try sgemmRate(threads: threads)
         print("  threads=\(threads): peak \(format(peak, 1)) GFLOP/s, sgemm \(format(gemm, 1)) GFLOP/s = \(format(100 * gemm / max(peak, 1e-9), 1))% of peak")
+    }
+    if let one = peaks[1], one > 0 {
+        for (threads, peak) in peaks.sorted(by: { $0.key < $1.key }) where threads > 1 {
+            // On free cores the peak scales with threads; less means other work held a core (or the
+            // logical CPUs share FMA units), and multi-thread ratios above are then unreliable.
+            print("  peak scaling at threads=\(threads): \(format(peak / one, 2))× of 1 thread (\(threads).00× when \(threads) cores are free)")
+        }
     }
     print("load average \(loadAverage())")
 }

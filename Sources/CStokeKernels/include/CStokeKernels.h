@@ -212,4 +212,27 @@ int stoke_sgemm_avx512_fused(int trans_a, int trans_b, size_t m, size_t n, size_
 /// planes into [in_h / 2, in_w / 2] planes (an odd last row or column is dropped, as in floor mode).
 /// Bit-identical to `stoke_pool2d_f32(0, ...)` for that geometry; AVX-512 when available.
 void stoke_maxpool2x2_f32(const float *_Nonnull x, int64_t planes, int64_t in_h, int64_t in_w, float *_Nonnull y);
+
+/// Floats `stoke_sgemm_pack_a` writes for an [m, k] A (m rounded up to 8 rows).
+size_t stoke_sgemm_packed_a_count(size_t m, size_t k);
+/// Floats `stoke_sgemm_pack_b` writes for a [k, n] B (n rounded up to 32 columns).
+size_t stoke_sgemm_packed_b_count(size_t k, size_t n);
+/// Packs a row-major [m, k] A (constant filters) into the panels `stoke_sgemm_avx512_prepacked` reads.
+void stoke_sgemm_pack_a(size_t m, size_t k, const float *_Nonnull a, size_t lda, float *_Nonnull dst);
+/// Packs op(B), [k, n] (B stored [n, k] when trans_b != 0: PyTorch Linear weights), into panels.
+void stoke_sgemm_pack_b(size_t k, size_t n, const float *_Nonnull b, size_t ldb, int trans_b, float *_Nonnull dst);
+
+/// C[m, n] = A B (+ row_bias[i]) (+ col_bias[j]), then max(0, .) when relu != 0, with exactly one
+/// of each pair given: A row-major (a, lda) or packed (packed_a, for a packed_a_rows-row matrix of
+/// which this call computes rows from packed_a_first_row, a multiple of 8); B row-major (b, ldb)
+/// or packed (packed_b, for a packed_b_columns-column matrix, from packed_b_first_column, a multiple
+/// of 32). Thread-safe. Returns 0, -1 without AVX-512F (nothing written), -2 when memory for
+/// packing is unavailable, -3 for an invalid operand combination.
+int stoke_sgemm_avx512_prepacked(size_t m, size_t n, size_t k,
+                                 const float *_Nullable a, size_t lda, const float *_Nullable packed_a,
+                                 size_t packed_a_rows, size_t packed_a_first_row,
+                                 const float *_Nullable b, size_t ldb, const float *_Nullable packed_b,
+                                 size_t packed_b_columns, size_t packed_b_first_column,
+                                 float *_Nonnull c, size_t ldc,
+                                 const float *_Nullable row_bias, const float *_Nullable col_bias, int relu);
 #endif

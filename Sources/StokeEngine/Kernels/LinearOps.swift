@@ -135,6 +135,18 @@ enum LinearOps {
             }
         }
         let outputs: [(ElementType, [Int])] = [(.float32, [m, n])]
+        // Constant weights with Stoke's kernel: packed once here, read as panels on every run.
+        if PrepackedGemm.enabled, !transA, alpha == 1, fullBias == nil, biasKind != 3, act == 0 || act == 1,
+           let weights = b.constant, m * n * k > 0 {
+            let packed = PrepackedGemm.packB(weights, k: k, n: n, transB: try c.int("transB", 0) != 0)
+            let bias = biasTensor
+            return .kernel(outputs) { s in
+                let biasPointer: UnsafePointer<Float>? = unsafe bias.map { unsafe UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
+                unsafe PrepackedGemm.multiply(m: m, n: n, k: k, a: s.floats(ia), lda: lda, packedB: packed, y: s.floats(iy), ldy: n,
+                                              rowBias: biasKind == 2 ? biasPointer : nil, columnBias: biasKind == 1 ? biasPointer : nil,
+                                              relu: act == 1, threads: EngineThreads.current)
+            }
+        }
         let (slotB, frozenB) = (ib, transposedWeights)
         @inline(__always) func weights(_ s: Slots) -> UnsafePointer<Float> {
             if let frozenB { return unsafe UnsafePointer(frozenB.storage.pointer.assumingMemoryBound(to: Float.self)) }
@@ -197,6 +209,14 @@ enum LinearOps {
         if bBatch.allSatisfy({ $0 == 1 }) {
             // The common inference case (activations x weights): one sgemm over all rows of A.
             let rows = aBatch.reduce(1, *) * m
+            if PrepackedGemm.enabled, let weights = b.constant, rows * n * k > 0 {
+                let packed = PrepackedGemm.packB(weights, k: k, n: n, transB: false)
+                return .kernel(outputs) { s in
+                    unsafe PrepackedGemm.multiply(m: rows, n: n, k: k, a: s.floats(ia), lda: k, packedB: packed, y: s.floats(iy), ldy: n,
+                                                  rowBias: nil, columnBias: nil, relu: act == 1, threads: EngineThreads.current)
+                    if act > 1 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), total, actAlpha, 0) }
+                }
+            }
             // Constant weights get a padded row stride once here (see paddedLeadingDimension).
             var padded: Tensor?
             let ldb = b.constant != nil && n >= 32 ? paddedLeadingDimension(n) : n
@@ -352,14 +372,24 @@ enum LinearOps {
         // Column-matrix rows start on 64-byte boundaries so the GEMM's vector loads of them never
         // straddle cache lines (a 14x14 plane is 784 bytes, which would split most loads).
         let columnStride = (plane + 15) / 16 * 16
-        let columnBytes = pointwise ? 0 : colRows * columnStride * 4
+        // With a fused pool and packed filters, images go through the GEMM two at a time: their
+        // column matrices side by side make N = 2 x plane, so fewer columns are lost to the last,
+        // partial 32-column tile (a 14x14 plane fills 7 tiles at 87.5%; two fill 13 at 94%).
+        let paired = fusedPool && group == 1 && !pointwise && act <= 1 && GemmBackend.selected == .stokeAVX512
+            && PrepackedGemm.enabled && w.constant != nil
+        let pairStride = (2 * plane + 15) / 16 * 16
+        let columnBytes = pointwise ? 0 : colRows * (paired ? pairStride : columnStride) * 4
         let backend = GemmBackend.selected
         let parts = backend == .stokeAVX512 ? max(1, min(EngineThreads.current, batch)) : 1
         let gemmThreads = parts > 1 ? 1 : EngineThreads.current
         let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: columnBytes) }
+        // Constant filters with Stoke's kernel: each group's [groupFilters, colRows] block packed once.
+        let packedFilters: [TensorStorage]? = backend == .stokeAVX512 && PrepackedGemm.enabled
+            ? w.constant.map { weights in (0..<group).map { PrepackedGemm.packA(weights, offset: $0 * groupFilters * colRows, m: groupFilters, k: colRows, lda: colRows) } }
+            : nil
         // With a fused MaxPool each image's full-resolution output goes to a per-thread scratch
         // plane set (filters x plane floats, tens of KiB: it stays in L1/L2) and is pooled from there.
-        let poolScratch = (0..<(fusedPool ? parts : 0)).map { _ in TensorStorage(byteCount: filters * plane * 4) }
+        let poolScratch = (0..<(fusedPool ? parts : 0)).map { _ in TensorStorage(byteCount: filters * plane * (paired ? 2 : 1) * 4) }
         let imagesPerPart = (batch + parts - 1) / parts
         let geometry = g
         let hasBias = ib >= 0
@@ -376,13 +406,43 @@ enum LinearOps {
                 let col = unsafe workspaces[part].pointer.assumingMemoryBound(to: Float.self)
                 var window = geometry
                 let scratch = unsafe fusedPool ? poolScratch[part].pointer.assumingMemoryBound(to: Float.self) : nil
-                for image in (part * imagesPerPart)..<min(batch, (part + 1) * imagesPerPart) {
+                let end = min(batch, (part + 1) * imagesPerPart)
+                var image = part * imagesPerPart
+                while image < end {
+                    defer { image += 1 }
+                    if paired, image + 1 < end, let packedFilters, let scratch = unsafe scratch {
+                        let packed = unsafe UnsafePointer(packedFilters[0].pointer.assumingMemoryBound(to: Float.self))
+                        for pairIndex in 0..<2 {
+                            unsafe stoke_im2col_ld_f32(x + (image + pairIndex) * channels * inPlane, Int64(channels), &window,
+                                                       col + pairIndex * plane, Int64(pairStride))
+                        }
+                        _ = unsafe stoke_sgemm_avx512_prepacked(filters, 2 * plane, colRows, nil, 0, packed, filters, 0,
+                                                                UnsafePointer(col), pairStride, nil, 0, 0, scratch, 2 * plane,
+                                                                hasBias ? bias : nil, nil, fusedRelu ? 1 : 0)
+                        // Scratch row f holds filter f's plane of the first image, then of the second.
+                        for filter in 0..<filters {
+                            for pairIndex in 0..<2 {
+                                unsafe stoke_maxpool2x2_f32(scratch + (2 * filter + pairIndex) * plane, 1, window.out_h, window.out_w,
+                                                            y + ((image + pairIndex) * filters + filter) * storedPlane)
+                            }
+                        }
+                        image += 1
+                        continue
+                    }
                     let imageOutput = unsafe scratch ?? y + image * filters * plane
                     for groupIndex in 0..<group {
                         let weights = unsafe w + groupIndex * groupFilters * colRows
                         let output = unsafe imageOutput + groupIndex * groupFilters * plane
                         let input = unsafe x + (image * channels + groupIndex * groupChannels) * inPlane
                         if !pointwise { unsafe stoke_im2col_ld_f32(input, Int64(groupChannels), &window, col, Int64(columnStride)) }
+                        if let packedFilters {
+                            let packed = unsafe UnsafePointer(packedFilters[groupIndex].pointer.assumingMemoryBound(to: Float.self))
+                            _ = unsafe stoke_sgemm_avx512_prepacked(groupFilters, plane, colRows, nil, 0, packed, groupFilters, 0,
+                                                                    pointwise ? input : UnsafePointer(col), pointwise ? plane : columnStride, nil, 0, 0,
+                                                                    output, plane, hasBias ? bias.map { unsafe $0 + groupIndex * groupFilters } : nil,
+                                                                    nil, fusedRelu ? 1 : 0)
+                            continue
+                        }
                         unsafe sgemm(backend: backend, threads: gemmThreads, transA: false, transB: false, m: groupFilters, n: plane,
                                      k: colRows, alpha: 1, a: weights, lda: colRows, b: pointwise ? input : UnsafePointer(col),
                                      ldb: pointwise ? plane : columnStride,

@@ -265,7 +265,7 @@ extension Model {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw EngineError.io(path: path, detail: "file does not exist or is not readable")
         }
-        let head = (try? handle.read(upToCount: hdf5Signature.count)).map { [UInt8]($0 ?? Data()) } ?? []
+        let head = [UInt8]((try? handle.read(upToCount: hdf5Signature.count)) ?? Data())
         try? handle.close()
         if head == hdf5Signature {
             return try SequentialModel.load(path: path).model(options: options)
