@@ -65,6 +65,12 @@ let package = Package(
         // MARK: - Ratio reports (plain executables, no harness)
 
         .executableTarget(
+            name: "infer-ratios",
+            dependencies: [.product(name: "StokeStore", package: "Stoke"), .product(name: "StokeLoader", package: "Stoke"),
+                           .product(name: "StokeEngine", package: "Stoke"), .product(name: "StokeBench", package: "Stoke")],
+            path: "Tools/InferRatios"),
+
+        .executableTarget(
             name: "loader-ratios",
             dependencies: ["LoaderBenchSupport", "StoreBenchSupport", .product(name: "StokeLoader", package: "Stoke"),
                            .product(name: "StokeStore", package: "Stoke"), .product(name: "StokeBench", package: "Stoke")],

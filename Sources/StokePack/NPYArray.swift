@@ -80,7 +80,7 @@ public struct NPYArray: ArraySource {
     /// Calls `body` with rows `[start, start + n)` as little-endian C-order bytes, `batchRows` at a time.
     /// C-order little-endian data is passed straight from the map, without a copy.
     public func forEachBatch(batchRows: Int, _ body: (Range<Int>, UnsafeRawBufferPointer) throws -> Void) throws {
-        try forEachBatch(batchRows: batchRows, in: nil, body)
+        unsafe try forEachBatch(batchRows: batchRows, in: nil, body)
     }
 
     /// The rows of `range` (default: all), `batchRows` at a time, as `forEachBatch(batchRows:_:)` gives them.

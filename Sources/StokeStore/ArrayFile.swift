@@ -65,7 +65,7 @@ public enum ArrayFile {
                     let creation = try HDF5.datasetCreationList(arrayContext)
                     let dataset = try HDF5.createDataset(root.id, array.name, type: type, space: space, creation: creation, arrayContext)
                     if !array.bytes.isEmpty {
-                        try withBytes(of: array.bytes) { (bytes) throws(StoreError) in
+                        unsafe try withBytes(of: array.bytes) { (bytes) throws(StoreError) in
                             try unsafe HDF5.writeAll(dataset, memoryType: type, bytes: bytes, arrayContext)
                         }
                     }
@@ -75,11 +75,11 @@ public enum ArrayFile {
                 }
             }
             try HDF5.close(file, context)
-            guard rename(temporary, path) == 0 else {
+            guard unsafe rename(temporary, path) == 0 else {
                 throw .io(path: path, operation: "rename from \(temporary)", message: systemError())
             }
         } catch {
-            unlink(temporary)
+            unsafe unlink(temporary)
             throw error
         }
     }
@@ -111,7 +111,7 @@ public enum ArrayFile {
             var bytes = [UInt8](repeating: 0, count: count)
             if count > 0 {
                 let memoryType = try HDF5.type(for: dtype, arrayContext)
-                try withMutableBytes(of: &bytes) { (buffer) throws(StoreError) in
+                unsafe try withMutableBytes(of: &bytes) { (buffer) throws(StoreError) in
                     try unsafe HDF5.readAll(dataset, memoryType: memoryType, into: buffer, arrayContext)
                 }
             }

@@ -63,7 +63,7 @@ struct Demo: ParsableCommand {
                 var checksum = 0.0
                 while let batch = try epoch.next() {
                     delivered += batch.count
-                    checksum += try batch.withField("image") { bytes, layout in
+                    unsafe checksum += try batch.withField("image") { bytes, layout in
                         layout.dtype == .f32 ? Double(unsafe bytes.assumingMemoryBound(to: Float.self).first ?? 0) : 0
                     }
                 }
@@ -125,8 +125,8 @@ struct Demo: ParsableCommand {
             while let batch = try epoch.next() {
                 let count = batch.count
                 let labels = try batch.values("label", as: Int64.self)
-                _ = try batch.withField("image") { bytes, _ in
-                    try labels.withUnsafeBufferPointer { try trainer.step(input: unsafe bytes.assumingMemoryBound(to: Float.self), labels: $0, count: count) }
+                _ = unsafe try batch.withField("image") { bytes, _ in
+                    unsafe try labels.withUnsafeBufferPointer { unsafe try trainer.step(input: unsafe bytes.assumingMemoryBound(to: Float.self), labels: $0, count: count) }
                 }
                 seen += count
                 progress.update(seen)

@@ -122,16 +122,16 @@ func trainEpoch(
     while let batch = try epoch.next() {
         let count = batch.count
         let labels = try batch.values("label", as: Int64.self)
-        let loss = try batch.withField(field) { bytes, layout in
+        let loss = unsafe try batch.withField(field) { bytes, layout in
             let input = unsafe bytes.assumingMemoryBound(to: Float.self)
-            return try labels.withUnsafeBufferPointer { labelBuffer in
-                guard let teacher else { return try trainer.step(input: input, labels: labelBuffer, count: count) }
+            return unsafe try labels.withUnsafeBufferPointer { labelBuffer in
+                guard let teacher else { return unsafe try trainer.step(input: input, labels: labelBuffer, count: count) }
                 let span = unsafe Span(_unsafeElements: UnsafeBufferPointer(rebasing: input[0..<(count * layout.sampleShape.reduce(1, *))]))
                 return try teacher.session.run(input: teacher.input, shape: [count] + layout.sampleShape, data: span) { outputs in
                     try outputs.withFloats(teacher.output) { logits in
                         let copy = (0..<logits.count).map { logits[$0] }
-                        return try copy.withUnsafeBufferPointer {
-                            try trainer.distillationStep(input: input, labels: labelBuffer, teacherLogits: $0, count: count,
+                        return unsafe try copy.withUnsafeBufferPointer {
+                            unsafe try trainer.distillationStep(input: input, labels: labelBuffer, teacherLogits: $0, count: count,
                                                          temperature: teacher.temperature, alpha: teacher.alpha)
                         }
                     }
@@ -160,8 +160,8 @@ func evaluateAccuracy(_ trainer: Trainer, storePath: String, field: String, work
     while let batch = try epoch.next() {
         let count = batch.count
         let labels = try batch.values("label", as: Int64.self)
-        let logits = try batch.withField(field) { bytes, _ in
-            try trainer.logits(input: unsafe bytes.assumingMemoryBound(to: Float.self), count: count)
+        let logits = unsafe try batch.withField(field) { bytes, _ in
+            unsafe try trainer.logits(input: unsafe bytes.assumingMemoryBound(to: Float.self), count: count)
         }
         for row in 0..<count {
             var best = 0
