@@ -43,7 +43,7 @@ let swiftTargets: [Target] = [
     .testTarget(name: "StokeLoaderTests", dependencies: ["StokeLoader", "StokeStore"]),
     .testTarget(name: "StokeBenchTests", dependencies: ["StokeBench", "StokeLoader", "StokeStore"]),
     .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore"]),
-    .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine"], exclude: ["Resources"]),
+    .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine", "StokeStore"], exclude: ["Resources"]),
     .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeEngine"]),
 ]
 

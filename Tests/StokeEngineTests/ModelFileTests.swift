@@ -133,7 +133,7 @@ struct ModelFileTests {
 
         // Signature followed by garbage.
         let garbage = directory.appendingPathComponent("garbage.h5").path
-        var random = StokeEngine.SplitMix64(seed: 3)
+        var random = StokeStore.SplitMix64(seed: 3)
         try Data(Model.hdf5Signature + (0..<4096).map { _ in UInt8(truncatingIfNeeded: random.next()) })
             .write(to: URL(fileURLWithPath: garbage))
         Self.expectModelFileError(garbage, field: "file") { _ = try Model.load(path: garbage) }

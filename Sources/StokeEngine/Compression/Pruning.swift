@@ -1,3 +1,5 @@
+import StokeStore
+
 /// How unstructured pruning picks the weights it zeroes.
 public enum PruningMethod: Sendable, Equatable {
     /// A seeded random `amount` of each layer's weights.

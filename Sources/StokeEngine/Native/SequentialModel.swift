@@ -1,3 +1,5 @@
+import StokeStore
+
 /// One layer of a native sequential model. Shapes follow PyTorch: images are [N, C, H, W],
 /// features [N, F]; the batch axis N is never part of a layer's configuration.
 public enum Layer: Sendable, Equatable {
@@ -166,17 +168,7 @@ public struct SequentialModel: Sendable {
     }
 }
 
-/// A small, fast, seedable generator (SplitMix64) so initialization is reproducible everywhere.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
+extension SplitMix64 {
+    /// Uniform in [0, 1), from the top 24 bits (exactly representable as Float).
     mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }

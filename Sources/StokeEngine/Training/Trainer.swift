@@ -1,4 +1,5 @@
 import COpenBLAS
+import StokeStore
 import Foundation
 
 /// How a `Trainer` updates weights.
