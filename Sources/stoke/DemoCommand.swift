@@ -60,12 +60,17 @@ struct Demo: ParsableCommand {
                 let started = ContinuousClock.now
                 let epoch = try loader.epoch(0)
                 var delivered = 0
-                var checksum = 0.0
+                var marks: [(Double, Int)] = []  // (seconds since start, samples so far) per batch
                 while let batch = try epoch.next() {
                     delivered += batch.count
-                    unsafe checksum += try batch.withField("image") { bytes, layout in
-                        layout.dtype == .f32 ? Double(unsafe bytes.assumingMemoryBound(to: Float.self).first ?? 0) : 0
-                    }
+                    let now = started.duration(to: .now)
+                    marks.append((Double(now.components.seconds) + Double(now.components.attoseconds) * 1e-18, delivered))
+                }
+                // Throughput over time: samples/s over windows of 8 batches.
+                var timeline: [[Double]] = []
+                for index in stride(from: 8, to: marks.count, by: 4) {
+                    let (t0, n0) = marks[index - 8], (t1, n1) = marks[index]
+                    if t1 > t0 { timeline.append([t1, Double(n1 - n0) / (t1 - t0)]) }
                 }
                 let elapsed = started.duration(to: .now)
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
@@ -75,7 +80,7 @@ struct Demo: ParsableCommand {
                     "samples_per_s": Double(delivered) / max(seconds, 1e-9), "batches": stats.batches,
                     "data_wait_fraction": stats.waitSeconds / max(seconds, 1e-9), "chunk_decodes": stats.chunkDecodes,
                     "normalized": loader.layouts.first { $0.name == "image" }?.dtype == .f32,
-                    "pinned": loader.pinning.pinned, "verified_chunks": verified,
+                    "pinned": loader.pinning.pinned, "verified_chunks": verified, "timeline": timeline,
                 ]
                 streams.append(stream)
                 document[split] = report.json
@@ -216,13 +221,20 @@ struct Demo: ParsableCommand {
         let chart = Report.lineChart(
             title: "Accuracy against throughput", xLabel: "samples/s", yLabel: "test accuracy",
             series: variants.map { ($0["variant"] as! String, [($0["samples_per_s"] as! Double, $0["accuracy"] as! Double)]) })
+        let streams = document["streams"] as? [[String: Any]] ?? []
+        let throughput = Report.lineChart(
+            title: "Loader throughput over time", xLabel: "seconds", yLabel: "samples/s",
+            series: streams.map { stream in
+                ("\(stream["store"] as? String ?? "?") (\(stream["order"] as? String ?? ""))",
+                 (stream["timeline"] as? [[Double]] ?? []).map { ($0[0], $0[1]) })
+            })
         let html = Report.html(
             title: "stoke demo",
             table: (["variant", "parameters", "accuracy", "samples/s", "data wait", "speedup"],
                     variants.map { [$0["variant"] as! String, "\($0["parameters"] as! Int)", String(format: "%.4f", $0["accuracy"] as! Double),
                                     String(format: "%.0f", $0["samples_per_s"] as! Double), String(format: "%.3f", $0["data_wait_fraction"] as! Double),
                                     String(format: "%.2f", $0["speedup"] as! Double)] }),
-            charts: [chart], notes: ["Dataset: \(document["dataset"] as? String ?? "?")."])
+            charts: [chart, throughput], notes: ["Dataset: \(document["dataset"] as? String ?? "?")."])
         try html.write(toFile: "\(directory)/report.html", atomically: true, encoding: .utf8)
     }
 
