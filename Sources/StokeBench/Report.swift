@@ -5,17 +5,22 @@ public enum Report {
     /// A line chart of (x, y) series with optional horizontal reference lines.
     public static func lineChart(
         title: String, xLabel: String, yLabel: String, series: [(name: String, points: [(Double, Double)])],
-        references: [(name: String, value: Double)] = [], width: Double = 720, height: Double = 360
+        references: [(name: String, value: Double)] = [], width: Double = 720, height: Double = 360, zeroBased: Bool = true,
+        legendRight: Bool = false
     ) -> String {
         let left = 70.0, right = 20.0, top = 36.0, bottom = 48.0
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         let allPoints = series.flatMap(\.points)
         let maxX = max(allPoints.map(\.0).max() ?? 1, 1e-9)
-        let maxY = max((allPoints.map(\.1) + references.map(\.value)).max() ?? 1, 1e-9) * 1.1
-        func x(_ value: Double) -> Double { left + value / maxX * plotWidth }
-        func y(_ value: Double) -> Double { top + plotHeight - value / maxY * plotHeight }
+        let values = allPoints.map(\.1) + references.map(\.value)
+        let highest = values.max() ?? 1, lowest = values.min() ?? 0
+        // Zero-based for rates; otherwise a margin around the data so small differences show.
+        let minY = zeroBased ? 0 : lowest - max((highest - lowest) * 0.5, abs(highest) * 0.01)
+        let maxY = zeroBased ? max(highest, 1e-9) * 1.1 : highest + max((highest - lowest) * 0.5, abs(highest) * 0.01)
+        func x(_ value: Double) -> Double { left + value / maxX * plotWidth * 0.95 }
+        func y(_ value: Double) -> Double { top + plotHeight - (value - minY) / max(maxY - minY, 1e-12) * plotHeight }
         var svg = header(width: width, height: height, title: title)
-        svg += axes(left: left, top: top, plotWidth: plotWidth, plotHeight: plotHeight, maxX: maxX, maxY: maxY, xLabel: xLabel, yLabel: yLabel)
+        svg += axes(left: left, top: top, plotWidth: plotWidth, plotHeight: plotHeight, maxX: maxX / 0.95, minY: minY, maxY: maxY, xLabel: xLabel, yLabel: yLabel)
         for (index, reference) in references.enumerated() {
             let color = "#888"
             svg += "<line x1='\(f(left))' y1='\(f(y(reference.value)))' x2='\(f(left + plotWidth))' y2='\(f(y(reference.value)))' stroke='\(color)' stroke-dasharray='6,4'/>"
@@ -28,7 +33,8 @@ public enum Report {
             if line.points.count <= 50 {
                 for point in line.points { svg += "<circle cx='\(f(x(point.0)))' cy='\(f(y(point.1)))' r='4' fill='\(color)'/>" }
             }
-            svg += "<text x='\(f(left + 8))' y='\(f(top + 14 + Double(index) * 14))' font-size='11' fill='\(color)'>\(escape(line.name))</text>"
+            let legendX = legendRight ? left + plotWidth - 8 : left + 8
+            svg += "<text x='\(f(legendX))' y='\(f(top + 14 + Double(index) * 14))' text-anchor='\(legendRight ? "end" : "start")' font-size='11' fill='\(color)'>\(escape(line.name))</text>"
         }
         return svg + "</svg>"
     }
@@ -39,7 +45,7 @@ public enum Report {
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         let maxY = max(bars.map(\.value).max() ?? 1, 1e-9) * 1.1
         var svg = header(width: width, height: height, title: title)
-        svg += axes(left: left, top: top, plotWidth: plotWidth, plotHeight: plotHeight, maxX: nil, maxY: maxY, xLabel: "", yLabel: yLabel)
+        svg += axes(left: left, top: top, plotWidth: plotWidth, plotHeight: plotHeight, maxX: nil, minY: 0, maxY: maxY, xLabel: "", yLabel: yLabel)
         let slot = plotWidth / Double(max(bars.count, 1))
         for (index, bar) in bars.enumerated() {
             let barHeight = bar.value / maxY * plotHeight
@@ -72,12 +78,12 @@ public enum Report {
     }
 
     private static func axes(
-        left: Double, top: Double, plotWidth: Double, plotHeight: Double, maxX: Double?, maxY: Double, xLabel: String, yLabel: String
+        left: Double, top: Double, plotWidth: Double, plotHeight: Double, maxX: Double?, minY: Double, maxY: Double, xLabel: String, yLabel: String
     ) -> String {
         var svg = "<line x1='\(f(left))' y1='\(f(top + plotHeight))' x2='\(f(left + plotWidth))' y2='\(f(top + plotHeight))' stroke='black'/>"
         svg += "<line x1='\(f(left))' y1='\(f(top))' x2='\(f(left))' y2='\(f(top + plotHeight))' stroke='black'/>"
         for tick in 0...4 {
-            let value = maxY * Double(tick) / 4
+            let value = minY + (maxY - minY) * Double(tick) / 4
             let y = top + plotHeight - Double(tick) / 4 * plotHeight
             svg += "<text x='\(f(left - 6))' y='\(f(y + 4))' text-anchor='end' font-size='10'>\(compact(value))</text>"
             if let maxX {

@@ -220,7 +220,8 @@ struct Demo: ParsableCommand {
         let variants = document["variants"] as? [[String: Any]] ?? []
         let chart = Report.lineChart(
             title: "Accuracy against throughput", xLabel: "samples/s", yLabel: "test accuracy",
-            series: variants.map { ($0["variant"] as! String, [($0["samples_per_s"] as! Double, $0["accuracy"] as! Double)]) })
+            series: variants.map { ($0["variant"] as! String, [($0["samples_per_s"] as! Double, $0["accuracy"] as! Double)]) },
+            zeroBased: false, legendRight: true)
         let streams = document["streams"] as? [[String: Any]] ?? []
         let throughput = Report.lineChart(
             title: "Loader throughput over time", xLabel: "seconds", yLabel: "samples/s",
