@@ -38,13 +38,14 @@ let swiftTargets: [Target] = [
             "StokeStore", "StokePack", "StokeLoader", "StokeBench", "StokeEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-    .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels"]),
+    .target(name: "StokeTestSupport", path: "Tests/StokeTestSupport"),
+    .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels", "StokeTestSupport"]),
     .testTarget(name: "StokeKernelTests", dependencies: ["CStokeKernels"]),
     .testTarget(name: "StokeLoaderTests", dependencies: ["StokeLoader", "StokeStore"]),
     .testTarget(name: "StokeBenchTests", dependencies: ["StokeBench", "StokeLoader", "StokeStore"]),
-    .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore"]),
+    .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore", "StokeTestSupport"]),
     .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine", "StokeStore"], exclude: ["Resources"]),
-    .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeEngine"]),
+    .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeEngine", "StokeTestSupport"]),
 ]
 
 let package = Package(

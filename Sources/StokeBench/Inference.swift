@@ -146,7 +146,9 @@ public struct StreamingInference {
             ], options: writeOptions)
             try writer.append("logits", values: logitsOut)
             try writer.append("prediction", values: predictionsOut)
-            try writer.setMetadata("provenance", json: #"{"produced_by": "stoke infer", "store": "\#(storePath)"}"#)
+            let provenance = try JSONSerialization.data(
+                withJSONObject: ["produced_by": "stoke infer", "store": storePath, "model_input": modelInput.name], options: [.sortedKeys])
+            try writer.setMetadata("provenance", json: String(decoding: provenance, as: UTF8.self))
             try writer.finish()
         }
         // The first batch builds the plan and packs weights: reported apart, not in the percentiles.

@@ -1,43 +1,21 @@
 import Foundation
 import StokeStore
+@_exported import StokeTestSupport
 
 /// A fresh temporary directory per test, removed by the caller with `cleanup()`.
 struct TemporaryDirectory {
-    let path: String
-    init() {
-        path = NSTemporaryDirectory() + "stoke-test-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
+    let path = temporaryDirectory()
     func file(_ name: String) -> String { path + "/" + name }
     func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// The repository root, found from this file's path.
-let repositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.path
-}()
-
-/// The project's venv Python (made by scripts/setup), used for interop checks against h5py and hdf5plugin.
-let venvPython = repositoryRoot + "/.venv/bin/python3"
-
 struct ProcessResult { var status: Int32; var output: String }
 
-/// Runs a program and returns its exit status and combined output.
+/// Runs a program and returns its exit status and its stdout followed by its stderr.
 @discardableResult
-func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return ProcessResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+func run(_ executable: String, _ arguments: [String]) throws -> ProcessResult {
+    let result = try execute(executable, arguments)
+    return ProcessResult(status: result.status, output: result.stdout + result.stderr)
 }
 
 /// Runs a Python snippet in the project venv; fails loudly when the venv is missing.
