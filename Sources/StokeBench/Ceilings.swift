@@ -48,7 +48,7 @@ public enum Ceilings {
                 continue
             }
             for chunk in 0..<field.chunkCount {
-                let (stored, mask) = try field.withStoredChunk(chunk) { (bytes, mask) throws(StoreError) in (unsafe Array(bytes), mask) }
+                let (stored, mask) = unsafe try field.withStoredChunk(chunk) { (bytes, mask) throws(StoreError) in (unsafe Array(bytes), mask) }
                 jobs.append(Job(field: field, chunk: chunk, stored: stored, mask: mask))
                 decodedBytes += field.rows(inChunk: chunk).count * field.sampleBytes
             }
@@ -71,8 +71,8 @@ public enum Ceilings {
                 }
                 turn = (turn + 1) % ring.count
                 do throws(StoreError) {
-                    try withMutableBytes(of: &ring[turn]) { (target) throws(StoreError) in
-                        try withBytes(of: job.stored) { (stored) throws(StoreError) in
+                    unsafe try withMutableBytes(of: &ring[turn]) { (target) throws(StoreError) in
+                        unsafe try withBytes(of: job.stored) { (stored) throws(StoreError) in
                             try unsafe job.field.decode(stored: stored, filterMask: job.mask, chunk: job.chunk, into: target, scratch: &scratch)
                         }
                     }

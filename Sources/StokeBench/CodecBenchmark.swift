@@ -64,7 +64,7 @@ public struct CodecBenchmark {
             var scratch: [UInt8] = []
             for pick in picks(count: chosen.chunkCount, wanted: chunks) {
                 var buffer = [UInt8](repeating: 0, count: chosen.chunkBytes)
-                try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in try unsafe chosen.decodeChunk(pick, into: bytes, scratch: &scratch) }
+                unsafe try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in try unsafe chosen.decodeChunk(pick, into: bytes, scratch: &scratch) }
                 buffer.removeLast((chosen.chunkRows! - chosen.rows(inChunk: pick).count) * chosen.sampleBytes)
                 samples.append(buffer)
             }
@@ -97,8 +97,8 @@ public struct CodecBenchmark {
             repeat {
                 for (index, stored) in encoded.enumerated() {
                     let size = samples[index].count
-                    try withMutableBytes(of: &destination) { (target) throws(StoreError) in
-                        try withBytes(of: stored) { (source) throws(StoreError) in
+                    unsafe try withMutableBytes(of: &destination) { (target) throws(StoreError) in
+                        unsafe try withBytes(of: stored) { (source) throws(StoreError) in
                             try unsafe coder.decode(source, into: UnsafeMutableRawBufferPointer(rebasing: target[0..<size]), scratch: &scratch)
                         }
                     }

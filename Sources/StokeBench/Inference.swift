@@ -104,7 +104,7 @@ public struct StreamingInference {
             let count = min(batch.count, total - done)
             let batchLabels: [Int64] = try labels.map { try batch.values($0.name, as: Int64.self) } ?? []
             let computeStart = ContinuousClock.now
-            let predictions: [Int] = try batch.withField(inputName) { bytes, _ in
+            let predictions: [Int] = unsafe try batch.withField(inputName) { bytes, _ in
                 let floats = unsafe bytes.assumingMemoryBound(to: Float.self)
                 let span = unsafe Span(_unsafeElements: UnsafeBufferPointer(rebasing: floats[0..<(count * sampleShape.reduce(1, *))]))
                 return try session.run(input: modelInput.name, shape: [count] + sampleShape, data: span) { outputs in

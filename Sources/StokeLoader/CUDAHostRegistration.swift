@@ -9,7 +9,7 @@ import Foundation
     private typealias Register = @convention(c) (UnsafeMutableRawPointer?, Int, UInt32) -> Int32
     private typealias Unregister = @convention(c) (UnsafeMutableRawPointer?) -> Int32
 
-    private struct Runtime: @unchecked Sendable {
+    @safe private struct Runtime: @unchecked Sendable {
         // Function pointers from dlsym, immutable once loaded.
         let register: Register
         let unregister: Unregister

@@ -47,32 +47,9 @@ enum LinearOps {
         case .openBLAS:
             break
         case .stokeAVX512:
-            // Split across threads: by rows when A is tall, else by columns (in multiples of the
-            // kernel's 8x32 tile) so no thread repeats another's packing. Small products stay on
-            // one thread, where the fork costs more than it saves.
             let (ta, tb): (Int32, Int32) = (transA ? 1 : 0, transB ? 1 : 0)
-            let byRows = m >= 64 * threads
-            let tiles = byRows ? (m + 7) / 8 : (n + 31) / 32
-            let parts = m * n * k >= 1 << 20 ? min(threads, tiles) : 1
             let reluFlag: Int32 = relu ? 1 : 0
-            if parts <= 1 {
-                _ = unsafe stoke_sgemm_avx512_fused(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, y, ldy, rowBias, columnBias, reluFlag)
-                return
-            }
-            let tile = byRows ? 8 : 32
-            let perPart = ((byRows ? m : n) + parts - 1) / parts
-            let span = (perPart + tile - 1) / tile * tile
-            let (aAddress, bAddress, yAddress) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: y))
-            let (rowBiasAddress, columnBiasAddress) = (UInt(bitPattern: rowBias), UInt(bitPattern: columnBias))
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                let first = part * span
-                let rowBias = unsafe UnsafePointer<Float>(bitPattern: rowBiasAddress)
-                let columnBias = unsafe UnsafePointer<Float>(bitPattern: columnBiasAddress)
-                let count = min(span, (byRows ? m : n) - first)
-                guard count > 0,
-                      let a = unsafe UnsafePointer<Float>(bitPattern: aAddress),
-                      let b = unsafe UnsafePointer<Float>(bitPattern: bAddress),
-                      let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
+            GemmSplit.run(m: m, n: n, k: k, threads: threads) { byRows, first, count in
                 if byRows {
                     let aPart = unsafe transA ? a + first : a + first * lda
                     _ = unsafe stoke_sgemm_avx512_fused(ta, tb, count, n, k, alpha, aPart, lda, b, ldb, beta, y + first * ldy, ldy,

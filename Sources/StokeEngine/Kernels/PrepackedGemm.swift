@@ -35,32 +35,42 @@ enum PrepackedGemm {
         guard m > 0, n > 0 else { return }
         let b = unsafe UnsafePointer(packedB.pointer.assumingMemoryBound(to: Float.self))
         let reluFlag: Int32 = relu ? 1 : 0
-        let byRows = m >= 64 * threads
-        let tiles = byRows ? (m + 7) / 8 : (n + 31) / 32
-        let parts = m * n * k >= 1 << 20 ? min(threads, tiles) : 1
-        if parts <= 1 {
-            _ = unsafe stoke_sgemm_avx512_prepacked(m, n, k, a, lda, nil, 0, 0, nil, 0, b, n, 0, y, ldy, rowBias, columnBias, reluFlag)
-            return
-        }
-        let tile = byRows ? 8 : 32
-        let perPart = ((byRows ? m : n) + parts - 1) / parts
-        let span = (perPart + tile - 1) / tile * tile
-        let (aAddress, bAddress, yAddress) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: y))
-        let (rowBiasAddress, columnBiasAddress) = (UInt(bitPattern: rowBias), UInt(bitPattern: columnBias))
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let first = part * span
-            let count = min(span, (byRows ? m : n) - first)
-            guard count > 0, let a = unsafe UnsafePointer<Float>(bitPattern: aAddress),
-                  let b = unsafe UnsafePointer<Float>(bitPattern: bAddress),
-                  let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
-            let rowBias = unsafe UnsafePointer<Float>(bitPattern: rowBiasAddress)
-            let columnBias = unsafe UnsafePointer<Float>(bitPattern: columnBiasAddress)
+        GemmSplit.run(m: m, n: n, k: k, threads: threads) { byRows, first, count in
             if byRows {
                 _ = unsafe stoke_sgemm_avx512_prepacked(count, n, k, a + first * lda, lda, nil, 0, 0, nil, 0, b, n, 0,
                                                         y + first * ldy, ldy, rowBias.map { unsafe $0 + first }, columnBias, reluFlag)
             } else {
                 _ = unsafe stoke_sgemm_avx512_prepacked(m, count, k, a, lda, nil, 0, 0, nil, 0, b, n, first,
                                                         y + first, ldy, rowBias, columnBias.map { unsafe $0 + first }, reluFlag)
+            }
+        }
+    }
+}
+
+/// How a GEMM is split across threads: by rows (multiples of the kernel's 8-row tile) when A is tall,
+/// else by columns (multiples of 32, so no thread repeats another's packing and prepacked panels start
+/// on a boundary). Products under 2^20 multiply-adds stay on one thread, where the fork costs more.
+enum GemmSplit {
+    /// Calls `part(byRows, first, count)` once per part, concurrently when there are several; a single
+    /// part covers every row (`byRows`) or column.
+    static func run(m: Int, n: Int, k: Int, threads: Int, _ part: (_ byRows: Bool, _ first: Int, _ count: Int) -> Void) {
+        let byRows = m >= 64 * threads
+        let total = byRows ? m : n
+        let tile = byRows ? 8 : 32
+        let parts = m * n * k >= 1 << 20 ? min(threads, (total + tile - 1) / tile) : 1
+        if parts <= 1 {
+            part(byRows, 0, total)
+            return
+        }
+        let span = ((total + parts - 1) / parts + tile - 1) / tile * tile
+        withoutActuallyEscaping(part) { part in
+            // The parts write disjoint rows or columns of the output; the closure only reads the rest.
+            struct Body: @unchecked Sendable { let run: (Bool, Int, Int) -> Void }
+            let body = Body(run: part)
+            DispatchQueue.concurrentPerform(iterations: parts) { index in
+                let first = index * span
+                let count = min(span, total - first)
+                if count > 0 { body.run(byRows, first, count) }
             }
         }
     }

@@ -159,10 +159,10 @@ public final class Trainer {
         try unsafe forward(input, count: count, training: true)
         let logits = activations.count - 1
         let width = classes
-        let hard = 1 - (teacher?.alpha ?? 0)
+        let hard = unsafe 1 - (teacher?.alpha ?? 0)
         var loss: Float = 0
-        var soft = [Float](repeating: 0, count: teacher == nil ? 0 : width)
-        var target = [Float](repeating: 0, count: teacher == nil ? 0 : width)
+        var soft = unsafe [Float](repeating: 0, count: teacher == nil ? 0 : width)
+        var target = unsafe [Float](repeating: 0, count: teacher == nil ? 0 : width)
         // Softmax cross-entropy and its gradient, (p − onehot) / count, in place in the last gradient buffer;
         // with a teacher, plus T · (softmax(z/T) − softmax(t/T)) · alpha / count.
         for row in 0..<count {
@@ -182,13 +182,13 @@ public final class Trainer {
             for column in 0..<width {
                 gradients[logits][row * width + column] = hard * (gradients[logits][row * width + column] / total - (column == label ? 1 : 0)) / Float(count)
             }
-            guard let teacher else { continue }
-            let t = teacher.temperature
-            unsafe softmax(row: row, width: width, temperature: t, values: { unsafe teacher.logits[$0] }, into: &target)
+            guard let teacher = unsafe teacher else { continue }
+            let t = unsafe teacher.temperature
+            softmax(row: row, width: width, temperature: t, values: { unsafe teacher.logits[$0] }, into: &target)
             softmax(row: row, width: width, temperature: t, values: { activations[logits][$0] }, into: &soft)
             for column in 0..<width {
-                if target[column] > 0 { loss += teacher.alpha * t * t * target[column] * (log(target[column]) - log(max(soft[column], 1e-30))) }
-                gradients[logits][row * width + column] += teacher.alpha * t * (soft[column] - target[column]) / Float(count)
+                if target[column] > 0 { unsafe loss += teacher.alpha * t * t * target[column] * (log(target[column]) - log(max(soft[column], 1e-30))) }
+                unsafe gradients[logits][row * width + column] += teacher.alpha * t * (soft[column] - target[column]) / Float(count)
             }
         }
         unsafe backward(input, count: count)
@@ -247,8 +247,8 @@ public final class Trainer {
         var width = inputWidth
         for (position, step) in steps.enumerated() {
             let source: UnsafePointer<Float> = position == 0
-                ? unsafe input.baseAddress!
-                : unsafe activations[position - 1].withUnsafeBufferPointer { unsafe $0.baseAddress! }
+                ? input.baseAddress!
+                : unsafe activations[position - 1].withUnsafeBufferPointer { $0.baseAddress! }
             switch step {
             case let .linear(index, inFeatures, outFeatures, _):
                 unsafe weights[index].withUnsafeBufferPointer { w in
@@ -288,8 +288,8 @@ public final class Trainer {
             switch steps[position] {
             case let .linear(index, inFeatures, outFeatures, _):
                 let source: UnsafePointer<Float> = position == 0
-                    ? unsafe input.baseAddress!
-                    : unsafe activations[position - 1].withUnsafeBufferPointer { unsafe $0.baseAddress! }
+                    ? input.baseAddress!
+                    : unsafe activations[position - 1].withUnsafeBufferPointer { $0.baseAddress! }
                 unsafe gradients[position].withUnsafeBufferPointer { dy in
                     // dW = dYᵀ · X, db = Σ rows of dY, dX = dY · W
                     unsafe weightGradients[index].withUnsafeMutableBufferPointer { dw in
@@ -365,19 +365,19 @@ public final class Trainer {
     ) throws(EngineError) -> Float {
         let logits = try unsafe self.logits(input: input, count: count)
         let width = classes
-        let hard = 1 - (teacher?.alpha ?? 0)
+        let hard = unsafe 1 - (teacher?.alpha ?? 0)
         var total: Float = 0
         var soft = [Float](repeating: 0, count: width), target = [Float](repeating: 0, count: width)
         for row in 0..<count {
             let slice = logits[(row * width)..<((row + 1) * width)]
             let largest = slice.max()!
             total += hard * (log(slice.reduce(0) { $0 + exp($1 - largest) }) + largest - slice[row * width + Int(unsafe labels[row])])
-            guard let teacher else { continue }
-            let t = teacher.temperature
-            unsafe softmax(row: row, width: width, temperature: t, values: { unsafe teacher.logits[$0] }, into: &target)
+            guard let teacher = unsafe teacher else { continue }
+            let t = unsafe teacher.temperature
+            softmax(row: row, width: width, temperature: t, values: { unsafe teacher.logits[$0] }, into: &target)
             softmax(row: row, width: width, temperature: t, values: { logits[$0] }, into: &soft)
             for column in 0..<width where target[column] > 0 {
-                total += teacher.alpha * t * t * target[column] * (log(target[column]) - log(max(soft[column], 1e-30)))
+                unsafe total += teacher.alpha * t * t * target[column] * (log(target[column]) - log(max(soft[column], 1e-30)))
             }
         }
         return total / Float(count)
