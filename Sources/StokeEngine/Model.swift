@@ -83,6 +83,13 @@ public struct Model: Sendable {
         graph.initializers.values.filter { $0.elementType == .float32 }.reduce(0) { $0 + $1.count }
     }
 
+    /// Parameters that are not zero (after unstructured pruning, fewer than `parameterCount`).
+    public var nonzeroParameterCount: Int {
+        graph.initializers.values.filter { $0.elementType == .float32 }.reduce(0) { total, tensor in
+            total + tensor.floats.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+        }
+    }
+
     /// Operator types and how many nodes use each, sorted by name.
     public var operatorCounts: [(op: String, count: Int)] {
         Dictionary(grouping: graph.nodes, by: \.opType).map { ($0.key, $0.value.count) }.sorted { $0.op < $1.op }
