@@ -121,9 +121,12 @@ extension SequentialModel {
     static let layerTypes = ["linear", "conv2d", "relu", "max_pool2d", "avg_pool2d", "flatten", "batch_norm", "dropout"]
 
     /// Decodes a JSON attribute, turning a decoding error into the dotted path of the field at fault.
-    private static func decodeJSON<T: Decodable>(_ type: T.Type, _ text: String, attribute: String, path: String) throws(EngineError) -> T {
+    /// Infinities and NaN are read from the strings `json(_:)` writes for them.
+    static func decodeJSON<T: Decodable>(_ type: T.Type, _ text: String, attribute: String, path: String) throws(EngineError) -> T {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         do {
-            return try JSONDecoder().decode(type, from: Data(text.utf8))
+            return try decoder.decode(type, from: Data(text.utf8))
         } catch let error as DecodingError {
             func field(_ codingPath: [any CodingKey]) -> String {
                 codingPath.reduce(attribute) { partial, key in
@@ -147,10 +150,12 @@ extension SequentialModel {
         }
     }
 
-    /// Compact, key-sorted JSON text (sorted so the same model always writes the same attribute).
-    private static func json<T: Encodable>(_ value: T) -> String {
+    /// Compact, key-sorted JSON text (sorted so the same model always writes the same attribute);
+    /// infinities and NaN as strings, since JSON has no numbers for them.
+    static func json<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         guard let data = try? encoder.encode(value) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
     }
@@ -268,8 +273,29 @@ extension Model {
         let head = [UInt8]((try? handle.read(upToCount: hdf5Signature.count)) ?? Data())
         try? handle.close()
         if head == hdf5Signature {
-            return try SequentialModel.load(path: path).model(options: options)
+            return try loadWithMetadata(hdf5: path, options: options).model
         }
         return try load(onnx: path, options: options)
+    }
+
+    /// Loads a Stoke HDF5 model file of either format, told apart by `stoke_model.format`: a
+    /// sequential model file (layer spec) or a graph model file (any graph, quantized ones too).
+    ///
+    /// - Throws: `EngineError.modelFile` naming the file and the field at fault.
+    public static func loadWithMetadata(hdf5 path: String, options: OptimizationOptions = .init()) throws(EngineError)
+        -> (model: Model, metadata: [String: String])
+    {
+        let contents: (arrays: [NamedArray], attributes: [String: String])
+        do {
+            contents = try ArrayFile.read(path)
+        } catch {
+            throw .modelFile(path: path, field: "file", detail: error.description)
+        }
+        if let text = contents.attributes["stoke_model"],
+           (try? SequentialModel.decodeJSON(FileHeader.self, text, attribute: "stoke_model", path: path))?.format == graphFileFormat {
+            return try loadGraphFile(path: path, contents: contents, options: options)
+        }
+        let (sequential, metadata) = try SequentialModel.loadWithMetadata(path: path)
+        return (try sequential.model(options: options), metadata)
     }
 }

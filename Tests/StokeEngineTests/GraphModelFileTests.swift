@@ -1,0 +1,140 @@
+import Foundation
+import StokeStore
+import Testing
+@testable import StokeEngine
+
+@Suite("HDF5 graph model files")
+struct GraphModelFileTests {
+    /// A small MLP graph (Gemm → Relu → MatMul + Add) built by hand, so the file holds what ONNX
+    /// models have and native models do not: MatMul, a named Add, symbolic batch dimension.
+    static func handMLP(inputs: Int = 12, hidden: Int = 16) throws -> Model {
+        let graph = Graph(name: "hand", nodes: [
+            Node(name: "fc1", opType: "Gemm", inputs: ["x", "w1", "b1"], outputs: ["h"], attributes: ["transB": .int(1)]),
+            Node(name: "act", opType: "Relu", inputs: ["h"], outputs: ["r"]),
+            Node(name: "fc2", opType: "MatMul", inputs: ["r", "w2"], outputs: ["m"]),
+            Node(name: "bias2", opType: "Add", inputs: ["m", "b2"], outputs: ["y"]),
+            Node(name: "clip", opType: "LeakyRelu", inputs: ["y"], outputs: ["z"], attributes: ["alpha": .float(0.1)]),
+        ], initializers: [
+            "w1": GraphBuilding.random([hidden, inputs], seed: 1), "b1": GraphBuilding.random([hidden], seed: 2),
+            "w2": GraphBuilding.random([hidden, 5], seed: 3), "b2": GraphBuilding.random([5], seed: 4),
+        ], inputs: [ValueInfo(name: "x", shape: [.symbolic("batch"), .fixed(inputs)])],
+           outputs: [ValueInfo(name: "z", shape: [.symbolic("batch"), .fixed(5)])])
+        return try Model(graph: graph, opset: 17)
+    }
+
+    static func outputs(_ model: Model, _ input: Tensor) throws -> [Float] {
+        let result = try Session(model: model).run([model.inputs[0].name: input])
+        return try #require(result[model.outputs[0].name]).floats
+    }
+
+    @Test func fp32ModelsRoundTripWithEqualOutputs() throws {
+        let directory = try ModelFileTests.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cnn = try NativeModelTests.smallCNN().model()
+        for (name, model, input) in [("mlp", try Self.handMLP(), GraphBuilding.random([3, 12], seed: 9)),
+                                     ("cnn", cnn, GraphBuilding.random([2, 1, 12, 12], seed: 10))] {
+            let path = directory.appendingPathComponent("\(name).h5").path
+            try model.save(to: path, metadata: ["dataset": "test"])
+            let (loaded, metadata) = try Model.loadWithMetadata(hdf5: path)
+            #expect(metadata["dataset"] == "test" && metadata["stoke_version"] != nil)
+            #expect(try Self.outputs(loaded, input) == Self.outputs(model, input), "\(name)")
+            #expect(loaded.operatorCounts.map(\.op) == model.operatorCounts.map(\.op), "the same passes ran again")
+            #expect(loaded.inputs == model.inputs && loaded.outputs == model.outputs)
+            #expect(try Self.outputs(Model.load(path: path), input) == Self.outputs(model, input), "Model.load opens graph files")
+            // The file is plain HDF5: weights by initializer name, the standard graph without fused attributes.
+            let (arrays, attributes) = try ArrayFile.read(path)
+            #expect(!arrays.isEmpty && arrays.allSatisfy { $0.dtype == .f32 || $0.dtype == .i64 })
+            #expect(attributes["stoke_model"]?.contains("stoke.") == false, "internal attributes are not saved")
+        }
+        // Sequential model files still load through the same entry point.
+        let sequential = directory.appendingPathComponent("sequential.h5").path
+        try NativeModelTests.smallCNN().save(to: sequential)
+        let input = GraphBuilding.random([2, 1, 12, 12], seed: 10)
+        #expect(try Self.outputs(Model.load(path: sequential), input) == Self.outputs(cnn, input))
+    }
+
+    @Test func dynamicQuantizedModelSavesInt8WeightsAndReloadsQuantized() throws {
+        let directory = try ModelFileTests.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fp32 = try Self.handMLP(inputs: 96, hidden: 64)
+        let dynamic = try fp32.quantizedDynamic()
+        let path = directory.appendingPathComponent("dynamic.h5").path
+        try dynamic.save(to: path, metadata: [:])
+        let loaded = try Model.load(path: path)
+        #expect(loaded.quantizedNodeCount == dynamic.quantizedNodeCount && dynamic.quantizedNodeCount == 2)
+        let input = GraphBuilding.random([7, 96], seed: 11)
+        // The int8 weights are the same; the per-channel scales recomputed from the dequantized
+        // weights may differ from the first ones in the last bit, so outputs agree to ~1e-6 relative.
+        GraphBuilding.assertClose(try Session(model: loaded).run(["x": input])["z"]!, try Self.outputs(dynamic, input), shape: [7, 5], tolerance: 1e-5)
+        let (arrays, attributes) = try ArrayFile.read(path)
+        #expect(arrays.first { $0.name == "w1" }?.dtype == .i8 && arrays.first { $0.name == "w2" }?.dtype == .i8)
+        #expect(arrays.first { $0.name == "w1.scale" }?.shape == [64], "Gemm transB: one scale per row")
+        #expect(arrays.first { $0.name == "w2.scale" }?.shape == [5], "MatMul: one scale per column")
+        #expect(attributes["stoke_model"]?.contains("\"quantization\":\"dynamic\"") == true)
+        #expect(attributes["stoke_model"]?.contains(dynamicQuantizedLinear) == false, "the internal operator is not saved")
+        let fp32Path = directory.appendingPathComponent("fp32.h5").path
+        try fp32.save(to: fp32Path, metadata: [:])
+        let size = { (p: String) in try FileManager.default.attributesOfItem(atPath: p)[.size] as? Int ?? 0 }
+        #expect(try size(path) < size(fp32Path), "int8 weights make the file smaller")
+    }
+
+    @Test func corruptFieldsAreNamed() throws {
+        let directory = try ModelFileTests.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("m.h5").path
+        let model = try Self.handMLP()
+        func fresh() throws { try model.save(to: path, metadata: [:]) }
+        func editRecord(_ edit: @escaping (inout [String: Any]) -> Void) throws {
+            try ModelFileTests.rewrite(path) { _, attributes in
+                var record = try! JSONSerialization.jsonObject(with: Data(attributes["stoke_model"]!.utf8)) as! [String: Any]
+                edit(&record)
+                attributes["stoke_model"] = String(decoding: try! JSONSerialization.data(withJSONObject: record), as: UTF8.self)
+            }
+        }
+        try fresh()
+        try ModelFileTests.rewrite(path) { arrays, _ in arrays.removeAll { $0.name == "w2" } }
+        ModelFileTests.expectModelFileError(path, field: "dataset w2", containing: "missing") { _ = try Model.load(path: path) }
+        try fresh()
+        try ModelFileTests.rewrite(path) { arrays, _ in
+            arrays = arrays.map { $0.name == "b1" ? NamedArray(name: "b1", dtype: .f32, shape: [15], values: [Float](repeating: 0, count: 15)) : $0 }
+        }
+        ModelFileTests.expectModelFileError(path, field: "dataset b1", containing: "shape") { _ = try Model.load(path: path) }
+        try fresh()
+        try ModelFileTests.rewrite(path) { arrays, _ in arrays.append(NamedArray(name: "stray", dtype: .f32, shape: [1], values: [Float(1)])) }
+        ModelFileTests.expectModelFileError(path, field: "dataset stray", containing: "not referenced") { _ = try Model.load(path: path) }
+        try fresh()
+        try editRecord { $0["nodes"] = nil }
+        ModelFileTests.expectModelFileError(path, field: "stoke_model.nodes", containing: "missing") { _ = try Model.load(path: path) }
+        try fresh()
+        try editRecord { $0["version"] = 99 }
+        ModelFileTests.expectModelFileError(path, field: "stoke_model.version") { _ = try Model.load(path: path) }
+        try fresh()
+        try editRecord { record in
+            var nodes = record["nodes"] as! [[String: Any]]
+            nodes[4]["attributes"] = ["alpha": ["type": "float"]]
+            record["nodes"] = nodes
+        }
+        ModelFileTests.expectModelFileError(path, field: "stoke_model.nodes[4].attributes.alpha.f", containing: "missing") { _ = try Model.load(path: path) }
+        try fresh()
+        try editRecord { record in
+            var tensors = record["tensors"] as! [[String: Any]]
+            tensors[0]["dtype"] = "f16"
+            record["tensors"] = tensors
+        }
+        ModelFileTests.expectModelFileError(path, field: "stoke_model.tensors[0].dtype") { _ = try Model.load(path: path) }
+        try fresh()
+        try editRecord { record in
+            var nodes = record["nodes"] as! [[String: Any]]
+            nodes[2]["op"] = "NoSuchOp"
+            record["nodes"] = nodes
+        }
+        ModelFileTests.expectModelFileError(path, field: "stoke_model.nodes", containing: "NoSuchOp") { _ = try Model.load(path: path) }
+        try fresh()
+        try editRecord { $0["quantization"] = "fp4" }
+        ModelFileTests.expectModelFileError(path, field: "stoke_model.quantization") { _ = try Model.load(path: path) }
+        // A save that fails leaves no file behind and names the file.
+        let missingDirectory = directory.appendingPathComponent("no/such/dir/m.h5").path
+        ModelFileTests.expectModelFileError(missingDirectory, field: "file") { try model.save(to: missingDirectory, metadata: [:]) }
+        #expect(!FileManager.default.fileExists(atPath: missingDirectory))
+    }
+}
