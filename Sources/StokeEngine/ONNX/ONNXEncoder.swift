@@ -153,7 +153,7 @@ public enum ONNXExport {
 
     static func encodeTensor(_ tensor: Tensor, name: String, into w: inout ProtobufWriter) {
         if !tensor.shape.isEmpty { w.packedInts(1, tensor.shape.map { Int64($0) }) }
-        w.int(2, tensor.elementType == .float32 ? Int64(ONNXDecoder.DataType.float) : Int64(ONNXDecoder.DataType.int64))
+        w.int(2, Int64(tensor.elementType.onnxCode))
         w.string(8, name)
         w.data(9, tensor.storage.array(of: UInt8.self, count: tensor.count * tensor.elementType.byteCount))
     }
