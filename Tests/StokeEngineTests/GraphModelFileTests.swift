@@ -78,6 +78,41 @@ struct GraphModelFileTests {
         #expect(try size(path) < size(fp32Path), "int8 weights make the file smaller")
     }
 
+    /// A QDQ graph as ONNX Runtime's quantize_static writes it: the input quantized to u8, the
+    /// weights stored as s8 with a per-channel scale, DequantizeLinear in front of an FP32 MatMul.
+    static func qdqGraph() throws -> Model {
+        let weights = (0..<(12 * 4)).map { Int8(truncatingIfNeeded: ($0 * 37) % 255 - 127) }
+        let graph = Graph(name: "qdq", nodes: [
+            Node(name: "q_x", opType: "QuantizeLinear", inputs: ["x", "x_scale", "x_zero"], outputs: ["x_q"]),
+            Node(name: "dq_x", opType: "DequantizeLinear", inputs: ["x_q", "x_scale", "x_zero"], outputs: ["x_dq"]),
+            Node(name: "dq_w", opType: "DequantizeLinear", inputs: ["w_q", "w_scale", "w_zero"], outputs: ["w"], attributes: ["axis": .int(1)]),
+            Node(name: "fc", opType: "MatMul", inputs: ["x_dq", "w"], outputs: ["y"]),
+        ], initializers: [
+            "x_scale": Tensor(shape: [], floats: [0.01]), "x_zero": Tensor(shape: [], uint8s: [128]),
+            "w_q": Tensor(shape: [12, 4], int8s: weights), "w_scale": Tensor(shape: [4], floats: [0.01, 0.02, 0.005, 0.03]),
+            "w_zero": Tensor(shape: [4], int8s: [0, 0, 0, 0]),
+        ], inputs: [ValueInfo(name: "x", shape: [.symbolic("batch"), .fixed(12)])],
+           outputs: [ValueInfo(name: "y", shape: [.symbolic("batch"), .fixed(4)])])
+        // Folding constants would turn DequantizeLinear(w_q) into float weights before the file sees them.
+        var options = OptimizationOptions()
+        options.foldConstants = false
+        return try Model(graph: graph, opset: 13, options: options)
+    }
+
+    @Test func qdqModelKeepsInt8AndUint8Datasets() throws {
+        let directory = try ModelFileTests.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = try Self.qdqGraph()
+        let path = directory.appendingPathComponent("qdq.h5").path
+        try model.save(to: path, metadata: [:])
+        let loaded = try Model.load(path: path)
+        let input = GraphBuilding.random([5, 12], seed: 12)
+        #expect(try Self.outputs(loaded, input) == Self.outputs(model, input))
+        let (arrays, attributes) = try ArrayFile.read(path)
+        #expect(arrays.first { $0.name == "w_q" }?.dtype == .i8 && arrays.first { $0.name == "x_zero" }?.dtype == .u8)
+        #expect(attributes["stoke_model"]?.contains("\"quantization\":\"static\"") == true)
+    }
+
     @Test func corruptFieldsAreNamed() throws {
         let directory = try ModelFileTests.scratch()
         defer { try? FileManager.default.removeItem(at: directory) }

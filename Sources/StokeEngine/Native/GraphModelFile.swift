@@ -284,7 +284,7 @@ private struct GraphFileReader {
 
     mutating func tensor(_ entry: GraphFileTensor, field: String) throws(EngineError) -> Tensor {
         func fail(_ detail: String) -> EngineError { .modelFile(path: path, field: "dataset \(entry.dataset)", detail: detail) }
-        guard let dtype = DType(rawValue: entry.dtype), let elementType = ElementType(storeType: dtype) ?? (entry.dequantize != nil ? .float32 : nil) else {
+        guard let dtype = DType(rawValue: entry.dtype), let elementType = ElementType(storeType: dtype) else {
             throw .modelFile(path: path, field: "\(field).dtype", detail: "'\(entry.dtype)' is not f32, i64, i8 or u8")
         }
         guard entry.shape.allSatisfy({ $0 >= 0 }), elementCount(entry.shape) <= maximumElementCount else {
@@ -346,6 +346,8 @@ extension ElementType {
         switch self {
         case .float32: .f32
         case .int64: .i64
+        case .uint8: .u8
+        case .int8: .i8
         }
     }
 
@@ -353,6 +355,8 @@ extension ElementType {
         switch storeType {
         case .f32: self = .float32
         case .i64: self = .int64
+        case .u8: self = .uint8
+        case .i8: self = .int8
         default: return nil
         }
     }
