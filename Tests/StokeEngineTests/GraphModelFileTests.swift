@@ -173,3 +173,29 @@ struct GraphModelFileTests {
         #expect(!FileManager.default.fileExists(atPath: missingDirectory))
     }
 }
+
+extension GraphModelFileTests {
+    @Test func dynamicModelExportsToONNXThatOnnxruntimeRuns() throws {
+        let directory = try ModelFileTests.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // A Gemm with transB and a fused ReLU, a MatMul, and a plain Add after it.
+        let dynamic = try Self.handMLP(inputs: 40, hidden: 24).quantizedDynamic()
+        let onnx = directory.appendingPathComponent("dynamic.onnx").path
+        try Data(dynamic.dynamicQuantizedONNXBytes()).write(to: URL(fileURLWithPath: onnx))
+        let input = GraphBuilding.random([9, 40], seed: 13)
+        try Data(NPY.encode(input)).write(to: directory.appendingPathComponent("x.npy"))
+        let (status, output) = try TestSupport.runPython(["-c", """
+            import sys, numpy as np, onnxruntime as ort
+            d = sys.argv[1]
+            s = ort.InferenceSession(d + '/dynamic.onnx', providers=['CPUExecutionProvider'])
+            assert sorted(n.op_type for n in __import__('onnx').load(d + '/dynamic.onnx').graph.node).count('MatMulInteger') == 2
+            np.save(d + '/y.npy', s.run(None, {'x': np.load(d + '/x.npy')})[0])
+            """, directory.path])
+        try #require(status == 0, "\(output)")
+        let theirs = try NPY.decode([UInt8](Data(contentsOf: directory.appendingPathComponent("y.npy")))).floats
+        // The same int8 products (exact in s32 on both sides); only the float epilogue's rounding
+        // order differs, so the outputs agree to a few float ulps.
+        GraphBuilding.assertClose(try Session(model: dynamic).run(["x": input])["z"]!, theirs, shape: [9, 5], tolerance: 1e-5)
+        #expect(throws: EngineError.self) { _ = try Self.handMLP().dynamicQuantizedONNXBytes() }
+    }
+}

@@ -178,6 +178,66 @@ extension Model {
     var standardGraph: Graph { graph }
 }
 
+extension Model {
+    /// Standard ONNX bytes of a dynamically quantized model, each INT8 node written the way
+    /// onnxruntime's `quantize_dynamic` writes it: DynamicQuantizeLinear(x) → MatMulInteger(x_u8,
+    /// W_s8, x_zero_point) → Cast(float) → Mul(x_scale · w_scale) [→ Add(bias)] [→ Relu], with the
+    /// weights as s8 per output channel (the values Stoke's operator computes with). onnxruntime runs
+    /// the result; Stoke itself does not load DynamicQuantizeLinear/MatMulInteger.
+    ///
+    /// - Throws: `EngineError.invalidModel` when the model has no dynamically quantized node or one
+    ///   whose weights are not a constant float matrix.
+    public func dynamicQuantizedONNXBytes() throws(EngineError) -> [UInt8] {
+        var graph = ONNXExport.unfused(standardGraph)
+        var rewritten: [Node] = []
+        var converted = 0
+        for node in graph.nodes {
+            guard node.opType == dynamicQuantizedLinear else {
+                rewritten.append(node)
+                continue
+            }
+            guard case let .string(original)? = node.attributes["stoke.original_op"], node.inputs.count >= 2,
+                  let weights = graph.initializers[node.inputs[1]], weights.elementType == .float32, weights.shape.count == 2 else {
+                throw .invalidModel("dynamically quantized node '\(node.name)' has no constant float weight matrix to export")
+            }
+            var transB = false
+            if original == "Gemm", case let .int(value)? = node.attributes["transB"] { transB = value != 0 }
+            let quantized = DynamicWeights(weights, channelAxis: transB ? 0 : 1)
+            // MatMulInteger takes B as [K, N]: a transposed Gemm weight is transposed back once, here.
+            let (k, n) = transB ? (weights.shape[1], weights.shape[0]) : (weights.shape[0], weights.shape[1])
+            var values = quantized.values
+            if transB { values = (0..<(k * n)).map { quantized.values[($0 % n) * k + $0 / n] } }
+            let prefix = node.name.isEmpty ? "dynamic\(converted)" : node.name
+            let (weightName, scaleName) = ("\(prefix)_weight_quantized", "\(prefix)_weight_scale")
+            graph.initializers[weightName] = Tensor(shape: [k, n], int8s: values)
+            graph.initializers[scaleName] = Tensor(shape: [n], floats: quantized.scales)
+            let (xq, xs, xz, acc, accF, scale) = ("\(prefix)_input_quantized", "\(prefix)_input_scale", "\(prefix)_input_zero_point",
+                                                  "\(prefix)_accumulator", "\(prefix)_accumulator_float", "\(prefix)_scale")
+            rewritten.append(Node(name: "\(prefix)_quantize_input", opType: "DynamicQuantizeLinear", inputs: [node.inputs[0]], outputs: [xq, xs, xz]))
+            rewritten.append(Node(name: "\(prefix)_matmul_integer", opType: "MatMulInteger", inputs: [xq, weightName, xz], outputs: [acc]))
+            rewritten.append(Node(name: "\(prefix)_cast", opType: "Cast", inputs: [acc], outputs: [accF], attributes: ["to": .int(1)]))
+            rewritten.append(Node(name: "\(prefix)_scales", opType: "Mul", inputs: [xs, scaleName], outputs: [scale]))
+            var stages: [(op: String, input: String?)] = [("Mul", scale)]
+            if original == "Gemm", node.inputs.count > 2, !node.inputs[2].isEmpty { stages.append(("Add", node.inputs[2])) }
+            // `unfused` has already split a fused ReLU into its own node after this one.
+            var current = accF
+            for (index, stage) in stages.enumerated() {
+                let output = index == stages.count - 1 ? node.outputs[0] : "\(prefix)_\(stage.op.lowercased())\(index)"
+                rewritten.append(Node(name: "\(prefix)_\(stage.op.lowercased())\(index)", opType: stage.op,
+                                      inputs: [current] + (stage.input.map { [$0] } ?? []), outputs: [output]))
+                current = output
+            }
+            converted += 1
+        }
+        guard converted > 0 else { throw .invalidModel("the model has no dynamically quantized node (use onnxBytes() for FP32 and QDQ models)") }
+        graph.nodes = rewritten
+        let used = Set(graph.nodes.flatMap(\.inputs))
+        graph.initializers = graph.initializers.filter { used.contains($0.key) }
+        // DynamicQuantizeLinear needs opset 11.
+        return ONNXExport.serialize(graph: graph, opset: max(opset, 11))
+    }
+}
+
 /// Weights of a dynamically quantized node as stored: symmetric s8 per output channel, the scale of
 /// each channel being its largest magnitude / 127, as the dynamic operator computes it.
 struct DynamicWeights {
