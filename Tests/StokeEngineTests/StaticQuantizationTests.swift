@@ -1,5 +1,5 @@
+import CStokeKernels
 import Foundation
-import StokeTestSupport
 import Testing
 @testable import StokeEngine
 
@@ -107,4 +107,208 @@ struct StaticQuantizationTests {
         #expect(u2.elementType == .uint8 && u2.shape == [2, 2] && u2.uint8s == [0, 1, 128, 255])
         #expect(s2.elementType == .int8 && s2.int8s == [-128, 0, 127])
     }
+
+    // MARK: - Static quantization end to end
+
+    /// A small CNN with the shape of the benchmark one (conv, relu, pool, conv, relu, pool, flatten,
+    /// linear, relu, linear) on 12x12 images, and an MLP; random weights.
+    static func cnn() throws -> SequentialModel {
+        try SequentialModel(layers: [.conv2d(inChannels: 1, outChannels: 4, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
+                                     .conv2d(inChannels: 4, outChannels: 8, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
+                                     .flatten, .linear(inFeatures: 72, outFeatures: 16), .relu, .linear(inFeatures: 16, outFeatures: 10)],
+                            sampleShape: [1, 12, 12], seed: 21)
+    }
+
+    static func mlp() throws -> SequentialModel {
+        try SequentialModel(layers: [.linear(inFeatures: 64, outFeatures: 32), .relu, .linear(inFeatures: 32, outFeatures: 16), .relu,
+                                     .linear(inFeatures: 16, outFeatures: 10)], sampleShape: [64], seed: 5)
+    }
+
+    /// Calibration batches and a separate evaluation batch, uniform in [-1, 1).
+    static func data(_ sampleShape: [Int], batches: Int = 4, size: Int = 32) -> (calibration: [Tensor], evaluation: Tensor) {
+        let shape = [size] + sampleShape
+        return ((0..<batches).map { GraphBuilding.random(shape, seed: 100 + UInt64($0)) }, GraphBuilding.random(shape, seed: 999))
+    }
+
+    static func calibrated(_ model: Model, _ batches: [Tensor], method: CalibrationMethod = .minMax) throws -> CalibrationTable {
+        let calibrator = try Calibrator(model: model, method: method)
+        for batch in batches { try calibrator.observe(["input": batch]) }
+        #expect(calibrator.samplesObserved == batches.reduce(0) { $0 + $1.shape[0] })
+        return try calibrator.table()
+    }
+
+    /// The scale of the QDQ pair on the graph output (one output quantization step).
+    static func outputStep(_ model: Model) throws -> Float {
+        let output = model.outputs[0].name
+        let dq = try #require(model.sourceGraph.nodes.first { $0.opType == "DequantizeLinear" && $0.outputs == [output] })
+        return try #require(model.sourceGraph.initializers[dq.inputs[1]]).floats[0]
+    }
+
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+        let difference = zip(a, b).reduce(Float(0)) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+        return (difference / max(1e-12, b.reduce(0) { $0 + $1 * $1 })).squareRoot()
+    }
+
+    static func argmaxAgreement(_ a: [Float], _ b: [Float], classes: Int) -> Double {
+        let rows = a.count / classes
+        var same = 0
+        for row in 0..<rows {
+            let x = a[(row * classes)..<((row + 1) * classes)], y = b[(row * classes)..<((row + 1) * classes)]
+            if x.firstIndex(of: x.max()!)! - row * classes == y.firstIndex(of: y.max()!)! - row * classes { same += 1 }
+        }
+        return Double(same) / Double(rows)
+    }
+
+    @Test("a quantized CNN and MLP run fused INT8 kernels, match the unfused QDQ reference and stay close to FP32",
+          arguments: ["cnn", "mlp"])
+    func quantizedModels(kind: String) throws {
+        let native = kind == "cnn" ? try Self.cnn() : try Self.mlp()
+        let fp32 = try native.model()
+        let (batches, x) = Self.data(native.sampleShape)
+        let table = try Self.calibrated(fp32, batches)
+        #expect(fp32.quantizableNodes.count == (kind == "cnn" ? 4 : 3))
+        let int8 = try fp32.quantizedStatic(calibration: table)
+        #expect(int8.quantizedNodeCount == fp32.quantizableNodes.count)
+        let ops = Dictionary(uniqueKeysWithValues: int8.operatorCounts.map { ($0.op, $0.count) })
+        if kind == "cnn" {
+            #expect(ops[quantizedConvOp] == 2 && ops[quantizedMaxPoolOp] == 2 && ops[quantizedGemmOp] == 2)
+        } else {
+            #expect(ops[quantizedGemmOp] == 3)
+        }
+        // Only the model input is quantized and the output dequantized: no float round trip inside.
+        #expect(ops["QuantizeLinear"] == 1 && ops["DequantizeLinear"] == 1 && ops["Conv"] == nil && ops["Gemm"] == nil)
+
+        let reference = try Model(graph: int8.sourceGraph, opset: int8.opset, options: {
+            var options = OptimizationOptions()
+            options.fuseQDQ = false
+            return options
+        }())
+        let expected = try Session(model: reference).run(["input": x])["output"]!.floats
+        let full = try Session(model: fp32).run(["input": x])["output"]!.floats
+        let step = try Self.outputStep(int8)
+        for level in 0...Int32(stoke_cpu_probe().rawValue) {
+            stoke_cpu_force(level)
+            defer { stoke_cpu_force(-1) }
+            let got = try Session(model: try fp32.quantizedStatic(calibration: table)).run(["input": x])["output"]!.floats
+            // The fused kernels requantize with one multiply per layer where the reference rounds
+            // float sums: a tie can round the other way, one step per layer at most.
+            let steps = zip(got, expected).map { abs($0 - $1) / step }
+            #expect(steps.max()! <= 4.01, "level \(level): \(steps.max()!) output steps from the QDQ reference")
+            #expect(Double(steps.filter { $0 < 0.5 }.count) >= 0.9 * Double(steps.count), "level \(level)")
+            // Against FP32: 8-bit steps through 3-4 layers of random weights.
+            #expect(Self.relativeError(got, full) < 0.1, "level \(level): relative error \(Self.relativeError(got, full))")
+            #expect(Self.argmaxAgreement(got, full, classes: 10) >= 0.85)
+        }
+    }
+
+    @Test("calibration methods: MinMax spans an outlier, percentile and MSE clip it; ranges hold 0; the table is Codable")
+    func calibrationMethods() throws {
+        let native = try SequentialModel(layers: [.linear(inFeatures: 4, outFeatures: 3), .relu], sampleShape: [4], seed: 2)
+        let model = try native.model()
+        var values = GraphBuilding.randomFloats(4000, seed: 7).map { $0 + 2 }   // [1, 3): 0 is outside the data
+        values[17] = 100
+        let batches = [Tensor(shape: [500, 4], floats: Array(values[..<2000])), Tensor(shape: [500, 4], floats: Array(values[2000...]))]
+        let minMax = try Self.calibrated(model, batches)
+        let percentile = try Self.calibrated(model, batches, method: .percentile(99.9))
+        let mse = try Self.calibrated(model, batches, method: .mse)
+        let names = Set(minMax.ranges.keys)
+        #expect(names.contains("input") && names.contains("output"))
+        #expect(Set(percentile.ranges.keys) == names && Set(mse.ranges.keys) == names)
+        #expect(minMax.ranges["input"] == 0...100)
+        for table in [minMax, percentile, mse] {
+            for (name, range) in table.ranges {
+                #expect(range.contains(0), "\(name): \(range)")
+                #expect(minMax.ranges[name]!.lowerBound <= range.lowerBound && range.upperBound <= minMax.ranges[name]!.upperBound)
+            }
+        }
+        let clippedPercentile = try #require(percentile.ranges["input"]).upperBound
+        #expect(clippedPercentile >= 2.9 && clippedPercentile < 4, "percentile upper bound \(clippedPercentile)")
+        // MSE's defining property, measured on the data itself: its range quantizes the observed
+        // values with no more squared error than the other methods' (2% slack for the histogram's
+        // bin width). One outlier of 100 among 4000 costs more clipped than kept.
+        func error(_ range: ClosedRange<Float>) -> Double {
+            let parameters = StaticQuantizer.activation(range)
+            return values.reduce(0) { total, value in
+                let q = QuantizationParameters.quantize(value, scale: parameters.scale, zeroPoint: parameters.zeroPoint, range: 0...255)
+                let restored = Float(q - parameters.zeroPoint) * parameters.scale
+                return total + Double((restored - value) * (restored - value))
+            }
+        }
+        let mseError = error(mse.ranges["input"]!)
+        #expect(mseError <= 1.02 * error(minMax.ranges["input"]!) && mseError <= 1.02 * error(percentile.ranges["input"]!))
+        let decoded = try JSONDecoder().decode(CalibrationTable.self, from: JSONEncoder().encode(mse))
+        #expect(decoded == mse)
+        #expect(throws: EngineError.self) { try Calibrator(model: model).table() }
+        #expect(throws: EngineError.self) { try Calibrator(model: model, method: .percentile(0)) }
+    }
+
+    @Test("keepFP32 leaves the named node in FP32; unknown names and already quantized models are refused")
+    func keepFP32() throws {
+        let fp32 = try Self.cnn().model()
+        let (batches, x) = Self.data([1, 12, 12])
+        let table = try Self.calibrated(fp32, batches)
+        var options = StaticQuantizationOptions()
+        options.keepFP32 = ["layer0"]
+        let mixed = try fp32.quantizedStatic(calibration: table, options: options)
+        #expect(mixed.quantizedNodeCount == 3)
+        let kept = try #require(mixed.graph.nodes.first { $0.name == "layer0" })
+        #expect(kept.opType == "Conv")
+        let source = try #require(mixed.sourceGraph.nodes.first { $0.name == "layer0" })
+        #expect(mixed.sourceGraph.initializers[source.inputs[1]]?.elementType == .float32)
+        #expect(mixed.operatorCounts.contains { $0.op == quantizedConvOp && $0.count == 1 })
+        let got = try Session(model: mixed).run(["input": x])["output"]!.floats
+        let full = try Session(model: fp32).run(["input": x])["output"]!.floats
+        #expect(Self.relativeError(got, full) < 0.1)
+
+        options.keepFP32 = ["no_such_node"]
+        do {
+            _ = try fp32.quantizedStatic(calibration: table, options: options)
+            Issue.record("an unknown keepFP32 name was accepted")
+        } catch {
+            #expect("\(error)".contains("no_such_node"))
+        }
+        do {
+            _ = try mixed.quantizedStatic(calibration: table)
+            Issue.record("an already quantized model was quantized again")
+        } catch {
+            #expect("\(error)".contains("already quantized"))
+        }
+        do {
+            _ = try fp32.quantizedStatic(calibration: CalibrationTable(ranges: [:]))
+            Issue.record("an empty calibration table was accepted")
+        } catch {
+            #expect("\(error)".contains("calibration table has no range"))
+        }
+        #expect(throws: EngineError.self) { try fp32.quantizedDynamic().onnxBytes() }
+    }
+
+    @Test("a QDQ graph with a malformed DequantizeLinear fails clearly at plan time instead of being fused")
+    func malformedQDQModel() throws {
+        let weights = Tensor(shape: [3, 2], int8s: [1, -1, 2, -2, 3, -3])
+        func model(zeroPoint: Tensor?, scale: Bool) throws -> Model {
+            var initializers: [String: Tensor] = ["w_q": weights, "x_s": Tensor(shape: [], floats: [0.1]), "x_z": Tensor(shape: [], uint8s: [128])]
+            if scale { initializers["w_s"] = Tensor(shape: [], floats: [0.01]) }
+            if let zeroPoint { initializers["w_z"] = zeroPoint }
+            let nodes = [
+                Node(name: "qx", opType: "QuantizeLinear", inputs: ["x", "x_s", "x_z"], outputs: ["xq"]),
+                Node(name: "dqx", opType: "DequantizeLinear", inputs: ["xq", "x_s", "x_z"], outputs: ["xd"]),
+                Node(name: "dqw", opType: "DequantizeLinear", inputs: ["w_q"] + (scale ? ["w_s"] : []) + (zeroPoint == nil ? [] : ["w_z"]), outputs: ["wd"]),
+                Node(name: "mm", opType: "MatMul", inputs: ["xd", "wd"], outputs: ["y"]),
+            ]
+            return try Model(graph: GraphBuilding.graph(nodes, inputs: ["x"], outputs: ["y"], initializers: initializers), opset: 13)
+        }
+        let x = Tensor(shape: [1, 3], floats: [0.5, -0.5, 1])
+        for (zeroPoint, scale, needle) in [(nil as Tensor?, false, "scale"), (Tensor(shape: [], int64s: [0]), true, "zero point")] {
+            do {
+                _ = try Session(model: try model(zeroPoint: zeroPoint, scale: scale)).run(["x": x])
+                Issue.record("malformed DequantizeLinear accepted")
+            } catch {
+                #expect("\(error)".contains(needle) && "\(error)".contains("dqw"), "\(error)")
+            }
+        }
+        // Well formed, the same graph runs: (round(x / 0.1) + 128 - 128) · 0.1 · w · 0.01 = [0.025, -0.025].
+        let y = try Session(model: try model(zeroPoint: Tensor(shape: [], int8s: [0]), scale: true)).run(["x": x])["y"]!.floats
+        #expect(zip(y, [0.025, -0.025] as [Float]).allSatisfy { abs($0 - $1) < 1e-6 }, "\(y)")
+    }
 }
+

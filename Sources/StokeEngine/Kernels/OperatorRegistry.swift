@@ -89,13 +89,16 @@ enum OperatorRegistry {
         "Expand": ShapeOps.expand,
         "QuantizeLinear": QuantizedOps.quantizeLinear,
         "DequantizeLinear": QuantizedOps.dequantizeLinear,
+        quantizedConvOp: QuantizedOps.quantizedConv,
+        quantizedGemmOp: QuantizedOps.quantizedGemm,
+        quantizedMaxPoolOp: QuantizedOps.quantizedMaxPool,
     ]
 
     /// Operators whose planners handle uint8/int8 inputs themselves (data movement and the
     /// quantization operators); every other operator refuses them.
     static let quantizedTypeOperators: Set<String> = [
         "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Shape", "Size", "Constant",
-        "QuantizeLinear", "DequantizeLinear",
+        "QuantizeLinear", "DequantizeLinear", quantizedConvOp, quantizedGemmOp, quantizedMaxPoolOp,
     ]
 
     /// Whether the engine can run `node` (checked when a model loads).

@@ -1,3 +1,4 @@
+import Dispatch
 import CStokeKernels
 
 // QuantizeLinear and DequantizeLinear (opsets 10–21): the reference semantics every fused INT8
@@ -236,6 +237,147 @@ extension QuantizedOps {
                     }
                 }
             }
+        }
+    }
+}
+
+// MARK: - Fused static INT8 operators (created by GraphPasses.fuseQDQ)
+
+extension QuantizedOps {
+    /// Plan-time state of one fused INT8 operator: packed weights, requantization constants and
+    /// one im2row/product workspace per thread; freed with the plan.
+    @safe final class StaticLinear: @unchecked Sendable {
+        // Written at plan time, then read by one running plan at a time (each thread its own workspace).
+        let packed: UnsafeMutableRawPointer
+        let workspaces: [TensorStorage]
+        let multiplier: [Float]
+        let bias: [Int32]?
+
+        init(weights: [Int8], k: Int, n: Int, multiplier: [Float], bias: [Int32]?, workspaceBytes: Int, parts: Int) {
+            let level = Int32(stoke_cpu_active().rawValue)
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(64, stoke_int8_packed_bytes(k, n, level)), alignment: 64)
+            unsafe weights.withUnsafeBufferPointer { source in
+                unsafe stoke_int8_pack_b(source.baseAddress!, n, k, n, level, buffer)
+            }
+            unsafe packed = buffer
+            workspaces = (0..<parts).map { _ in TensorStorage(byteCount: workspaceBytes) }
+            self.multiplier = multiplier
+            self.bias = bias
+        }
+
+        deinit { unsafe packed.deallocate() }
+    }
+
+    /// The requantization constants of a fused node: per output channel multiplier
+    /// x_scale · w_scale / y_scale, the bias in s32 units of x_scale · w_scale, and the clamp.
+    static func requantization(_ c: OpContext, channels: Int) throws(EngineError) -> (multiplier: [Float], bias: [Int32]?, zero: Int32, lo: Int32, hi: Int32) {
+        let xScale = try c.float("stoke.x_scale", 0), yScale = try c.float("stoke.y_scale", 0)
+        guard case let .floats(wScales)? = c.node.attributes["stoke.w_scales"], wScales.count == 1 || wScales.count == channels,
+              xScale > 0, yScale > 0 else {
+            throw c.fail("fused INT8 node needs x/y scales and 1 or \(channels) weight scales")
+        }
+        let scale = { (channel: Int) in xScale * wScales[wScales.count == 1 ? 0 : channel] }
+        let multiplier = (0..<channels).map { scale($0) / yScale }
+        var bias: [Int32]? = nil
+        if case let .floats(values)? = c.node.attributes["stoke.bias"] {
+            guard values.count == channels else { throw c.fail("bias has \(values.count) values for \(channels) channels") }
+            bias = values.enumerated().map { Int32(max(-2_147_483_520, min(2_147_483_520, ($0.element / scale($0.offset)).rounded(.toNearestOrEven)))) }
+        }
+        let zero = Int32(try c.int("stoke.y_zero_point", 0))
+        let relu = try c.int("stoke.relu", 0) != 0
+        return (multiplier, bias, zero, relu ? max(0, zero) : 0, 255)
+    }
+
+    static func quantizedGemm(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.input(0), w = try c.input(1)
+        guard x.type == .uint8, x.shape.count >= 1 else { throw c.unsupported("input 0 is \(x.type) \(x.shape); the fused INT8 node takes uint8") }
+        guard let weights = w.constant, weights.elementType == .int8, weights.shape.count == 2 else {
+            throw c.fail("weights must be a constant int8 matrix, got \(w.type) \(w.shape)")
+        }
+        let isGemm = try c.string("stoke.original_op", "MatMul") == "Gemm"
+        let transposed = try c.int("transB", 0) != 0
+        let transB = isGemm && transposed
+        let (k, n) = transB ? (weights.shape[1], weights.shape[0]) : (weights.shape[0], weights.shape[1])
+        guard x.shape.last == k else { throw c.fail("inner dimensions differ: \(x.shape) x \(weights.shape)") }
+        let m = x.shape.dropLast().reduce(1, *)
+        var b = weights.int8s
+        if transB {
+            let source = b
+            for row in 0..<k { for column in 0..<n { b[row * n + column] = source[column * k + row] } }
+        }
+        let (multiplier, bias, zero, lo, hi) = try requantization(c, channels: n)
+        let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
+        // Rows split across the session's threads in blocks the micro-kernel fills (6 rows).
+        let parts = max(1, min(EngineThreads.current, m / 48))
+        let state = StaticLinear(weights: b, k: k, n: n, multiplier: multiplier, bias: bias, workspaceBytes: 0, parts: 0)
+        let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+        let rowsPerPart = (m + parts - 1) / parts
+        return .kernel([(.uint8, Array(x.shape.dropLast()) + [n])]) { s in
+            let (input, output) = unsafe (UInt(bitPattern: s.raw(ix)), UInt(bitPattern: s.raw(iy)))
+            let work: @Sendable (Int) -> Void = { part in
+                let first = part * rowsPerPart, rows = min(rowsPerPart, m - first)
+                guard rows > 0, let a = unsafe UnsafePointer<UInt8>(bitPattern: input),
+                      let y = unsafe UnsafeMutablePointer<UInt8>(bitPattern: output) else { return }
+                unsafe state.multiplier.withUnsafeBufferPointer { multiplier in
+                    unsafe stoke_int8_gemm_u8(rows, n, k, a + first * k, k, state.packed, zeroX, multiplier.baseAddress!,
+                                              state.bias, zero, lo, hi, y + first * n, n)
+                }
+            }
+            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+        }
+    }
+
+    static func quantizedConv(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.input(0), w = try c.input(1)
+        guard x.type == .uint8, x.shape.count == 4 else { throw c.unsupported("input 0 is \(x.type) \(x.shape); the fused INT8 Conv takes uint8 [N, C, H, W]") }
+        guard let weights = w.constant, weights.elementType == .int8, weights.shape.count == 4, weights.shape[1] == x.shape[1] else {
+            throw c.fail("weights must be a constant int8 [M, \(x.shape[1]), kH, kW], got \(w.type) \(w.shape)")
+        }
+        let kernelShape = try c.ints("kernel_shape") ?? Array(weights.shape[2...])
+        guard kernelShape == Array(weights.shape[2...]) else { throw c.fail("kernel_shape \(kernelShape) differs from W \(weights.shape)") }
+        var (g, outSpatial) = try LinearOps.geometry(c, inputShape: x.shape, kernelShape: kernelShape)
+        let (batch, channels, filters) = (x.shape[0], x.shape[1], weights.shape[0])
+        let k = channels * kernelShape[0] * kernelShape[1]
+        // B = W as [C·kH·kW, M].
+        let source = weights.int8s
+        var b = [Int8](repeating: 0, count: k * filters)
+        for filter in 0..<filters { for t in 0..<k { b[t * filters + filter] = source[filter * k + t] } }
+        let (multiplier, bias, zero, lo, hi) = try requantization(c, channels: filters)
+        let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
+        let parts = max(1, min(EngineThreads.current, batch))
+        let state = StaticLinear(weights: b, k: k, n: filters, multiplier: multiplier, bias: bias,
+                                 workspaceBytes: unsafe stoke_qconv2d_workspace_bytes(Int64(channels), &g, filters), parts: parts)
+        let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+        let imagesPerPart = (batch + parts - 1) / parts
+        let (inImage, outImage) = (channels * Int(g.in_h * g.in_w), filters * Int(g.out_h * g.out_w))
+        let geometry = g
+        return .kernel([(.uint8, [batch, filters] + outSpatial)]) { s in
+            let (input, output) = unsafe (UInt(bitPattern: s.raw(ix)), UInt(bitPattern: s.raw(iy)))
+            let work: @Sendable (Int) -> Void = { part in
+                let first = part * imagesPerPart, images = min(imagesPerPart, batch - first)
+                guard images > 0, let x = unsafe UnsafePointer<UInt8>(bitPattern: input),
+                      let y = unsafe UnsafeMutablePointer<UInt8>(bitPattern: output) else { return }
+                var window = geometry
+                let workspace = unsafe state.workspaces[part].pointer.assumingMemoryBound(to: UInt8.self)
+                unsafe state.multiplier.withUnsafeBufferPointer { multiplier in
+                    unsafe stoke_qconv2d_u8(x + first * inImage, images, Int64(channels), &window, filters, state.packed, zeroX,
+                                            multiplier.baseAddress!, state.bias, zero, lo, hi, workspace, y + first * outImage)
+                }
+            }
+            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+        }
+    }
+
+    static func quantizedMaxPool(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.input(0)
+        guard x.type == .uint8, x.shape.count == 4 else { throw c.unsupported("input 0 is \(x.type) \(x.shape); the u8 MaxPool takes uint8 [N, C, H, W]") }
+        guard let kernelShape = try c.ints("kernel_shape") else { throw c.fail("missing kernel_shape") }
+        var (g, outSpatial) = try LinearOps.geometry(c, inputShape: x.shape, kernelShape: kernelShape, ceilMode: try c.int("ceil_mode", 0) != 0)
+        let planes = x.shape[0] * x.shape[1]
+        let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+        return .kernel([(.uint8, Array(x.shape[..<2]) + outSpatial)]) { s in
+            unsafe stoke_maxpool2d_u8(s.raw(ix).assumingMemoryBound(to: UInt8.self), Int64(planes), &g,
+                                      s.raw(iy).assumingMemoryBound(to: UInt8.self))
         }
     }
 }
