@@ -175,7 +175,7 @@ extension Model {
 
     /// The graph before Stoke's load-time fusions that produce internal attributes; what files and
     /// ONNX export start from.
-    var standardGraph: Graph { graph }
+    var standardGraph: Graph { sourceGraph }
 }
 
 extension Model {
