@@ -10,6 +10,8 @@ let products: [Product] = [
     .library(name: "StokeLoader", targets: ["StokeLoader"]),
     .library(name: "StokeBench", targets: ["StokeBench"]),
     .library(name: "StokeEngine", targets: ["StokeEngine"]),
+    // The C kernels themselves, for benchmarks that time a kernel without the engine around it.
+    .library(name: "CStokeKernels", targets: ["CStokeKernels"]),
 ]
 
 // MARK: - C boundary: system libraries (module.modulemap + shim.h) and Stoke's own C kernels

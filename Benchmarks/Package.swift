@@ -6,6 +6,7 @@ import PackageDescription
 //   cd Benchmarks && swift package benchmark                        # package-benchmark suites
 //   swift run -c release --package-path Benchmarks store-ratios     # ratio lines for issue 2's goals
 //   swift run -c release --package-path Benchmarks pack-ratios      # image pack vs Pillow (issue 3)
+//   swift run -c release --package-path Benchmarks quant-ratios     # INT8 GEMM and models vs onnxruntime (issue 7)
 //
 // package-benchmark treats every executable target whose folder sits directly in a folder named
 // `Benchmarks` as a suite (here `Benchmarks/StoreBenchmarks/`); helpers live under `Support/` and
@@ -82,6 +83,12 @@ let package = Package(
             name: "engine-ratios",
             dependencies: ["EngineBenchKernels", .product(name: "StokeEngine", package: "Stoke")],
             path: "Tools/EngineRatios"),
+
+        .executableTarget(
+            name: "quant-ratios",
+            dependencies: ["EngineBenchKernels", .product(name: "StokeEngine", package: "Stoke"),
+                           .product(name: "CStokeKernels", package: "Stoke")],
+            path: "Tools/QuantRatios"),
 
         .executableTarget(
             name: "store-ratios",

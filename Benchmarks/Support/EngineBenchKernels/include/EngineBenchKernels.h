@@ -12,4 +12,12 @@ int engine_bench_fma_width(void);
 /// results so the compiler cannot drop the loop.
 uint64_t engine_bench_fma_loop(uint64_t iterations, float *sink);
 
+/// 1 when the CPU has AVX-512 VNNI (vpdpbusd), else 0.
+int engine_bench_has_vnni(void);
+
+/// Runs `iterations` rounds of 16 independent vpdpbusd chains (no memory traffic): the core's int8
+/// dot-product throughput. Returns the int8 ops done (a multiply and an add per u8×s8 product), or 0
+/// without VNNI. `sink` receives a value derived from the results.
+uint64_t engine_bench_vnni_loop(uint64_t iterations, int32_t *sink);
+
 #endif

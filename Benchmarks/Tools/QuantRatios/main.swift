@@ -1,0 +1,429 @@
+// quant-ratios: the INT8 numbers issue 7 sets goals for, measured in one run.
+//
+//   swift run -c release --package-path Benchmarks quant-ratios [--batch 256] [--threads 1,2]
+//       [--rounds 3] [--seconds 1] [--calibration-samples 1024] [--keep]
+//
+//   (a) int8 GEMM ops/s (stoke_int8_gemm_s32, u8 × packed s8 → s32, rows split over the threads) and
+//       FP32 sgemm FLOP/s (the engine's MatMul) on the same shapes, each as a fraction of its peak
+//       measured in the same run: the vpdpbusd register loop (AVX-512 VNNI) and the FMA register loop
+//       of EngineBenchKernels. An int8 op is a multiply or an add, as a FLOP is.
+//   (b) samples/s at batch --batch of Stoke INT8 (dynamic, and static QDQ calibrated on
+//       --calibration-samples deterministic inputs) on the MLP and CNN of engine-ratios against
+//       onnxruntime's quantize_dynamic and quantize_static (QDQ, per-channel s8 weights, u8
+//       activations, calibrated on the same inputs) models, per thread count; the ratio is against
+//       onnxruntime's best INT8 model. Goals: MLP ≥ 1.0×, CNN ≥ 2×.
+//
+// Each INT8 model's predictions are compared with the FP32 model's on the timed batch before
+// anything is timed (top-1 agreement), so a fast but wrong model shows. Stoke and onnxruntime (a child
+// process from <repo>/.venv/bin/python3, or STOKE_BENCH_PYTHON, timing its own loop) alternate for
+// --rounds rounds; ratios use each side's best round, medians in brackets.
+
+import CStokeKernels
+import Dispatch
+import EngineBenchKernels
+import Foundation
+import StokeEngine
+
+struct Options {
+    var batch = 256
+    var threads = [1, 2]
+    var rounds = 3
+    var seconds = 1.0
+    var calibrationSamples = 1024
+    var keep = false
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("quant-ratios: \(message)\n".utf8))
+    exit(2)
+}
+
+func parseOptions() -> Options {
+    var options = Options()
+    var arguments = CommandLine.arguments.dropFirst()
+    func next(_ name: String) -> String {
+        guard let text = arguments.popFirst() else { fail("\(name) needs a value") }
+        return text
+    }
+    func positive(_ name: String) -> Int {
+        guard let value = Int(next(name)), value > 0 else { fail("\(name) needs a positive integer") }
+        return value
+    }
+    while let argument = arguments.popFirst() {
+        switch argument {
+        case "--batch": options.batch = positive(argument)
+        case "--rounds": options.rounds = positive(argument)
+        case "--calibration-samples": options.calibrationSamples = positive(argument)
+        case "--threads":
+            let values = next(argument).split(separator: ",").compactMap { Int($0) }
+            guard !values.isEmpty, values.allSatisfy({ $0 > 0 }) else { fail("--threads needs a list such as 1,2") }
+            options.threads = values
+        case "--seconds":
+            guard let value = Double(next(argument)), value > 0 else { fail("--seconds needs a positive number") }
+            options.seconds = value
+        case "--keep": options.keep = true
+        case "-h", "--help":
+            print("usage: quant-ratios [--batch N] [--threads 1,2] [--rounds N] [--seconds S] [--calibration-samples N] [--keep]")
+            exit(0)
+        default:
+            fail("unknown argument '\(argument)' (see --help)")
+        }
+    }
+    return options
+}
+
+func loadAverage() -> String {
+    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+func format(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
+
+enum Paths {
+    /// The repository root: this file is Benchmarks/Tools/QuantRatios/main.swift.
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    static var python: String {
+        ProcessInfo.processInfo.environment["STOKE_BENCH_PYTHON"] ?? repositoryRoot.appendingPathComponent(".venv/bin/python3").path
+    }
+}
+
+/// A lock-guarded sum (each peak thread reports its ops once).
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total: UInt64 = 0
+    func add(_ value: UInt64) { lock.lock(); total += value; lock.unlock() }
+    var value: UInt64 { lock.lock(); defer { lock.unlock() }; return total }
+}
+
+// MARK: - Peaks
+
+/// Ops/s of `loop` on `threads` threads at once, best of 3, the loop sized to about 0.2 s.
+func peak(threads: Int, _ loop: @Sendable (UInt64) -> UInt64) -> Double {
+    var iterations: UInt64 = 1 << 16
+    while true {
+        let start = now()
+        guard loop(iterations) > 0 else { return 0 }
+        if now() - start > 0.05 { break }
+        iterations *= 2
+    }
+    let measured = iterations * 4
+    var best = 0.0
+    for _ in 0..<3 {
+        let ops = Counter()
+        let start = now()
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in ops.add(loop(measured)) }
+        best = max(best, Double(ops.value) / (now() - start))
+    }
+    return best
+}
+
+func fmaPeak(threads: Int) -> Double {
+    peak(threads: threads) { iterations in
+        var sink: Float = 0
+        return unsafe engine_bench_fma_loop(iterations, &sink)
+    }
+}
+
+func vnniPeak(threads: Int) -> Double {
+    peak(threads: threads) { iterations in
+        var sink: Int32 = 0
+        return unsafe engine_bench_vnni_loop(iterations, &sink)
+    }
+}
+
+// MARK: - GEMM
+
+/// Deterministic values from a 64-bit LCG.
+func lcg(_ count: Int, seed: UInt64) -> [UInt64] {
+    var state = seed
+    return (0..<count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return state >> 33
+    }
+}
+
+/// Int8 ops/s of C (M×N s32) = A (M×K u8) × B (K×N s8, packed once for the best level), the rows of A
+/// split evenly over `threads` threads, best of 3 measurements of at least 0.5 s.
+func int8GemmRate(m: Int, k: Int, n: Int, threads: Int) -> Double {
+    let b = lcg(k * n, seed: 2).map { Int8(truncatingIfNeeded: $0) }
+    let level = Int32(stoke_cpu_active().rawValue)
+    let packed = UnsafeMutableRawPointer.allocate(byteCount: max(64, stoke_int8_packed_bytes(k, n, level)), alignment: 64)
+    defer { unsafe packed.deallocate() }
+    unsafe b.withUnsafeBufferPointer { unsafe stoke_int8_pack_b($0.baseAddress!, n, k, n, level, packed) }
+    let a = UnsafeMutablePointer<UInt8>.allocate(capacity: m * k)
+    defer { unsafe a.deallocate() }
+    for (index, value) in lcg(m * k, seed: 1).enumerated() { unsafe a[index] = UInt8(truncatingIfNeeded: value) }
+    let c = UnsafeMutablePointer<Int32>.allocate(capacity: m * n)
+    defer { unsafe c.deallocate() }
+    let rowsPerThread = (m + threads - 1) / threads
+    // Addresses cross into the worker closures as integers (pointers are not Sendable); the buffers
+    // are freed only when this function returns.
+    let (aAddress, cAddress, packedAddress) = (Int(bitPattern: a), Int(bitPattern: c), Int(bitPattern: packed))
+    func product() {
+        DispatchQueue.concurrentPerform(iterations: threads) { part in
+            let first = part * rowsPerThread, rows = min(rowsPerThread, m - first)
+            guard rows > 0 else { return }
+            let aRows = unsafe UnsafePointer<UInt8>(bitPattern: aAddress)! + first * k
+            let cRows = unsafe UnsafeMutablePointer<Int32>(bitPattern: cAddress)! + first * n
+            unsafe stoke_int8_gemm_s32(rows, n, k, aRows, k, UnsafeRawPointer(bitPattern: packedAddress)!, 3, cRows, n)
+        }
+    }
+    for _ in 0..<2 { product() }
+    var best = 0.0
+    for _ in 0..<3 {
+        var runs = 0
+        let start = now()
+        while now() - start < 0.5 {
+            product()
+            runs += 1
+        }
+        best = max(best, 2 * Double(m * n * k) * Double(runs) / (now() - start))
+    }
+    return best
+}
+
+/// FLOP/s of an M×K by K×N (constant) MatMul through the engine, best of 3 measurements of ≥ 0.5 s.
+func sgemmRate(m: Int, k: Int, n: Int, threads: Int) throws -> Double {
+    let b = input([k, n], seed: 7)
+    let graph = Graph(name: "sgemm", nodes: [Node(name: "matmul", opType: "MatMul", inputs: ["a", "b"], outputs: ["c"])],
+                      initializers: ["b": b],
+                      inputs: [ValueInfo(name: "a", shape: [.fixed(m), .fixed(k)])], outputs: [ValueInfo(name: "c", shape: nil)])
+    let session = Session(model: try Model(graph: graph, opset: 17), threads: threads)
+    let a = input([m, k], seed: 8)
+    for _ in 0..<2 { try session.run(["a": a]) { _ in } }
+    var best = 0.0
+    for _ in 0..<3 {
+        var runs = 0
+        let start = now()
+        while now() - start < 0.5 {
+            try session.run(["a": a]) { _ in }
+            runs += 1
+        }
+        best = max(best, 2 * Double(m * n * k) * Double(runs) / (now() - start))
+    }
+    return best
+}
+
+// MARK: - Models (those of engine-ratios)
+
+struct BenchModel {
+    let name: String
+    let native: SequentialModel
+    let sampleShape: [Int]
+}
+
+func models() throws -> [BenchModel] {
+    let mlp = try SequentialModel(layers: [
+        .linear(inFeatures: 784, outFeatures: 512), .relu, .linear(inFeatures: 512, outFeatures: 256), .relu,
+        .linear(inFeatures: 256, outFeatures: 10),
+    ], sampleShape: [784], seed: 1)
+    let cnn = try SequentialModel(layers: [
+        .conv2d(inChannels: 1, outChannels: 16, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
+        .conv2d(inChannels: 16, outChannels: 32, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
+        .flatten, .linear(inFeatures: 32 * 7 * 7, outFeatures: 128), .relu, .linear(inFeatures: 128, outFeatures: 10),
+    ], sampleShape: [1, 28, 28], seed: 2)
+    return [BenchModel(name: "mlp", native: mlp, sampleShape: [784]), BenchModel(name: "cnn", native: cnn, sampleShape: [1, 28, 28])]
+}
+
+/// Deterministic inputs in [0, 1): image-like (non-negative, as normalized pixels before centering
+/// are), so the calibrated u8 range is used the way real data uses it.
+func input(_ shape: [Int], seed: UInt64) -> Tensor {
+    Tensor(shape: shape, floats: lcg(shape.reduce(1, *), seed: seed).map { Float($0 >> 7) / Float(1 << 24) })
+}
+
+/// Samples/s of `model` at `threads`: a fresh session, 3 untimed runs, then runs for ≥ `seconds`.
+func stokeRate(_ model: Model, _ x: Tensor, threads: Int, seconds: Double) throws -> Double {
+    let session = Session(model: model, threads: threads)
+    for _ in 0..<3 { try session.run(["input": x]) { _ in } }
+    var runs = 0
+    let start = now()
+    while now() - start < seconds {
+        try session.run(["input": x]) { _ in }
+        runs += 1
+    }
+    return Double(runs * x.shape[0]) / (now() - start)
+}
+
+/// Row-wise argmax of a [rows, classes] output.
+func argmax(_ values: [Float], rows: Int) -> [Int] {
+    let classes = values.count / max(rows, 1)
+    return (0..<rows).map { row in
+        var best = 0
+        for column in 1..<classes where values[row * classes + column] > values[row * classes + best] { best = column }
+        return best
+    }
+}
+
+func agreement(_ a: [Int], _ b: [Int]) -> Double {
+    Double(zip(a, b).filter { $0 == $1 }.count) / Double(max(a.count, 1))
+}
+
+// MARK: - onnxruntime side
+
+nonisolated let pythonScript = """
+import json, sys, time
+import numpy as np
+import onnxruntime as ort
+mode = sys.argv[1]
+if mode == "quantize":
+    from onnxruntime.quantization import quantize_dynamic, quantize_static, QuantType, QuantFormat, CalibrationDataReader
+    class Reader(CalibrationDataReader):
+        def __init__(self, data, batch):
+            self.batches = iter([{"input": data[i:i + batch]} for i in range(0, len(data), batch)])
+        def get_next(self):
+            return next(self.batches, None)
+    batch = int(sys.argv[2])
+    for spec in sys.argv[3:]:
+        model, calibration = spec.split(",")
+        quantize_dynamic(model, model.replace(".onnx", "-ort-dynamic.onnx"), weight_type=QuantType.QInt8)
+        quantize_static(model, model.replace(".onnx", "-ort-static.onnx"), Reader(np.load(calibration), batch),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    print(json.dumps({"version": ort.__version__}), flush=True)
+    sys.exit(0)
+seconds = float(sys.argv[2]); threads = [int(t) for t in sys.argv[3].split(",")]; check = sys.argv[4] == "1"
+for spec in sys.argv[5:]:
+    name, model, data = spec.split("=")[0], *spec.split("=")[1].split(",")
+    x = np.load(data)
+    for t in threads:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = t
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        y = session.run(None, {"input": x})[0]
+        if check:
+            np.save(model.replace(".onnx", "-out.npy"), y)
+        for _ in range(3):
+            session.run(None, {"input": x})
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            session.run(None, {"input": x})
+            runs += 1
+        print(json.dumps({"model": name, "threads": t, "rate": runs * x.shape[0] / (time.perf_counter() - start)}), flush=True)
+"""
+
+struct ORTResult: Decodable { let model: String; let threads: Int; let rate: Double }
+
+func python(_ arguments: [String]) throws -> String {
+    guard FileManager.default.isExecutableFile(atPath: Paths.python) else {
+        fail("\(Paths.python) not found: run scripts/setup (or set STOKE_BENCH_PYTHON to a Python with numpy, onnx and onnxruntime)")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: Paths.python)
+    process.arguments = ["-c", pythonScript] + arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { fail("onnxruntime child (\(arguments.first ?? "")) failed:\n\(output)") }
+    return output
+}
+
+// MARK: - Main
+
+func run(_ options: Options) throws {
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    print("quant-ratios: batch \(options.batch), threads \(options.threads), \(options.rounds) rounds of \(options.seconds) s per side; \(cores) cores; load average \(loadAverage())")
+    let levels = ["portable C", "AVX2", "AVX-512 VNNI"]
+    print("int8 kernel level: \(levels[Int(stoke_cpu_active().rawValue)]); GEMM backend: \(GemmBackend.selected.rawValue)")
+
+    // (a) peaks and GEMMs
+    print("")
+    print("(a) GEMM throughput as a fraction of the peak measured now (int8: vpdpbusd loop; FP32: FMA loop)")
+    let shapes = [(m: 256, k: 784, n: 512), (m: 1024, k: 1024, n: 1024)]
+    for threads in options.threads {
+        let int8Peak = vnniPeak(threads: threads), fp32Peak = fmaPeak(threads: threads)
+        print("  threads=\(threads): int8 peak \(int8Peak > 0 ? format(int8Peak / 1e9, 0) + " Gops/s" : "n/a (no AVX-512 VNNI)"), FP32 peak \(format(fp32Peak / 1e9, 0)) GFLOP/s (int8/FP32 \(fp32Peak > 0 ? format(int8Peak / fp32Peak, 2) : "?")×)")
+        for shape in shapes {
+            let int8 = int8GemmRate(m: shape.m, k: shape.k, n: shape.n, threads: threads)
+            let fp32 = try sgemmRate(m: shape.m, k: shape.k, n: shape.n, threads: threads)
+            let int8Share = int8Peak > 0 ? "\(format(100 * int8 / int8Peak, 1))% of peak" : "no VNNI peak"
+            print("    M×K×N \(shape.m)×\(shape.k)×\(shape.n): int8 \(format(int8 / 1e9, 0)) Gops/s = \(int8Share); sgemm \(format(fp32 / 1e9, 0)) GFLOP/s = \(format(100 * fp32 / max(fp32Peak, 1), 1))% of peak; int8/FP32 \(format(int8 / max(fp32, 1), 2))×")
+        }
+    }
+    print("load average \(loadAverage())")
+
+    // (b) end to end
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("stoke-quant-ratios-\(getpid())")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { if !options.keep { try? FileManager.default.removeItem(at: scratch) } else { print("kept \(scratch.path)") } }
+    let benchModels = try models()
+    var quantizeSpecs: [String] = [], timingSpecs: [String] = []
+    var stokeModels: [(name: String, variant: String, model: Model, x: Tensor)] = []
+    var fp32Predictions: [String: [Int]] = [:]
+    for (index, bench) in benchModels.enumerated() {
+        let modelPath = scratch.appendingPathComponent("\(bench.name).onnx").path
+        let dataPath = scratch.appendingPathComponent("\(bench.name)-input.npy").path
+        let calibrationPath = scratch.appendingPathComponent("\(bench.name)-calibration.npy").path
+        let x = input([options.batch] + bench.sampleShape, seed: UInt64(index + 11))
+        let calibration = input([options.calibrationSamples] + bench.sampleShape, seed: UInt64(index + 101))
+        try Data(try bench.native.onnx()).write(to: URL(fileURLWithPath: modelPath))
+        try Data(NPY.encode(x)).write(to: URL(fileURLWithPath: dataPath))
+        try Data(NPY.encode(calibration)).write(to: URL(fileURLWithPath: calibrationPath))
+        quantizeSpecs.append("\(modelPath),\(calibrationPath)")
+        for variant in ["dynamic", "static"] {
+            timingSpecs.append("\(bench.name) \(variant)=\(modelPath.replacingOccurrences(of: ".onnx", with: "-ort-\(variant).onnx")),\(dataPath)")
+        }
+        let fp32 = try Model.load(path: modelPath)
+        fp32Predictions[bench.name] = argmax(try Session(model: fp32).run(["input": x])["output"]?.floats ?? [], rows: options.batch)
+        // Static: calibrated on the same samples onnxruntime's quantize_static sees, in batches of --batch.
+        let calibrator = try Calibrator(model: fp32)
+        let values = calibration.floats, width = bench.sampleShape.reduce(1, *)
+        for start in stride(from: 0, to: options.calibrationSamples, by: options.batch) {
+            let rows = min(options.batch, options.calibrationSamples - start)
+            try calibrator.observe(["input": Tensor(shape: [rows] + bench.sampleShape, floats: Array(values[(start * width)..<((start + rows) * width)]))])
+        }
+        stokeModels.append((bench.name, "dynamic", try fp32.quantizedDynamic(), x))
+        stokeModels.append((bench.name, "static", try fp32.quantizedStatic(calibration: try calibrator.table()), x))
+    }
+    let ortVersion = (try? JSONDecoder().decode([String: String].self, from: Data(try python(["quantize", String(options.batch)] + quantizeSpecs).utf8)))?["version"] ?? "?"
+
+    print("")
+    print("(b) samples/s at batch \(options.batch): Stoke INT8 vs onnxruntime \(ortVersion) quantize_dynamic / quantize_static (QDQ) models")
+    var stoke: [String: [Double]] = [:], ort: [String: [Double]] = [:]
+    for round in 0..<options.rounds {
+        for entry in stokeModels {
+            for threads in options.threads {
+                stoke["\(entry.name) \(entry.variant) \(threads)", default: []].append(try stokeRate(entry.model, entry.x, threads: threads, seconds: options.seconds))
+            }
+        }
+        let output = try python(["time", String(options.seconds), options.threads.map(String.init).joined(separator: ","), round == 0 ? "1" : "0"] + timingSpecs)
+        for line in output.split(separator: "\n") {
+            guard let result = try? JSONDecoder().decode(ORTResult.self, from: Data(line.utf8)) else { continue }
+            ort["\(result.model) \(result.threads)", default: []].append(result.rate)
+        }
+        if round == 0 {
+            for entry in stokeModels {
+                let ours = argmax(try Session(model: entry.model).run(["input": entry.x])["output"]?.floats ?? [], rows: options.batch)
+                let ortPath = scratch.appendingPathComponent("\(entry.name)-ort-\(entry.variant)-out.npy").path
+                let theirs = argmax(try NPY.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: ortPath)))).floats, rows: options.batch)
+                let reference = fp32Predictions[entry.name] ?? []
+                print("  \(entry.name) \(entry.variant): top-1 agreement with FP32: Stoke \(format(100 * agreement(ours, reference), 1))%, onnxruntime \(format(100 * agreement(theirs, reference), 1))%")
+            }
+        }
+        print("  round \(round + 1) done; load average \(loadAverage())")
+    }
+    for bench in benchModels {
+        for threads in options.threads {
+            let ortBest = ["dynamic", "static"].map { (ort["\(bench.name) \($0) \(threads)"] ?? [0]).max() ?? 0 }.max() ?? 0
+            let ortMedianBest = ["dynamic", "static"].map { median(ort["\(bench.name) \($0) \(threads)"] ?? [0]) }.max() ?? 0
+            let goal = bench.name == "mlp" ? "≥ 1.0×" : "≥ 2×"
+            print("  \(bench.name) threads=\(threads):")
+            for variant in ["dynamic", "static"] {
+                let ours = stoke["\(bench.name) \(variant) \(threads)"] ?? [0], theirs = ort["\(bench.name) \(variant) \(threads)"] ?? [0]
+                print("    \(variant): stoke \(format(ours.max() ?? 0)) [\(format(median(ours)))], onnxruntime \(format(theirs.max() ?? 0)) [\(format(median(theirs)))]; stoke / onnxruntime best INT8 \(format((ours.max() ?? 0) / max(ortBest, 1), 2))× [\(format(median(ours) / max(ortMedianBest, 1), 2))×] (goal \(goal) for static)")
+            }
+        }
+    }
+    print("load average \(loadAverage())")
+}
+
+do {
+    try run(parseOptions())
+} catch {
+    fail("\(error)")
+}
