@@ -1,5 +1,6 @@
 import CStokeKernels
 import Foundation
+import StokeStore
 import Testing
 @testable import StokeEngine
 
@@ -309,6 +310,144 @@ struct StaticQuantizationTests {
         // Well formed, the same graph runs: (round(x / 0.1) + 128 - 128) · 0.1 · w · 0.01 = [0.025, -0.025].
         let y = try Session(model: try model(zeroPoint: Tensor(shape: [], int8s: [0]), scale: true)).run(["x": x])["y"]!.floats
         #expect(zip(y, [0.025, -0.025] as [Float]).allSatisfy { abs($0 - $1) < 1e-6 }, "\(y)")
+    }
+
+    // MARK: - onnxruntime interop
+
+    static func write(_ bytes: [UInt8], _ path: String) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    static func python(_ script: String, _ arguments: [String]) throws {
+        let (status, output) = try TestSupport.runPython([TestSupport.resources.appendingPathComponent(script).path] + arguments)
+        try #require(status == 0, "\(script) failed: \(output.suffix(2000))")
+    }
+
+    /// Output steps between two dequantized outputs: (largest, fraction within half a step).
+    static func stepDifference(_ a: [Float], _ b: [Float], step: Float) -> (largest: Float, exact: Double) {
+        let steps = zip(a, b).map { abs($0 - $1) / step }
+        return (steps.max() ?? 0, Double(steps.filter { $0 < 0.5 }.count) / Double(max(1, steps.count)))
+    }
+
+    @Test("onnxBytes() of QDQ and FP32 models runs in onnxruntime with Stoke's outputs", arguments: ["cnn", "mlp"])
+    func exportRunsInOnnxRuntime(kind: String) throws {
+        let native = kind == "cnn" ? try Self.cnn() : try Self.mlp()
+        let fp32 = try native.model()
+        let (batches, x) = Self.data(native.sampleShape)
+        let int8 = try fp32.quantizedStatic(calibration: try Self.calibrated(fp32, batches))
+        let directory = NSTemporaryDirectory() + "stoke-qdq-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Self.write(ONNXExport.serialize(tensor: x, name: "input"), directory + "/input.pb")
+        for (name, model) in [("fp32", fp32), ("int8", int8)] {
+            try Self.write(try model.onnxBytes(), directory + "/\(name).onnx")
+            try Self.python("ort_run.py", [directory + "/\(name).onnx", directory + "/input.pb", directory + "/\(name).pb"])
+            let ort = try Tensor.decodeONNX(TestSupport.readBytes(URL(fileURLWithPath: directory + "/\(name).pb"))).tensor.floats
+            let stoke = try Session(model: model).run(["input": x])["output"]!.floats
+            if name == "fp32" {
+                #expect(zip(ort, stoke).allSatisfy { abs($0 - $1) <= 1e-4 + 1e-4 * abs($1) })
+                continue
+            }
+            // onnxruntime fuses the same QDQ groups into QLinearConv/QGemm with its own
+            // requantization arithmetic; a tie may round differently once per quantized layer, so
+            // outputs agree to a few output steps and mostly exactly.
+            let (largest, exact) = Self.stepDifference(stoke, ort, step: try Self.outputStep(int8))
+            print("[static-quantization] \(kind) QDQ export in onnxruntime: \(largest) output steps at most, \(exact) of outputs identical")
+            #expect(largest <= 2.01 && exact >= 0.95, "\(kind): \(largest) steps at most, \(exact) exact")
+        }
+    }
+
+    @Test("a model quantized by onnxruntime's quantize_static loads, fuses and matches onnxruntime", arguments: ["cnn", "mlp"])
+    func onnxRuntimeQuantizedModel(kind: String) throws {
+        let native = kind == "cnn" ? try Self.cnn() : try Self.mlp()
+        let fp32 = try native.model()
+        let (batches, x) = Self.data(native.sampleShape, batches: 2)
+        let directory = NSTemporaryDirectory() + "stoke-ortq-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let calibration = Tensor(shape: [64] + native.sampleShape, floats: batches.flatMap(\.floats))
+        try Self.write(try fp32.onnxBytes(), directory + "/fp32.onnx")
+        try Self.write(ONNXExport.serialize(tensor: calibration, name: "input"), directory + "/calibration.pb")
+        try Self.write(ONNXExport.serialize(tensor: x, name: "input"), directory + "/input.pb")
+        try Self.python("ort_quantize_static.py", [directory + "/fp32.onnx", directory + "/calibration.pb", directory + "/input.pb",
+                                                   directory + "/qdq.onnx", directory + "/ort.pb"])
+        let model = try Model.load(onnx: directory + "/qdq.onnx")
+        let ops = Dictionary(uniqueKeysWithValues: model.operatorCounts.map { ($0.op, $0.count) })
+        #expect((ops[quantizedConvOp] ?? 0) + (ops[quantizedGemmOp] ?? 0) == (kind == "cnn" ? 4 : 3), "\(model.operatorCounts)")
+        let ort = try Tensor.decodeONNX(TestSupport.readBytes(URL(fileURLWithPath: directory + "/ort.pb"))).tensor.floats
+        let stoke = try Session(model: model).run(["input": x])[model.outputs[0].name]!.floats
+        let (largest, exact) = Self.stepDifference(stoke, ort, step: try Self.outputStep(model))
+        print("[static-quantization] \(kind) quantized by onnxruntime, run by Stoke: \(largest) output steps at most, \(exact) identical")
+        #expect(largest <= 2.01 && exact >= 0.95, "\(kind): \(largest) steps at most, \(exact) exact")
+    }
+
+    // MARK: - Accuracy on Fashion-MNIST
+
+    static let fashionMNIST = "/usr/share/datasets/fashion-mnist"
+
+    /// The payload of one of Debian's gzipped IDX files (after its `header` bytes).
+    static func idx(_ name: String, header: Int) throws -> [UInt8] {
+        let path = fashionMNIST + "/" + name
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let bytes = try data.withUnsafeBytes { raw throws(StoreError) in try unsafe Gzip.decompress(raw, path: path) }
+        return Array(bytes[header...])
+    }
+
+    static func accuracy(_ model: Model, images: [Float], labels: [UInt8]) throws -> Double {
+        let session = Session(model: model)
+        var correct = 0
+        for start in stride(from: 0, to: labels.count, by: 1000) {
+            let count = min(1000, labels.count - start)
+            let batch = Tensor(shape: [count, 784], floats: Array(images[(start * 784)..<((start + count) * 784)]))
+            let logits = try session.run(["input": batch])["output"]!.floats
+            for row in 0..<count {
+                let scores = logits[(row * 10)..<((row + 1) * 10)]
+                if scores.firstIndex(of: scores.max()!)! - row * 10 == Int(labels[start + row]) { correct += 1 }
+            }
+        }
+        return Double(correct) / Double(labels.count)
+    }
+
+    @Test("a Fashion-MNIST MLP quantized statically stays within 0.5 pp of its FP32 accuracy",
+          .enabled(if: FileManager.default.fileExists(atPath: fashionMNIST + "/train-images-idx3-ubyte.gz")))
+    func fashionMNISTAccuracy() throws {
+        // Debian's dataset-fashion-mnist, decoded from the same IDX files `stoke pack --from idx` reads;
+        // pixels scaled to [0, 1]. 12k training samples, two epochs: enough for ~83% in seconds.
+        let trainCount = 12_000
+        let trainImages = try Self.idx("train-images-idx3-ubyte.gz", header: 16)[..<(trainCount * 784)].map { Float($0) / 255 }
+        let trainLabels = try Self.idx("train-labels-idx1-ubyte.gz", header: 8)[..<trainCount].map { Int64($0) }
+        let testImages = try Self.idx("t10k-images-idx3-ubyte.gz", header: 16).map { Float($0) / 255 }
+        let testLabels = try Self.idx("t10k-labels-idx1-ubyte.gz", header: 8)
+        let native = try SequentialModel(layers: [.linear(inFeatures: 784, outFeatures: 128), .relu, .linear(inFeatures: 128, outFeatures: 10)],
+                                         sampleShape: [784], seed: 1)
+        var options = TrainingOptions()
+        options.learningRate = 2e-3
+        options.seed = 1
+        let trainer = try Trainer(model: native, options: options)
+        let batch = 100
+        try trainImages.withUnsafeBufferPointer { images in
+            try trainLabels.withUnsafeBufferPointer { labels in
+                for epoch in 0..<2 {
+                    trainer.startEpoch(epoch)
+                    for start in stride(from: 0, to: trainCount, by: batch) {
+                        _ = try trainer.step(input: UnsafeBufferPointer(rebasing: images[(start * 784)..<((start + batch) * 784)]),
+                                             labels: UnsafeBufferPointer(rebasing: labels[start..<(start + batch)]), count: batch)
+                    }
+                }
+            }
+        }
+        let fp32 = try trainer.model().model()
+        // Calibration: 1024 training samples, MinMax.
+        let calibrator = try Calibrator(model: fp32)
+        for start in stride(from: 0, to: 1024, by: 256) {
+            try calibrator.observe(["input": Tensor(shape: [256, 784], floats: Array(trainImages[(start * 784)..<((start + 256) * 784)]))])
+        }
+        let int8 = try fp32.quantizedStatic(calibration: try calibrator.table())
+        let fp32Accuracy = try Self.accuracy(fp32, images: testImages, labels: testLabels)
+        let int8Accuracy = try Self.accuracy(int8, images: testImages, labels: testLabels)
+        print("[static-quantization] Fashion-MNIST test set (10k): FP32 \(fp32Accuracy), static INT8 \(int8Accuracy)")
+        #expect(fp32Accuracy > 0.8, "training did not converge: \(fp32Accuracy)")
+        #expect(abs(int8Accuracy - fp32Accuracy) <= 0.005, "FP32 \(fp32Accuracy), INT8 \(int8Accuracy)")
     }
 }
 
