@@ -93,10 +93,8 @@ struct GraphModelFileTests {
             "w_zero": Tensor(shape: [4], int8s: [0, 0, 0, 0]),
         ], inputs: [ValueInfo(name: "x", shape: [.symbolic("batch"), .fixed(12)])],
            outputs: [ValueInfo(name: "y", shape: [.symbolic("batch"), .fixed(4)])])
-        // Folding constants would turn DequantizeLinear(w_q) into float weights before the file sees them.
-        var options = OptimizationOptions()
-        options.foldConstants = false
-        return try Model(graph: graph, opset: 13, options: options)
+        // The file keeps the graph as given (`sourceGraph`), before folding DequantizeLinear(w_q) or fusing.
+        return try Model(graph: graph, opset: 13)
     }
 
     @Test func qdqModelKeepsInt8AndUint8Datasets() throws {
@@ -197,5 +195,31 @@ extension GraphModelFileTests {
         // order differs, so the outputs agree to a few float ulps.
         GraphBuilding.assertClose(try Session(model: dynamic).run(["x": input])["z"]!, theirs, shape: [9, 5], tolerance: 1e-5)
         #expect(throws: EngineError.self) { _ = try Self.handMLP().dynamicQuantizedONNXBytes() }
+    }
+}
+
+extension GraphModelFileTests {
+    @Test func tensorAttributesBecomeDatasets() throws {
+        let directory = try ModelFileTests.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // Constant nodes stay in the source graph (folding happens at load), so their tensors are saved.
+        let graph = Graph(name: "constants", nodes: [
+            Node(name: "offset", opType: "Constant", inputs: [], outputs: ["c"], attributes: ["value": .tensor(GraphBuilding.random([6], seed: 3))]),
+            Node(name: "shape", opType: "Constant", inputs: [], outputs: ["s"], attributes: ["value": .tensor(Tensor(shape: [2], int64s: [-1, 3]))]),
+            Node(name: "add", opType: "Add", inputs: ["x", "c"], outputs: ["y"]),
+            Node(name: "reshape", opType: "Reshape", inputs: ["y", "s"], outputs: ["z"]),
+        ], initializers: [:], inputs: [ValueInfo(name: "x", shape: [.fixed(2), .fixed(6)])], outputs: [ValueInfo(name: "z", shape: nil)])
+        let model = try Model(graph: graph, opset: 17)
+        let path = directory.appendingPathComponent("constants.h5").path
+        try model.save(to: path, metadata: [:])
+        let input = GraphBuilding.random([2, 6], seed: 4)
+        let loaded = try Model.load(path: path)
+        #expect(try Session(model: loaded).run(["x": input])["z"]?.floats == Session(model: model).run(["x": input])["z"]?.floats)
+        let (arrays, _) = try ArrayFile.read(path)
+        #expect(arrays.first { $0.name == "offset.value" }?.dtype == .f32 && arrays.first { $0.name == "shape.value" }?.dtype == .i64, "\(arrays.map(\.name))")
+        try ModelFileTests.rewrite(path) { arrays, _ in arrays.removeAll { $0.name == "shape.value" } }
+        ModelFileTests.expectModelFileError(path, field: "dataset shape.value", containing: "stoke_model.nodes[1].attributes.value.tensors[0]") {
+            _ = try Model.load(path: path)
+        }
     }
 }
