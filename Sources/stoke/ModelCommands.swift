@@ -19,7 +19,11 @@ func loadModel(_ path: String) throws -> Model {
 /// Stoke model files carry.
 func isStore(_ path: String) -> Bool {
     guard isHDF5(path) else { return false }
-    guard let store = try? Store(path: path, options: StoreReadOptions(useChunkIndex: false)) else { return true }
+    // Graph model files can hold scalar datasets (quantization scales), which no store has: read
+    // them as plain named arrays to find the attribute.
+    guard let store = try? Store(path: path, options: StoreReadOptions(useChunkIndex: false)) else {
+        return (try? ArrayFile.read(path))?.attributes["stoke_model"] == nil
+    }
     return store.attributes["stoke_model"] == nil
 }
 
@@ -75,14 +79,14 @@ struct ModelReport {
         var document: [String: Any] = [
             "path": path, "opset": Int(model.opset), "inputs": model.inputs.map(describe), "outputs": model.outputs.map(describe),
             "operators": Dictionary(uniqueKeysWithValues: model.operatorCounts.map { ($0.op, $0.count) }),
-            "parameters": model.parameterCount,
+            "parameters": ModelMetrics.weightCounts(model).params,
         ]
         if let macs { document["macs"] = macs }
         return document
     }
 
     func printTable() {
-        print("\(path): \(isHDF5(path) ? "Stoke model file" : "ONNX model"), opset \(model.opset), \(model.parameterCount) parameters")
+        print("\(path): \(isHDF5(path) ? "Stoke model file" : "ONNX model"), opset \(model.opset), \(ModelMetrics.weightCounts(model).params) parameters")
         let shape = { (info: ValueInfo) in info.shape.map { "[" + $0.map(\.description).joined(separator: ", ") + "]" } ?? "?" }
         stoke.printTable(
             ["", "name", "shape", "type"],

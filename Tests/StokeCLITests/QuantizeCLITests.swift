@@ -98,6 +98,10 @@ extension QuantizeCLITests {
         let before = try #require(document["before"] as? [String: Any]), after = try #require(document["after"] as? [String: Any])
         let drop = (before["accuracy"] as? Double ?? 0) - (after["accuracy"] as? Double ?? 0)
         #expect(abs(drop) < 0.03, "static INT8 accuracy within 3 pp: \(drop)")
+        // stoke inspect tells the graph model file (scalar scale datasets and all) from a store.
+        let inspect = try execute(stokeBinary, ["inspect", directory + "/static.h5", "--json"])
+        #expect(inspect.status == 0, "\(inspect.stderr)")
+        #expect(jsonObject(inspect.stdout)?["parameters"] as? Int == after["params"] as? Int)
         // The HDF5 file reloads into the same model: stoke infer measures the same accuracy.
         let infer = try execute(stokeBinary, ["infer", directory + "/static.h5", test, "--json"])
         #expect(abs((jsonObject(infer.stdout)?["accuracy"] as? Double ?? -1) - (after["accuracy"] as? Double ?? 0)) < 1e-9, "\(infer.stderr)")
