@@ -173,6 +173,10 @@ struct StaticQuantizationTests {
         let ops = Dictionary(uniqueKeysWithValues: int8.operatorCounts.map { ($0.op, $0.count) })
         if kind == "cnn" {
             #expect(ops[quantizedConvOp] == 2 && ops[quantizedMaxPoolOp] == 2 && ops[quantizedGemmOp] == 2)
+            // Everything after the first Conv stays NHWC up to the Gemm behind the Flatten.
+            #expect(int8.graph.nodes.filter { $0.attributes[outputNHWCKey] != nil }.count == 2)
+            #expect(int8.graph.nodes.filter { $0.attributes[nhwcPoolKey] != nil }.count == 2)
+            #expect(int8.graph.nodes.contains { $0.attributes[nhwcChannelsKey] != nil })
         } else {
             #expect(ops[quantizedGemmOp] == 3)
         }
