@@ -96,17 +96,18 @@ struct Quantize: ParsableCommand {
     }
 }
 
-/// Which field of a store feeds a model: the first field that is not the label and holds as many
-/// values per sample as the model's input (the loader flattens nothing, so the counts must agree).
+/// Which field of a store feeds a model: the first field that is not the label (the one streaming
+/// inference and calibration feed), checked to hold as many values per sample as the model's input
+/// declares, so a wrong store fails here with the fields listed rather than inside the engine.
 enum ModelInputField {
     static func find(store path: String, model: Model, labelField: String = "label") throws -> (name: String, sampleShape: [Int]) {
         let store = try Store(path: path)
         guard let input = model.inputs.first else { throw UsageError("the model declares no input") }
-        let fields = store.fields.filter { $0.name != labelField && !$0.sampleShape.isEmpty }
         let declared = input.shape.map { Array($0.dropFirst()) } ?? []
         let expected: Int? = declared.allSatisfy({ if case .fixed = $0 { true } else { false } })
             ? declared.reduce(1) { if case .fixed(let value) = $1 { $0 * value } else { $0 } } : nil
-        if let field = fields.first(where: { field in expected.map { field.sampleShape.reduce(1, *) == $0 } ?? true }) {
+        if let field = store.fields.first(where: { $0.name != labelField && !$0.sampleShape.isEmpty }),
+           expected.map({ field.sampleShape.reduce(1, *) == $0 }) ?? true {
             return (field.name, field.sampleShape)
         }
         let shape = declared.map(\.description).joined(separator: ", ")
