@@ -1,84 +1,42 @@
 #include "CStokeKernels.h"
 #include <string.h>
 
-void stoke_im2row_u8(const uint8_t *x, int64_t channels, const stoke_window2d *g, uint8_t pad_value, uint8_t *rows,
-                     size_t ldrow) {
-    const int64_t kh = g->kernel_h, kw = g->kernel_w;
-    const int64_t unit_width = g->stride_w == 1 && g->dilation_w == 1;
-    for (int64_t oy = 0; oy < g->out_h; oy++) {
-        for (int64_t ox = 0; ox < g->out_w; ox++) {
-            uint8_t *row = rows + (size_t)(oy * g->out_w + ox) * ldrow;
-            const int64_t x0 = ox * g->stride_w - g->pad_left;
-            // The window's columns all inside the plane: one copy of kernel_w bytes per (c, i).
-            const int inside = unit_width && x0 >= 0 && x0 + kw <= g->in_w;
-            for (int64_t c = 0; c < channels; c++) {
-                const uint8_t *plane = x + c * g->in_h * g->in_w;
-                for (int64_t i = 0; i < kh; i++, row += kw) {
-                    const int64_t iy = oy * g->stride_h - g->pad_top + i * g->dilation_h;
-                    if (iy < 0 || iy >= g->in_h) {
-                        memset(row, pad_value, (size_t)kw);
-                        continue;
-                    }
-                    const uint8_t *source = plane + iy * g->in_w;
-                    if (inside) {
-                        memcpy(row, source + x0, (size_t)kw);
-                        continue;
-                    }
-                    for (int64_t j = 0; j < kw; j++) {
-                        const int64_t ix = x0 + j * g->dilation_w;
-                        row[j] = ix >= 0 && ix < g->in_w ? source[ix] : pad_value;
-                    }
-                }
-            }
-        }
-    }
+/// Patch rows are K = channels · kh · kw bytes padded to a multiple of 4 (the GEMM's k quads); the
+/// packed weights carry zero rows there, so whatever the tail bytes hold adds nothing.
+static size_t padded_k(int64_t channels, const stoke_window2d *g) {
+    return (size_t)((channels * g->kernel_h * g->kernel_w + 3) / 4 * 4);
 }
 
-/// Copies a few bytes: windows are rows of kernel_w · channels bytes, often 3, so the call to
-/// memcpy (which dominates at that size) is avoided for the common short lengths.
-static inline void copy_short(uint8_t *to, const uint8_t *from, size_t n) {
-    switch (n) {
-    case 3: memcpy(to, from, 3); return;
-    case 16: memcpy(to, from, 16); return;
-    case 48: memcpy(to, from, 48); return;
-    default: memcpy(to, from, n); return;
-    }
-}
-
-void stoke_im2row_nhwc_u8(const uint8_t *x, int64_t channels, const stoke_window2d *g, uint8_t pad_value, uint8_t *rows,
-                          size_t ldrow) {
-    const int64_t kh = g->kernel_h, kw = g->kernel_w, c = channels;
-    const int unit_width = g->stride_w == 1 && g->dilation_w == 1;
-    for (int64_t oy = 0; oy < g->out_h; oy++) {
-        for (int64_t ox = 0; ox < g->out_w; ox++) {
-            uint8_t *row = rows + (size_t)(oy * g->out_w + ox) * ldrow;
-            const int64_t x0 = ox * g->stride_w - g->pad_left;
-            const int inside = unit_width && x0 >= 0 && x0 + kw <= g->in_w;
-            for (int64_t i = 0; i < kh; i++, row += kw * c) {
-                const int64_t iy = oy * g->stride_h - g->pad_top + i * g->dilation_h;
-                if (iy < 0 || iy >= g->in_h) {
-                    memset(row, pad_value, (size_t)(kw * c));
-                    continue;
-                }
-                const uint8_t *source = x + iy * g->in_w * c;
-                // The window's row is kernel_w consecutive pixels: kernel_w · channels contiguous bytes.
-                if (inside) {
-                    copy_short(row, source + x0 * c, (size_t)(kw * c));
-                    continue;
-                }
-                for (int64_t j = 0; j < kw; j++) {
-                    const int64_t ix = x0 + j * g->dilation_w;
-                    if (ix >= 0 && ix < g->in_w) copy_short(row + j * c, source + ix * c, (size_t)c);
-                    else memset(row + j * c, pad_value, (size_t)c);
-                }
-            }
-        }
-    }
-}
+size_t stoke_qconv2d_patch_bytes(int64_t channels, const stoke_window2d *g) { return padded_k(channels, g); }
 
 size_t stoke_qconv2d_workspace_bytes(int64_t channels, const stoke_window2d *g, size_t filters) {
-    const size_t plane = (size_t)(g->out_h * g->out_w), k = (size_t)(channels * g->kernel_h * g->kernel_w);
-    return plane * k + plane * filters + 64;
+    const size_t plane = (size_t)(g->out_h * g->out_w);
+    const size_t padded = (size_t)((g->in_h + g->pad_top + g->pad_bottom) * (g->in_w + g->pad_left + g->pad_right) * channels);
+    // 64 bytes of slack after each part: the short copies below move up to 16 bytes at a time.
+    return padded + 64 + plane * padded_k(channels, g) + 64 + plane * filters + 64;
+}
+
+/// Copies n bytes in at most two overlapping word moves when n <= 16 (rows of 3 or 12 bytes are the
+/// common case). Reads and writes may run up to 15 bytes past n: callers keep slack there and write
+/// in increasing address order, so later copies overwrite the spill.
+static inline void copy_spill(uint8_t *to, const uint8_t *from, size_t n) {
+    if (n <= 4) {
+        uint32_t v;
+        memcpy(&v, from, 4);
+        memcpy(to, &v, 4);
+    } else if (n <= 8) {
+        uint64_t v;
+        memcpy(&v, from, 8);
+        memcpy(to, &v, 8);
+    } else if (n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, from, 8);
+        memcpy(&b, from + 8, 8);
+        memcpy(to, &a, 8);
+        memcpy(to + 8, &b, 8);
+    } else {
+        memcpy(to, from, n);
+    }
 }
 
 /// y[f][p] = t[p][f] for a [plane, filters] matrix, in 16×16 tiles so both sides stay in cache.
@@ -94,14 +52,38 @@ static void transpose_u8(const uint8_t *t, size_t plane, size_t filters, uint8_t
 void stoke_qconv2d_u8(const uint8_t *x, size_t images, int64_t channels, const stoke_window2d *g, size_t filters,
                       const void *packed, int32_t x_zero_point, const float *multiplier, const int32_t *bias,
                       int32_t y_zero_point, int32_t lo, int32_t hi, int layout, uint8_t *workspace, uint8_t *y) {
-    const size_t plane = (size_t)(g->out_h * g->out_w), in_plane = (size_t)(g->in_h * g->in_w);
-    const size_t k = (size_t)(channels * g->kernel_h * g->kernel_w);
+    const int64_t c = channels, kh = g->kernel_h, kw = g->kernel_w;
+    const int64_t pw = g->in_w + g->pad_left + g->pad_right, ph = g->in_h + g->pad_top + g->pad_bottom;
+    const size_t plane = (size_t)(g->out_h * g->out_w), in_plane = (size_t)(g->in_h * g->in_w), k = padded_k(c, g);
     const int input_nhwc = layout & STOKE_QCONV_INPUT_NHWC, output_nhwc = layout & STOKE_QCONV_OUTPUT_NHWC;
-    uint8_t *rows = workspace, *product = workspace + plane * k;
+    // The image is copied into an NHWC buffer with a border of zero points, so the patch rows are
+    // plain copies: kernel_w · channels contiguous bytes per kernel row (stride-1 width, no dilation).
+    uint8_t *padded = workspace, *rows = padded + ph * pw * c + 64, *product = rows + plane * k + 64;
+    memset(padded, (uint8_t)x_zero_point, (size_t)(ph * pw * c));
+    const int contiguous = g->stride_w == 1 && g->dilation_w == 1;
     for (size_t image = 0; image < images; image++) {
-        const uint8_t *input = x + image * (size_t)channels * in_plane;
-        if (input_nhwc) stoke_im2row_nhwc_u8(input, channels, g, (uint8_t)x_zero_point, rows, k);
-        else stoke_im2row_u8(input, channels, g, (uint8_t)x_zero_point, rows, k);
+        const uint8_t *input = x + image * (size_t)c * in_plane;
+        for (int64_t iy = 0; iy < g->in_h; iy++) {
+            uint8_t *line = padded + ((iy + g->pad_top) * pw + g->pad_left) * c;
+            if (input_nhwc || c == 1) {
+                memcpy(line, input + iy * g->in_w * c, (size_t)(g->in_w * c));
+            } else {
+                for (int64_t ix = 0; ix < g->in_w; ix++)
+                    for (int64_t ch = 0; ch < c; ch++) line[ix * c + ch] = input[(ch * g->in_h + iy) * g->in_w + ix];
+            }
+        }
+        for (int64_t oy = 0; oy < g->out_h; oy++)
+            for (int64_t ox = 0; ox < g->out_w; ox++) {
+                uint8_t *row = rows + (size_t)(oy * g->out_w + ox) * k;
+                for (int64_t i = 0; i < kh; i++) {
+                    const uint8_t *source = padded + ((oy * g->stride_h + i * g->dilation_h) * pw + ox * g->stride_w) * c;
+                    if (contiguous) {
+                        copy_spill(row + i * kw * c, source, (size_t)(kw * c));
+                    } else {
+                        for (int64_t j = 0; j < kw; j++) copy_spill(row + (i * kw + j) * c, source + j * g->dilation_w * c, (size_t)c);
+                    }
+                }
+            }
         uint8_t *target = y + image * filters * plane;
         stoke_int8_gemm_u8(plane, filters, k, rows, k, packed, x_zero_point, multiplier, bias, y_zero_point, lo, hi,
                            output_nhwc ? target : product, filters);
@@ -111,9 +93,24 @@ void stoke_qconv2d_u8(const uint8_t *x, size_t images, int64_t channels, const s
 
 void stoke_maxpool2d_nhwc_u8(const uint8_t *x, int64_t images, int64_t channels, const stoke_window2d *g, uint8_t *y) {
     const int64_t c = channels;
+    const int two_by_two = g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 && g->stride_w == 2 && g->pad_top == 0 &&
+                           g->pad_left == 0 && g->dilation_h == 1 && g->dilation_w == 1;
     for (int64_t image = 0; image < images; image++) {
         const uint8_t *source = x + image * g->in_h * g->in_w * c;
         uint8_t *target = y + image * g->out_h * g->out_w * c;
+        if (two_by_two) {
+            // Four channel vectors per output pixel, no bounds checks (the window never leaves the image).
+            for (int64_t oy = 0; oy < g->out_h; oy++)
+                for (int64_t ox = 0; ox < g->out_w; ox++) {
+                    const uint8_t *a = source + (2 * oy * g->in_w + 2 * ox) * c, *b = a + c, *d = a + g->in_w * c, *e = d + c;
+                    uint8_t *out = target + (oy * g->out_w + ox) * c;
+                    for (int64_t k = 0; k < c; k++) {
+                        uint8_t top = a[k] > b[k] ? a[k] : b[k], bottom = d[k] > e[k] ? d[k] : e[k];
+                        out[k] = top > bottom ? top : bottom;
+                    }
+                }
+            continue;
+        }
         for (int64_t oy = 0; oy < g->out_h; oy++)
             for (int64_t ox = 0; ox < g->out_w; ox++) {
                 uint8_t *out = target + (oy * g->out_w + ox) * c;

@@ -68,8 +68,8 @@ func requantizingGemm(shape: (Int, Int, Int)) throws {
     #expect(out == [10, 12, 12, 10, 8, 138, 138])
 }
 
-@Test("u8 convolution (NCHW and NHWC im2row, packed GEMM, requantize) is bit-exact on every level",
-      arguments: [(1, 16, 28, 28, 3, 1, 1), (16, 32, 14, 14, 3, 1, 1), (3, 5, 9, 7, 3, 2, 0), (2, 3, 6, 5, 2, 1, 1)])
+@Test("u8 convolution (NCHW and NHWC, padded patches, packed GEMM, requantize) is bit-exact on every level",
+      arguments: [(1, 16, 28, 28, 3, 1, 1), (16, 32, 14, 14, 3, 1, 1), (3, 5, 9, 7, 3, 2, 0), (2, 3, 6, 5, 2, 1, 1), (5, 7, 8, 8, 1, 1, 0)])
 func quantizedConvolution(shape: (Int, Int, Int, Int, Int, Int, Int)) throws {
     let (channels, filters, height, width, kernel, stride, pad) = shape
     let outH = (height + 2 * pad - kernel) / stride + 1, outW = (width + 2 * pad - kernel) / stride + 1
@@ -90,14 +90,15 @@ func quantizedConvolution(shape: (Int, Int, Int, Int, Int, Int, Int)) throws {
     func outputIndex(_ image: Int, _ f: Int, _ oy: Int, _ ox: Int) -> Int {
         nhwc ? ((image * outH + oy) * outW + ox) * filters + f : ((image * filters + f) * outH + oy) * outW + ox
     }
-    // B = weights as [K, filters], K in the im2row order of the layout.
-    var b = [Int8](repeating: 0, count: k * filters)
+    // B = weights as [K rounded up to 4, filters], K in the patch order (i, j, c), zero rows after.
+    let patch = stoke_qconv2d_patch_bytes(Int64(channels), &g)
+    #expect(patch == (k + 3) / 4 * 4)
+    var b = [Int8](repeating: 0, count: patch * filters)
     for f in 0..<filters {
         for c in 0..<channels {
             for i in 0..<kernel {
                 for j in 0..<kernel {
-                    let t = nhwc ? (i * kernel + j) * channels + c : (c * kernel + i) * kernel + j
-                    b[t * filters + f] = w[f * k + (c * kernel + i) * kernel + j]
+                    b[((i * kernel + j) * channels + c) * filters + f] = w[f * k + (c * kernel + i) * kernel + j]
                 }
             }
         }
@@ -128,7 +129,7 @@ func quantizedConvolution(shape: (Int, Int, Int, Int, Int, Int, Int)) throws {
         }
     }
     for level in levels {
-        let (weights, offset) = packedWeights(b, k: k, n: filters, level: level)
+        let (weights, offset) = packedWeights(b, k: patch, n: filters, level: level)
         var workspace = [UInt8](repeating: 0, count: stoke_qconv2d_workspace_bytes(Int64(channels), &g, filters))
         var y = [UInt8](repeating: 0, count: expected.count)
         weights.withUnsafeBytes { packed in

@@ -7,26 +7,20 @@
 // Images are NCHW u8; the product runs on the packed u8×s8→s32 GEMM of stoke_int8.h (any level) with
 // its requantizing epilogue, so every level gives the same bytes.
 
-/// im2row of one NCHW u8 image [channels, in_h, in_w]: row p = oy * out_w + ox holds the patch
-/// feeding output pixel p, element k = (c * kernel_h + i) * kernel_w + j, at rows + p * ldrow.
-/// Reads outside the image give `pad_value` (the input zero point, i.e. real 0).
-void stoke_im2row_u8(const uint8_t *_Nonnull x, int64_t channels, const stoke_window2d *_Nonnull g,
-                     uint8_t pad_value, uint8_t *_Nonnull rows, size_t ldrow);
-
-/// im2row of one NHWC u8 image [in_h, in_w, channels]: element k = (i * kernel_w + j) * channels + c
-/// of row p (weights must be laid out in the same order).
-void stoke_im2row_nhwc_u8(const uint8_t *_Nonnull x, int64_t channels, const stoke_window2d *_Nonnull g,
-                          uint8_t pad_value, uint8_t *_Nonnull rows, size_t ldrow);
-
 /// Layout flags of `stoke_qconv2d_u8`: images NHWC (else NCHW) on input, on output.
 enum { STOKE_QCONV_INPUT_NHWC = 1, STOKE_QCONV_OUTPUT_NHWC = 2 };
+
+/// Bytes of one patch row: channels · kernel_h · kernel_w rounded up to a multiple of 4. The
+/// weights `stoke_qconv2d_u8` takes have this many rows, the ones past channels · kh · kw zero.
+size_t stoke_qconv2d_patch_bytes(int64_t channels, const stoke_window2d *_Nonnull g);
 
 /// Bytes of workspace `stoke_qconv2d_u8` needs for one thread.
 size_t stoke_qconv2d_workspace_bytes(int64_t channels, const stoke_window2d *_Nonnull g, size_t filters);
 
 /// Convolution (group 1) of `images` u8 images into u8 outputs, NCHW or NHWC on each side (`layout`):
-/// per image an im2row, the packed GEMM (B = weights as [K, filters] with K in the im2row order of
-/// the input layout, packed with stoke_int8_pack_b) with the requantizing epilogue of
+/// per image a copy into a zero-point-bordered NHWC buffer, patch rows (element (i · kw + j) · C + c
+/// of the row of output pixel p = oy · out_w + ox), the packed GEMM (B = weights as [stoke_qconv2d_patch_bytes, filters] in
+/// that order, zero rows at the end, packed with stoke_int8_pack_b) with the requantizing epilogue of
 /// stoke_int8_gemm_u8, written NHWC directly or transposed to NCHW.
 void stoke_qconv2d_u8(const uint8_t *_Nonnull x, size_t images, int64_t channels, const stoke_window2d *_Nonnull g,
                       size_t filters, const void *_Nonnull packed, int32_t x_zero_point,

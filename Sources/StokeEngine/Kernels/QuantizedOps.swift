@@ -252,7 +252,7 @@ extension QuantizedOps {
 
 extension QuantizedOps {
     /// Plan-time state of one fused INT8 operator: packed weights, requantization constants and
-    /// one im2row/product workspace per thread; freed with the plan.
+    /// one patch/product workspace per thread; freed with the plan.
     @safe final class StaticLinear: @unchecked Sendable {
         // Written at plan time, then read by one running plan at a time (each thread its own workspace).
         let packed: UnsafeMutableRawPointer
@@ -361,23 +361,21 @@ extension QuantizedOps {
         var (g, outSpatial) = try LinearOps.geometry(c, inputShape: logical, kernelShape: kernelShape)
         let (batch, channels, filters) = (logical[0], logical[1], weights.shape[0])
         let (kh, kw) = (kernelShape[0], kernelShape[1])
-        let k = channels * kh * kw
-        // One channel: NCHW and NHWC are the same bytes, and the NHWC im2row copies whole window rows.
-        let readNHWC = inputNHWC || channels == 1
-        // B = W as [K, M], K in the im2row order: (c, i, j) for NCHW, (i, j, c) for NHWC.
+        // B = W as [K, M], K in the patch order (i, j, c), padded with zero rows to a multiple of 4.
+        var window = g
+        let k = unsafe stoke_qconv2d_patch_bytes(Int64(channels), &window)
         let source = weights.int8s
         var b = [Int8](repeating: 0, count: k * filters)
         for filter in 0..<filters {
             for channel in 0..<channels {
                 for i in 0..<kh {
                     for j in 0..<kw {
-                        let t = readNHWC ? (i * kw + j) * channels + channel : (channel * kh + i) * kw + j
-                        b[t * filters + filter] = source[((filter * channels + channel) * kh + i) * kw + j]
+                        b[((i * kw + j) * channels + channel) * filters + filter] = source[((filter * channels + channel) * kh + i) * kw + j]
                     }
                 }
             }
         }
-        let layout = Int32((readNHWC ? STOKE_QCONV_INPUT_NHWC : 0) | (outputNHWC ? STOKE_QCONV_OUTPUT_NHWC : 0))
+        let layout = Int32((inputNHWC ? STOKE_QCONV_INPUT_NHWC : 0) | (outputNHWC ? STOKE_QCONV_OUTPUT_NHWC : 0))
         let (multiplier, bias, zero, lo, hi) = try requantization(c, channels: filters)
         let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
         let parts = max(1, min(EngineThreads.current, batch))
