@@ -106,6 +106,10 @@ extension QuantizeCLITests {
         let infer = try execute(stokeBinary, ["infer", directory + "/static.h5", test, "--json"])
         #expect(abs((jsonObject(infer.stdout)?["accuracy"] as? Double ?? -1) - (after["accuracy"] as? Double ?? 0)) < 1e-9, "\(infer.stderr)")
 
+        let perTensor = try execute(stokeBinary, ["quantize", model, "-o", directory + "/per-tensor.h5", "--calibrate", train, "--calibration-samples", "256",
+                                                  "--per-tensor", "--method", "mse", "--json"])
+        #expect(perTensor.status == 0, "\(perTensor.stderr)")
+        #expect((jsonObject(perTensor.stdout)?["calibration"] as? [String: Any])?["per_channel"] as? Bool == false)
         // A bound of 0 pp: the policy keeps layers FP32 until the labeled set loses nothing.
         let mixed = try execute(stokeBinary, ["quantize", model, "-o", directory + "/mixed.onnx", "--calibrate", train, "--calibration-samples", "256",
                                               "--eval", test, "--max-accuracy-drop", "0", "--keep-fp32", (layers.last?["node"] as? String) ?? "", "--json"])

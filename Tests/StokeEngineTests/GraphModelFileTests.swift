@@ -223,3 +223,28 @@ extension GraphModelFileTests {
         }
     }
 }
+
+extension GraphModelFileTests {
+    @Test func staticallyQuantizedModelsRoundTripBitExact() throws {
+        let directory = try ModelFileTests.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fp32 = try NativeModelTests.smallCNN().model()
+        let calibrator = try Calibrator(model: fp32)
+        for seed in 0..<3 { try calibrator.observe([fp32.inputs[0].name: GraphBuilding.random([8, 1, 12, 12], seed: UInt64(20 + seed))]) }
+        let table = try calibrator.table()
+        var perTensor = StaticQuantizationOptions()
+        perTensor.perChannel = false
+        var mixed = StaticQuantizationOptions()
+        mixed.keepFP32 = [try #require(fp32.quantizableNodes.first)]
+        let input = GraphBuilding.random([3, 1, 12, 12], seed: 30)
+        for (name, options) in [("per-channel", StaticQuantizationOptions()), ("per-tensor", perTensor), ("mixed", mixed)] {
+            let quantized = try fp32.quantizedStatic(calibration: table, options: options)
+            let path = directory.appendingPathComponent("\(name).h5").path
+            try quantized.save(to: path, metadata: [:])
+            let loaded = try Model.load(path: path)
+            #expect(try Self.outputs(loaded, input) == Self.outputs(quantized, input), "\(name): the same QDQ graph, the same fused kernels")
+            #expect(loaded.operatorCounts.map(\.op) == quantized.operatorCounts.map(\.op), "\(name)")
+            #expect(try loaded.onnxBytes() == quantized.onnxBytes(), "\(name): the file keeps the QDQ source graph")
+        }
+    }
+}
