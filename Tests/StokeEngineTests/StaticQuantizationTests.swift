@@ -184,7 +184,8 @@ struct StaticQuantizationTests {
         } else {
             #expect(ops[quantizedGemmOp] == 3)
         }
-        // The fused nodes count the multiply-accumulates of the nodes they replace.
+        // The fused nodes count the parameters and multiply-accumulates of the nodes they replace.
+        #expect(int8.parameterCount == fp32.parameterCount)
         let shapes = ["input": x.shape]
         #expect(try Session(model: int8).costs(inputShapes: shapes).reduce(0) { $0 + $1.macs }
                 == Session(model: fp32).costs(inputShapes: shapes).reduce(0) { $0 + $1.macs })
