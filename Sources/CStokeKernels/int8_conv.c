@@ -72,6 +72,37 @@ void stoke_qconv2d_u8(const uint8_t *x, size_t images, int64_t channels, const s
                     for (int64_t ch = 0; ch < c; ch++) line[ix * c + ch] = input[(ch * g->in_h + iy) * g->in_w + ix];
             }
         }
+        const size_t span = (size_t)(kw * c);
+        if (contiguous && kh <= 8 && span <= 64) {
+            // Window rows of up to 64 bytes: 4-byte or 16-byte moves, the source lines hoisted per
+            // output row. Moves spill up to 15 bytes past a segment; the next segment, the next row
+            // or the workspace slack takes it, and is written afterwards.
+            for (int64_t oy = 0; oy < g->out_h; oy++) {
+                const uint8_t *lines[8];
+                for (int64_t i = 0; i < kh; i++) lines[i] = padded + (oy * g->stride_h + i * g->dilation_h) * pw * c;
+                uint8_t *row = rows + (size_t)(oy * g->out_w) * k;
+                if (span <= 4) {
+                    for (int64_t ox = 0; ox < g->out_w; ox++, row += k) {
+                        const size_t offset = (size_t)(ox * g->stride_w * c);
+                        for (int64_t i = 0; i < kh; i++) {
+                            uint32_t v;
+                            memcpy(&v, lines[i] + offset, 4);
+                            memcpy(row + i * span, &v, 4);
+                        }
+                    }
+                    continue;
+                }
+                for (int64_t ox = 0; ox < g->out_w; ox++, row += k) {
+                    const size_t offset = (size_t)(ox * g->stride_w * c);
+                    for (int64_t i = 0; i < kh; i++)
+                        for (size_t t = 0; t < span; t += 16) {
+                            uint8_t v[16];
+                            memcpy(v, lines[i] + offset + t, 16);
+                            memcpy(row + i * span + t, v, 16);
+                        }
+                }
+            }
+        } else
         for (int64_t oy = 0; oy < g->out_h; oy++)
             for (int64_t ox = 0; ox < g->out_w; ox++) {
                 uint8_t *row = rows + (size_t)(oy * g->out_w + ox) * k;

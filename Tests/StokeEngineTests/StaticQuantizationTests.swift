@@ -79,6 +79,10 @@ struct StaticQuantizationTests {
                                       attributes: ["axis": .int(1)], opset: 13, constantInputs: [1])
         }
         #expect(axis.contains("per-axis"))
+        // A one-element 1-D scale is per tensor, axis or not.
+        let single = try GraphBuilding.runNode("QuantizeLinear", [x, Tensor(shape: [1], floats: [0.5])],
+                                               attributes: ["axis": .int(1)], opset: 13, constantInputs: [1])
+        #expect(single.uint8s == [UInt8](repeating: 2, count: 6))
         let zeroScale = message {
             try GraphBuilding.runNode("QuantizeLinear", [x, Tensor(shape: [], floats: [0])], opset: 13, constantInputs: [1])
         }
@@ -180,6 +184,11 @@ struct StaticQuantizationTests {
         } else {
             #expect(ops[quantizedGemmOp] == 3)
         }
+        // The fused nodes count the parameters and multiply-accumulates of the nodes they replace.
+        #expect(int8.parameterCount == fp32.parameterCount)
+        let shapes = ["input": x.shape]
+        #expect(try Session(model: int8).costs(inputShapes: shapes).reduce(0) { $0 + $1.macs }
+                == Session(model: fp32).costs(inputShapes: shapes).reduce(0) { $0 + $1.macs })
         // Only the model input is quantized and the output dequantized: no float round trip inside.
         #expect(ops["QuantizeLinear"] == 1 && ops["DequantizeLinear"] == 1 && ops["Conv"] == nil && ops["Gemm"] == nil)
 

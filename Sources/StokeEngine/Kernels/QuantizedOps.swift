@@ -48,7 +48,8 @@ struct QuantizationParameters {
             throw c.fail("scale values must be finite and positive, got \(scales.prefix(4))")
         }
         var axis: Int? = nil
-        if scaleTensor.shape.count == 1 && (scales.count > 1 || c.node.attributes["axis"] != nil) && c.opset >= 13 {
+        // A one-element scale is per tensor whatever its rank (onnxruntime reads it so too).
+        if scaleTensor.shape.count == 1 && scales.count > 1 && c.opset >= 13 {
             let normalized = try c.axis(c.int("axis", 1), rank: shape.count)
             guard shape.count > normalized, shape[normalized] == scales.count else {
                 throw c.fail("per-axis scale has \(scales.count) values; axis \(normalized) of input \(shape) has \(shape.count > normalized ? shape[normalized] : 0)")
