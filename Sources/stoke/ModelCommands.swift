@@ -79,14 +79,14 @@ struct ModelReport {
         var document: [String: Any] = [
             "path": path, "opset": Int(model.opset), "inputs": model.inputs.map(describe), "outputs": model.outputs.map(describe),
             "operators": Dictionary(uniqueKeysWithValues: model.operatorCounts.map { ($0.op, $0.count) }),
-            "parameters": ModelMetrics.weightCounts(model).params,
+            "parameters": model.parameterCount,
         ]
         if let macs { document["macs"] = macs }
         return document
     }
 
     func printTable() {
-        print("\(path): \(isHDF5(path) ? "Stoke model file" : "ONNX model"), opset \(model.opset), \(ModelMetrics.weightCounts(model).params) parameters")
+        print("\(path): \(isHDF5(path) ? "Stoke model file" : "ONNX model"), opset \(model.opset), \(model.parameterCount) parameters")
         let shape = { (info: ValueInfo) in info.shape.map { "[" + $0.map(\.description).joined(separator: ", ") + "]" } ?? "?" }
         stoke.printTable(
             ["", "name", "shape", "type"],

@@ -5,7 +5,7 @@ import StokeEngine
 /// What `stoke prune` and `stoke quantize` print for the model before and after: size, work, accuracy
 /// and speed, measured the same way for both so the ratio is honest.
 struct ModelMetrics {
-    /// Parameters (weights and biases; quantized weights count once each, see `weightCounts`).
+    /// Parameters (float initializer elements; quantized weights count once each).
     var params: Int
     /// Nonzero parameters.
     var nonzeros: Int
@@ -28,7 +28,8 @@ struct ModelMetrics {
     static func measure(_ model: Model, path: String, eval: String?, batchSize: Int = 256, threads: Int? = nil,
                         seconds: Double = 1.0) throws -> ModelMetrics {
         let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
-        let (params, nonzeros) = weightCounts(model)
+        let params = model.parameterCount
+        let nonzeros = model.nonzeroParameterCount
         let macs = samplewiseMACs(model)
         if let eval {
             var options = StreamingInference.Options()
@@ -57,25 +58,6 @@ struct ModelMetrics {
         } while elapsed < seconds
         return ModelMetrics(params: params, nonzeros: nonzeros, bytes: bytes, macs: macs, accuracy: nil,
                             samplesPerSecond: Double(runs * shape[0]) / elapsed)
-    }
-
-    /// Parameters and nonzero parameters. In a QDQ model the weights are the tensors DequantizeLinear
-    /// reads (int8 weights, int32 biases) and the float initializers that stayed FP32; the scales and
-    /// zero points of QuantizeLinear/DequantizeLinear are quantization parameters, not counted. Other
-    /// models: their float initializers after the load-time passes (`Model.parameterCount`).
-    static func weightCounts(_ model: Model) -> (params: Int, nonzeros: Int) {
-        let graph = model.sourceGraph
-        let qdq = graph.nodes.filter { $0.opType == "QuantizeLinear" || $0.opType == "DequantizeLinear" }
-        guard !qdq.isEmpty else { return (model.parameterCount, model.nonzeroParameterCount) }
-        let quantizationParameters = Set(qdq.flatMap { $0.inputs.dropFirst() })
-        let dequantized = Set(qdq.filter { $0.opType == "DequantizeLinear" }.compactMap(\.inputs.first))
-        var params = 0, nonzeros = 0
-        for (name, tensor) in graph.initializers where !quantizationParameters.contains(name) {
-            guard tensor.elementType == .float32 || dequantized.contains(name) else { continue }
-            params += tensor.count
-            nonzeros += tensor.floats.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
-        }
-        return (params, nonzeros)
     }
 
     /// MACs per sample with symbolic dimensions taken as 1; nil when an input declares no shape.

@@ -74,10 +74,7 @@ struct Quantize: ParsableCommand {
             } else {
                 try quantized.save(to: output, metadata: ["quantized_from": model, "mode": resolvedMode.rawValue])
             }
-            var after = try ModelMetrics.measure(quantized, path: output, eval: eval, threads: threads)
-            // Quantization changes the precision of the multiply-accumulates, not their number (the
-            // engine's cost model does not count its internal int8 operators).
-            after.macs = before.macs
+            let after = try ModelMetrics.measure(quantized, path: output, eval: eval, threads: threads)
             result["before"] = before.json
             result["after"] = after.json
             if json {
