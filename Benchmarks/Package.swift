@@ -87,7 +87,8 @@ let package = Package(
         .executableTarget(
             name: "quant-ratios",
             dependencies: ["EngineBenchKernels", .product(name: "StokeEngine", package: "Stoke"),
-                           .product(name: "CStokeKernels", package: "Stoke")],
+                           .product(name: "CStokeKernels", package: "Stoke"), .product(name: "StokeBench", package: "Stoke"),
+                           .product(name: "StokeLoader", package: "Stoke"), .product(name: "StokeStore", package: "Stoke")],
             path: "Tools/QuantRatios"),
 
         .executableTarget(

@@ -23,7 +23,10 @@ import CStokeKernels
 import Dispatch
 import EngineBenchKernels
 import Foundation
+import StokeBench
 import StokeEngine
+import StokeLoader
+import StokeStore
 
 struct Options {
     var batch = 256
@@ -32,6 +35,8 @@ struct Options {
     var seconds = 1.0
     var calibrationSamples = 1024
     var keep = false
+    /// A folder with train.h5 and test.h5 for the accuracy part (c).
+    var stores: String?
 }
 
 func fail(_ message: String) -> Never {
@@ -63,8 +68,9 @@ func parseOptions() -> Options {
             guard let value = Double(next(argument)), value > 0 else { fail("--seconds needs a positive number") }
             options.seconds = value
         case "--keep": options.keep = true
+        case "--stores": options.stores = next(argument)
         case "-h", "--help":
-            print("usage: quant-ratios [--batch N] [--threads 1,2] [--rounds N] [--seconds S] [--calibration-samples N] [--keep]")
+            print("usage: quant-ratios [--batch N] [--threads 1,2] [--rounds N] [--seconds S] [--calibration-samples N] [--stores DIR] [--keep]")
             exit(0)
         default:
             fail("unknown argument '\(argument)' (see --help)")
@@ -324,6 +330,62 @@ func python(_ arguments: [String]) throws -> String {
     return output
 }
 
+// MARK: - Accuracy on a labeled store
+
+/// Part (c): trains the MLP on `directory`/train.h5 and prints the test accuracy of FP32 and INT8.
+func accuracyReport(directory: String, calibrationSamples: Int) throws {
+    let trainPath = directory + "/train.h5", testPath = directory + "/test.h5"
+    let trainStore = try Store(path: trainPath)
+    guard let field = trainStore.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
+          trainStore.fields.contains(where: { $0.name == "label" }) else { fail("\(trainPath): needs an input field and a label field") }
+    var layers: [Layer] = [.flatten]
+    let sizes = [field.sampleShape.reduce(1, *), 512, 256, 10]
+    for index in 0..<(sizes.count - 1) {
+        layers.append(.linear(inFeatures: sizes[index], outFeatures: sizes[index + 1]))
+        if index < sizes.count - 2 { layers.append(.relu) }
+    }
+    var trainingOptions = TrainingOptions()
+    trainingOptions.seed = 1
+    let trainer = try Trainer(model: try SequentialModel(layers: layers, sampleShape: field.sampleShape, seed: 1), options: trainingOptions)
+    var loaderOptions = LoaderOptions()
+    loaderOptions.fields = [field.name, "label"]
+    loaderOptions.batchSize = 128
+    loaderOptions.seed = 1
+    loaderOptions.outputTypes[field.name] = .f32
+    let loader = try Loader(store: trainStore, options: loaderOptions)
+    let start = now()
+    for epochNumber in 0..<3 {
+        trainer.startEpoch(epochNumber)
+        let epoch = try loader.epoch(epochNumber)
+        while let batch = try epoch.next() {
+            let count = batch.count
+            let labels = try batch.values("label", as: Int64.self)
+            _ = unsafe try batch.withField(field.name) { bytes, _ in
+                unsafe try labels.withUnsafeBufferPointer { labelBuffer in
+                    unsafe try trainer.step(input: bytes.assumingMemoryBound(to: Float.self), labels: labelBuffer, count: count)
+                }
+            }
+        }
+    }
+    let fp32 = try trainer.model().model()
+    print("")
+    print("(c) accuracy on \(testPath): MLP 784-512-256-10 trained 3 epochs on \(trainPath) in \(format(now() - start, 1)) s")
+    func accuracy(_ model: Model) throws -> Double {
+        try StreamingInference.run(model: model, storePath: testPath, options: StreamingInference.Options()).accuracy ?? 0
+    }
+    let reference = try accuracy(fp32)
+    print("  FP32: \(format(100 * reference, 2))%")
+    var variants: [(String, Model)] = [("dynamic INT8", try fp32.quantizedDynamic())]
+    for (name, method) in [("static INT8 MinMax", CalibrationMethod.minMax), ("static INT8 percentile 99.99", .percentile(99.99))] {
+        let table = try CalibrationRun.run(model: fp32, storePath: trainPath, samples: calibrationSamples, method: method)
+        variants.append((name, try fp32.quantizedStatic(calibration: table)))
+    }
+    for (name, model) in variants {
+        let value = try accuracy(model)
+        print("  \(name): \(format(100 * value, 2))%, drop \(format(100 * (reference - value), 2)) pp (goal ≤ 0.3 pp)")
+    }
+}
+
 // MARK: - Main
 
 func run(_ options: Options) throws {
@@ -429,6 +491,11 @@ func run(_ options: Options) throws {
         }
     }
     print("load average \(loadAverage())")
+    if let stores = options.stores {
+        try accuracyReport(directory: stores, calibrationSamples: options.calibrationSamples)
+    } else {
+        print("(c) accuracy: skipped; give --stores DIR, a folder with train.h5 and test.h5 (stoke demo --data-only --directory DIR)")
+    }
 }
 
 do {
