@@ -105,7 +105,7 @@ struct CLITests {
     func demo() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let run = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--epochs", "1", "--json"])
+        let run = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--quick", "--json"])
         #expect(run.status == 0, "\(run.stderr)")
         let document = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
         #expect(document?["dataset"] as? String == "generated")
@@ -115,10 +115,20 @@ struct CLITests {
         #expect(FileManager.default.fileExists(atPath: directory + "/train.h5"))
         let variants = document?["variants"] as? [[String: Any]] ?? []
         #expect(variants.map { $0["variant"] as? String } == ["teacher FP32", "teacher INT8 (dynamic)", "teacher 50% neurons pruned + fine-tuned",
-                                                             "pruned INT8 (dynamic)", "student 784-64-10 distilled", "student INT8 (dynamic)"])
+                                                             "pruned INT8 (dynamic)", "student 784-64-10 alone", "student 784-64-10 distilled",
+                                                             "student INT8 (dynamic)"])
         #expect(variants.allSatisfy { ($0["accuracy"] as? Double ?? 0) > 0.5 })
         #expect(FileManager.default.fileExists(atPath: directory + "/report.html"))
         #expect(FileManager.default.fileExists(atPath: directory + "/report.json"))
+
+        // A second run with the same inputs reuses every store and model; --force redoes them.
+        let again = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--quick"])
+        #expect(again.status == 0, "\(again.stderr)")
+        for file in ["train.h5", "test.h5", "teacher.h5", "student.h5", "student-alone.h5", "teacher-pruned.h5"] {
+            #expect(again.stdout.contains("\(directory)/\(file): up to date, reused"), "\(file) was not reused")
+        }
+        let changed = try execute(stokeBinary, ["demo", "--generated", "--samples", "2400", "--directory", directory, "--quick", "--data-only"])
+        #expect(changed.status == 0 && !changed.stdout.contains("train.h5: up to date"), "a changed dataset must be repacked")
     }
 
     @Test("stoke inspect and stoke run on an ONNX model match onnxruntime")
