@@ -209,10 +209,16 @@ struct CLITests {
             """, directory])
         #expect(check.status == 0, "\(check.stderr)")
         let sweep = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--sweep", "batch-size=1,32",
-                                              "--max-latency-ms", "1000", "--json"])
+                                              "--max-latency-ms", "1000", "--report", "\(directory)/sweep.html", "--json"])
         #expect(sweep.status == 0, "\(sweep.stderr)")
         let sweepDocument = try JSONSerialization.jsonObject(with: Data(sweep.stdout.utf8)) as? [String: Any]
         #expect((sweepDocument?["sweep"] as? [Any])?.count == 2)
+        let peaks = (sweepDocument?["sweep"] as? [[String: Any]] ?? []).compactMap { $0["peak_resident_bytes"] as? Int }
+        #expect(peaks.count == 2 && peaks.allSatisfy { $0 > 1 << 20 }, "peak memory per setting: \(peaks)")
+        let sweepReport = (try? String(contentsOfFile: "\(directory)/sweep.html", encoding: .utf8)) ?? ""
+        #expect(sweepReport.contains("Throughput against batch size") && sweepReport.contains("<svg"))
+        let noSweep = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--report", "\(directory)/r.html"])
+        #expect(noSweep.status != 0 && noSweep.stderr.contains("--report needs --sweep"))
         #expect((sweepDocument?["recommended"] as? [String: Any])?["latency_bound"] is [String: Int])
         let bad = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--sweep", "speed=1"])
         #expect(bad.status != 0)
