@@ -66,7 +66,7 @@ private struct SequentialImporter {
         var producer: [String: Int] = [:], consumers: [String: [Int]] = [:]
         for (index, node) in graph.nodes.enumerated() {
             for name in node.outputs where !name.isEmpty { producer[name] = index }
-            for name in node.inputs where !name.isEmpty { consumers[name, default: []].append(index) }
+            for name in Set(node.inputs) where !name.isEmpty { consumers[name, default: []].append(index) }
         }
         self.producer = producer
         self.consumers = consumers
@@ -183,7 +183,9 @@ private struct SequentialImporter {
                 throw attribute("strides, pads, ceil_mode or dilations (sequential import needs equal strides, no padding, floor mode, dilation 1)")
             }
             try autoPadIsNotSet(node, attribute)
-            try append(node.opType == "MaxPool" ? .maxPool2d(kernelSize: kernel[0], stride: strides[0]) : .avgPool2d(kernelSize: kernel[0], stride: strides[0]))
+            // nil is the native spelling of "stride = window", so round trips compare equal.
+            let stride = strides[0] == kernel[0] ? nil : strides[0]
+            try append(node.opType == "MaxPool" ? .maxPool2d(kernelSize: kernel[0], stride: stride) : .avgPool2d(kernelSize: kernel[0], stride: stride))
             return result
         case "Flatten":
             let axis = int("axis", 1)
