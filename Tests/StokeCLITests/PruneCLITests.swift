@@ -43,9 +43,13 @@ struct PruneCLITests {
             assert y.shape == (2, 10), y.shape
             """, directory + "/p.onnx"])
         #expect(ort.status == 0, "\(ort.stderr)")
-        let table = try execute(stokeBinary, ["prune", directory + "/p.onnx", "-o", directory + "/again.h5", "--method", "neurons", "--amount", "0.5"])
+        // The ONNX file comes back in as a native model that can be pruned again and fine-tuned.
+        let table = try execute(stokeBinary, ["prune", directory + "/p.onnx", "-o", directory + "/again.h5", "--method", "neurons", "--amount", "0.5",
+                                              "--finetune", directory + "/train.h5", "--epochs", "1"])
         #expect(table.status == 0, "\(table.stderr)")
         #expect(table.stdout.contains("parameters") && table.stdout.contains("MACs/sample"), "\(table.stdout)")
+        let again = try execute(stokeBinary, ["inspect", directory + "/again.h5", "--json"])
+        #expect(jsonObject(again.stdout)?["parameters"] as? Int == 784 * 8 + 8 + 8 * 4 + 4 + 4 * 10 + 10, "\(again.stdout)")
     }
 
     @Test("--iterations: K rounds of pruning amount·i/K then fine-tuning, with the accuracy right after pruning")

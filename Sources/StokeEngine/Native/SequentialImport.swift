@@ -209,7 +209,7 @@ private struct SequentialImporter {
             var probability = float("ratio", 0.5)
             if node.inputs.count > 1, !node.inputs[1].isEmpty {
                 guard let ratio = constant(node.inputs[1]), ratio.count == 1 else { throw refuse("ratio must be a constant scalar") }
-                probability = ratio.elementType == .float32 ? ratio.floats[0] : Float(ratio.int64s[0])
+                probability = ratio.floats[0]
             }
             if node.inputs.count > 2, !node.inputs[2].isEmpty {
                 guard let training = constant(node.inputs[2]), training.count == 1, training.int64s[0] == 0 else {
