@@ -270,6 +270,8 @@ struct SequentialImportTests {
         let grouped = importMessage(graph([Node(name: "conv", opType: "Conv", inputs: ["x", "k"], outputs: ["y"], attributes: ["group": .int(2)])],
                                           ["k": GraphBuilding.random([2, 1, 3, 3], seed: 2)], input: [.symbolic("batch"), .fixed(2), .fixed(5), .fixed(5)]))
         #expect(grouped.contains("'conv'") && grouped.contains("group"), "\(grouped)")
+        let fused = importMessage(try Model.load(onnxBytes: PruningModels.convConv().onnx()).graph)
+        #expect(fused.contains("importOptions"), "\(fused)")
         let free = importMessage(graph([Node(name: "r", opType: "Relu", inputs: ["x"], outputs: ["y"])], [:], input: [.symbolic("batch"), .symbolic("f")]))
         #expect(free.contains("'x'") && free.contains("fixed"), "\(free)")
         let notFlat = importMessage(graph([Node(name: "reshape", opType: "Reshape", inputs: ["x", "s"], outputs: ["y"])],

@@ -66,7 +66,7 @@ extension SequentialModel {
     }
 
     /// `prunedStructured(amount:norm: 2)`: the L2-weakest hidden neurons (and filters) removed. Kept under
-    /// its old name for `stoke demo` and `stoke prune --method neurons`.
+    /// its old name, which `stoke demo` uses.
     public func prunedNeurons(amount: Double) throws(EngineError) -> SequentialModel {
         try prunedStructured(amount: amount, norm: 2)
     }

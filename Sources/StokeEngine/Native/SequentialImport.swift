@@ -112,8 +112,10 @@ private struct SequentialImporter {
             guard tensor.elementType == .float32 else { throw refuse("weight '\(name)' is \(tensor.elementType), not float32") }
             return tensor
         }
-        guard node.attributes[fusedActivationKey] == nil else {
-            throw refuse("has an activation fused into it; load the model with SequentialModel.importOptions")
+        // Engine-internal attributes ("stoke.activation", "stoke.maxpool2x2") mean a pass fused other
+        // nodes into this one, so the layers are no longer one node each.
+        if let fused = node.attributes.keys.sorted().first(where: { $0.hasPrefix("stoke.") }) {
+            throw refuse("carries the fused '\(fused)' of a load-time pass; load the model with SequentialModel.importOptions")
         }
         func append(_ layer: Layer, _ named: [String: Tensor] = [:]) throws(EngineError) {
             do {
