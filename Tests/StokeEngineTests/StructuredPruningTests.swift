@@ -221,6 +221,10 @@ struct SequentialImportTests {
                                     .maxPool2d(kernelSize: 2), .conv2d(inChannels: 4, outChannels: 6, kernelSize: 3, padding: 1, bias: false),
                                     .relu, .avgPool2d(kernelSize: 2), .flatten, .linear(inFeatures: 24, outFeatures: 16), .relu,
                                     .dropout(probability: 0.25), .linear(inFeatures: 16, outFeatures: 10)])
+        // Without constant folding the Constant nodes PyTorch emits are read in place.
+        let unfolded = try SequentialModel(importing: Model.load(onnx: path, options: .none))
+        #expect(unfolded.layers == imported.layers)
+        #expect(unfolded.parameters.keys.sorted() == imported.parameters.keys.sorted())
         let x = try Tensor.decodeONNX(TestSupport.readBytes(inputPath)).tensor
         let expected = try Tensor.decodeONNX(TestSupport.readBytes(outputPath)).tensor
         let ours = try #require(try Session(model: imported.model()).run(["input": x])["output"])
