@@ -257,7 +257,7 @@ struct CLITests {
         #expect(abs((pruneDocument?["sparsity"] as? Double ?? 0) - 0.5) < 0.01)
         #expect(pruneDocument?["accuracy_finetuned"] is Double)
         let neurons = try execute(stokeBinary, ["prune", directory + "/m.h5", "-o", directory + "/small.h5", "--amount", "0.5", "--method", "neurons", "--json"])
-        #expect(jsonObject(neurons.stdout)?["parameters_after"] as? Int == 784 * 16 + 16 + 16 * 10 + 10)
+        #expect((jsonObject(neurons.stdout)?["after"] as? [String: Any])?["params"] as? Int == 784 * 16 + 16 + 16 * 10 + 10)
         for bad in [["--arch", "cnn:1"], ["--arch", "mlp:100-10"], ["--arch", "mlp:784-10", "--optimizer", "lion"]] {
             let result = try execute(stokeBinary, ["train", directory + "/train.h5", "-o", directory + "/x.h5"] + bad)
             #expect(result.status != 0, "\(bad)")
