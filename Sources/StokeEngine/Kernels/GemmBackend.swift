@@ -55,3 +55,15 @@ enum EngineThreads {
     static var current: Int { count.load(ordering: .relaxed) }
     static func set(_ value: Int) { count.store(max(1, value), ordering: .relaxed) }
 }
+
+/// Whether stride-1, single-group convolutions with constant filters use the direct kernel
+/// (conv_f32.c) instead of im2col + GEMM. Measured on the benchmark CNN's 16 -> 32 3x3 conv (batch
+/// 256, 14x14): see docs/ARCHITECTURE.md. `STOKE_CONV=im2col` keeps im2col + GEMM, for comparisons.
+enum DirectConv {
+    static let enabled: Bool = stoke_cpu_probe().rawValue >= STOKE_CPU_AVX512_VNNI.rawValue
+        && ProcessInfo.processInfo.environment["STOKE_CONV"] != "im2col"
+
+    /// The largest padded image (channels x padded height x padded width, floats) the direct path
+    /// takes: 256 KiB, so one image stays in the L2 cache while every 8-filter block re-reads it.
+    static let maxPaddedFloats = 1 << 16
+}
