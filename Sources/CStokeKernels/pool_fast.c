@@ -10,17 +10,16 @@
 #include <immintrin.h>
 
 __attribute__((target("avx512f")))
-static void maxpool2x2_avx512(const float *x, int64_t planes, int64_t in_h, int64_t in_w, int64_t row_stride,
-                              int64_t plane_stride, float *y) {
+static void maxpool2x2_avx512(const float *x, int64_t planes, int64_t in_h, int64_t in_w, float *y) {
     const int64_t out_h = in_h / 2, out_w = in_w / 2;
     // Lane i of the even (odd) selection is element 2i (2i + 1) of the 32 loaded from lo:hi.
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     for (int64_t p = 0; p < planes; p++) {
-        const float *xp = x + p * plane_stride;
+        const float *xp = x + p * in_h * in_w;
         float *yp = y + p * out_h * out_w;
         for (int64_t oh = 0; oh < out_h; oh++) {
-            const float *r0 = xp + 2 * oh * row_stride, *r1 = r0 + row_stride;
+            const float *r0 = xp + 2 * oh * in_w, *r1 = r0 + in_w;
             float *out = yp + oh * out_w;
             for (int64_t ow = 0; ow < out_w; ow += 16) {
                 int64_t n = out_w - ow < 16 ? out_w - ow : 16;
@@ -40,14 +39,13 @@ static void maxpool2x2_avx512(const float *x, int64_t planes, int64_t in_h, int6
 }
 #endif
 
-static void maxpool2x2_portable(const float *x, int64_t planes, int64_t in_h, int64_t in_w, int64_t row_stride,
-                                int64_t plane_stride, float *y) {
+static void maxpool2x2_portable(const float *x, int64_t planes, int64_t in_h, int64_t in_w, float *y) {
     const int64_t out_h = in_h / 2, out_w = in_w / 2;
     for (int64_t p = 0; p < planes; p++) {
-        const float *xp = x + p * plane_stride;
+        const float *xp = x + p * in_h * in_w;
         float *yp = y + p * out_h * out_w;
         for (int64_t oh = 0; oh < out_h; oh++) {
-            const float *r0 = xp + 2 * oh * row_stride, *r1 = r0 + row_stride;
+            const float *r0 = xp + 2 * oh * in_w, *r1 = r0 + in_w;
             for (int64_t ow = 0; ow < out_w; ow++) {
                 float a = r0[2 * ow] > r0[2 * ow + 1] ? r0[2 * ow] : r0[2 * ow + 1];
                 float b = r1[2 * ow] > r1[2 * ow + 1] ? r1[2 * ow] : r1[2 * ow + 1];
@@ -57,17 +55,12 @@ static void maxpool2x2_portable(const float *x, int64_t planes, int64_t in_h, in
     }
 }
 
-void stoke_maxpool2x2_strided_f32(const float *x, int64_t planes, int64_t in_h, int64_t in_w, int64_t row_stride,
-                                  int64_t plane_stride, float *y) {
+void stoke_maxpool2x2_f32(const float *x, int64_t planes, int64_t in_h, int64_t in_w, float *y) {
 #if defined(__x86_64__)
     if (stoke_cpu_active() != STOKE_CPU_PORTABLE && __builtin_cpu_supports("avx512f")) {
-        maxpool2x2_avx512(x, planes, in_h, in_w, row_stride, plane_stride, y);
+        maxpool2x2_avx512(x, planes, in_h, in_w, y);
         return;
     }
 #endif
-    maxpool2x2_portable(x, planes, in_h, in_w, row_stride, plane_stride, y);
-}
-
-void stoke_maxpool2x2_f32(const float *x, int64_t planes, int64_t in_h, int64_t in_w, float *y) {
-    stoke_maxpool2x2_strided_f32(x, planes, in_h, in_w, in_w, in_h * in_w, y);
+    maxpool2x2_portable(x, planes, in_h, in_w, y);
 }

@@ -22,6 +22,8 @@ struct ConvKernelTests {
         Case(x: [2, 3, 10, 10], w: [8, 3, 3, 3], pads: [2, 2, 2, 2], dilations: [2, 2], relu: true),
         Case(x: [1, 4, 6, 21], w: [6, 4, 1, 3], pads: [0, 0, 0, 0], bias: false),       // 1x3 kernel, no padding, no bias
         Case(x: [1, 2, 3, 3], w: [3, 2, 3, 3], pads: [0, 0, 0, 0], relu: true),         // a 1x1 output
+        Case(x: [2, 3, 11, 35], w: [10, 3, 3, 3], relu: true, pool: true),              // 3 vectors per row, odd pooled sizes
+        Case(x: [1, 2, 5, 40], w: [4, 2, 3, 3], pads: [1, 0, 1, 0]),                   // odd rows, a 6-column last vector
         Case(x: [2, 3, 9, 8], w: [4, 3, 3, 3], strides: [2, 2], relu: true),             // stride 2: im2col + GEMM
     ]
 
@@ -111,7 +113,7 @@ struct ConvKernelTests {
                                dilation_h: 1, dilation_w: 1, out_h: 3, out_w: 2, pad_bottom: 1, pad_right: 1)
         #expect(unsafe stoke_conv2d_direct_supported(&g) == 0)
         // A pool needs at least a 2x2 output: a 1x1 one is refused.
-        var tiny = Self.cases[7]
+        var tiny = Self.cases[7]  // the 1x1 output
         tiny.pool = true
         #expect(Self.runKernel(tiny, level: -1).status == -3)
     }

@@ -4,12 +4,6 @@
 #include <stdint.h>
 // Included at the end of CStokeKernels.h, after stoke_window2d.
 
-/// 2x2, stride-2 max pooling of `planes` [in_h, in_w] planes whose rows are `row_stride` floats
-/// apart and whose planes are `plane_stride` floats apart, into dense [in_h / 2, in_w / 2] planes.
-/// Same results as `stoke_maxpool2x2_f32` (which is this with dense strides).
-void stoke_maxpool2x2_strided_f32(const float *_Nonnull x, int64_t planes, int64_t in_h, int64_t in_w, int64_t row_stride,
-                                  int64_t plane_stride, float *_Nonnull y);
-
 /// Whether `stoke_conv2d_direct_f32` handles this geometry: stride 1 (any kernel, padding, dilation).
 int stoke_conv2d_direct_supported(const stoke_window2d *_Nonnull g);
 
@@ -21,7 +15,8 @@ size_t stoke_conv2d_direct_packed_count(int64_t filters, int64_t channels, int64
 void stoke_conv2d_direct_pack(const float *_Nonnull w, int64_t filters, int64_t channels, int64_t kernel_h, int64_t kernel_w,
                               float *_Nonnull dst);
 
-/// Floats of workspace one `stoke_conv2d_direct_f32` call needs (one per concurrent caller).
+/// Floats of workspace one `stoke_conv2d_direct_f32` call needs (a zero-bordered copy of one image;
+/// one workspace per concurrent caller). `filters` is unused and kept for the callers' symmetry.
 size_t stoke_conv2d_direct_workspace_count(int64_t channels, int64_t filters, const stoke_window2d *_Nonnull g);
 
 /// Direct convolution of `images` NCHW images x [images, channels, in_h, in_w] with packed weights
