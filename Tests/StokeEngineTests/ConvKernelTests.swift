@@ -117,4 +117,19 @@ struct ConvKernelTests {
         tiny.pool = true
         #expect(Self.runKernel(tiny, level: -1).status == -3)
     }
+
+    @Test("The direct path is chosen where it measured faster than im2col + GEMM")
+    func selectionRule() {
+        func square(_ size: Int) -> stoke_window2d {
+            stoke_window2d(in_h: Int64(size), in_w: Int64(size), kernel_h: 3, kernel_w: 3, pad_top: 1, pad_left: 1, stride_h: 1, stride_w: 1,
+                           dilation_h: 1, dilation_w: 1, out_h: Int64(size), out_w: Int64(size), pad_bottom: 1, pad_right: 1)
+        }
+        #expect(DirectConv.pays(channels: 16, square(14)))    // the benchmark CNN's second conv
+        #expect(DirectConv.pays(channels: 1, square(28)))     // and its first
+        #expect(DirectConv.pays(channels: 64, square(56)))    // 841 KiB padded, 87.5% of lanes
+        #expect(DirectConv.pays(channels: 32, square(7)))     // few lanes, but a short reduction
+        #expect(!DirectConv.pays(channels: 64, square(17)))   // 53% of lanes
+        #expect(!DirectConv.pays(channels: 512, square(7)))
+        #expect(!DirectConv.pays(channels: 256, square(64)))  // 4.3 MiB padded: past the L2 cache
+    }
 }

@@ -343,7 +343,7 @@ enum LinearOps {
         let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
             g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
         if DirectConv.enabled, group == 1, !pointwise, act <= 1, let weights = w.constant, unsafe stoke_conv2d_direct_supported(&g) != 0,
-           channels * Int(g.out_h + (g.kernel_h - 1) * g.dilation_h) * Int(g.out_w + (g.kernel_w - 1) * g.dilation_w) <= DirectConv.maxPaddedFloats {
+           DirectConv.pays(channels: channels, g) {
             return directConv(g, weights: weights, batch: batch, channels: channels, filters: filters, slots: (ix, ib, iy),
                               relu: act == 1, pool: fusedPool, outputs: outputs)
         }
