@@ -132,4 +132,28 @@ struct ConvKernelTests {
         #expect(!DirectConv.pays(channels: 512, square(7)))
         #expect(!DirectConv.pays(channels: 256, square(64)))  // 4.3 MiB padded: past the L2 cache
     }
+
+    @Test("A fused pool gives the same bits as Conv then MaxPool, NaNs included", arguments: [false, true])
+    func fusedPoolMatchesUnfusedBits(relu: Bool) throws {
+        var values = GraphBuilding.randomFloats(2 * 3 * 10 * 12, seed: 21)
+        values[17] = .nan
+        values[200] = .nan
+        let x = Tensor(shape: [2, 3, 10, 12], floats: values)
+        var nodes = [Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"],
+                          attributes: ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])])]
+        if relu { nodes.append(Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["r"])) }
+        nodes.append(Node(name: "pool", opType: "MaxPool", inputs: [relu ? "r" : "c"], outputs: ["y"],
+                          attributes: ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]))
+        let graph = GraphBuilding.graph(nodes, inputs: ["x"], outputs: ["y"],
+                                        initializers: ["w": GraphBuilding.random([9, 3, 3, 3], seed: 22), "b": GraphBuilding.random([9], seed: 23)])
+        var unfusedOptions = OptimizationOptions()
+        unfusedOptions.fusePooling = false
+        let fused = try Model(graph: graph, opset: 17), plain = try Model(graph: graph, opset: 17, options: unfusedOptions)
+        #expect(fused.graph.nodes.map(\.opType) == ["Conv"])
+        let expected = try #require(try Session(model: plain).run(["x": x])["y"])
+        let y = try #require(try Session(model: fused).run(["x": x])["y"])
+        #expect(y.shape == [2, 9, 5, 6])
+        #expect(expected.floats.contains(where: \.isNaN) == !relu)
+        #expect(y.floats.map(\.bitPattern) == expected.floats.map(\.bitPattern))
+    }
 }
