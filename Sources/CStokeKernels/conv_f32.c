@@ -145,7 +145,7 @@ static void copy_padded_avx512(const float *x, int64_t channels, const stoke_win
 
 // One tile: 8 filters x 2 output rows x 16 columns. Stores the two rows (rows y_row apart), or with
 // `pool` their 2x2 maxima (8 values, lanes 0-7 of `store`). Filters from `filters_left` on store nothing.
-__attribute__((target("avx512f,avx512vl,fma"), noinline))
+__attribute__((target("avx512f,avx512vl,fma"), always_inline)) inline
 static void conv_tile2(const float *x, const float *w, int64_t channels, int64_t kernel_h, int64_t kernel_w,
                        int64_t plane, int64_t wp, int64_t row_step, int64_t dilation_w, const float *bias, int relu,
                        int pool, int64_t filters_left, float *y, int64_t y_plane, int64_t y_row, __mmask16 store) {
@@ -194,7 +194,7 @@ static void conv_tile2(const float *x, const float *w, int64_t channels, int64_t
 }
 
 // The odd last row of an unpooled output: 8 filters x 1 row x 16 columns.
-__attribute__((target("avx512f,fma"), noinline))
+__attribute__((target("avx512f,avx512vl,fma"), always_inline)) inline
 static void conv_tile1(const float *x, const float *w, int64_t channels, int64_t kernel_h, int64_t kernel_w,
                        int64_t plane, int64_t row_step, int64_t dilation_w, const float *bias, int relu,
                        int64_t filters_left, float *y, int64_t y_plane, __mmask16 store) {
@@ -219,7 +219,7 @@ static void conv_tile1(const float *x, const float *w, int64_t channels, int64_t
     }
 }
 
-__attribute__((target("avx512f,fma")))
+__attribute__((target("avx512f,avx512vl,fma")))
 static void conv_avx512(const float *padded, int64_t channels, int64_t filters, const stoke_window2d *g, const conv_layout *l,
                         const float *packed, const float *bias, int relu, int pool2x2, float *y) {
     int64_t taps = channels * g->kernel_h * g->kernel_w;
