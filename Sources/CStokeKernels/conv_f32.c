@@ -53,14 +53,13 @@ void stoke_conv2d_direct_pack(const float *w, int64_t filters, int64_t channels,
                 *dst++ = f0 + f < filters ? w[(f0 + f) * taps + t] : 0.0f;
 }
 
-size_t stoke_conv2d_direct_workspace_count(int64_t channels, int64_t filters, const stoke_window2d *g) {
-    (void)filters;
+size_t stoke_conv2d_direct_workspace_count(int64_t channels, const stoke_window2d *g) {
     return (size_t)layout_of(channels, g).padded_floats;
 }
 
 // The interior of the padded buffer that one image fills; the border stays zero.
 typedef struct {
-    int64_t first_row, rows, first_column, skip_columns, columns;
+    int64_t first_row, rows, first_column, columns;
 } conv_interior;
 
 static conv_interior interior_of(const stoke_window2d *g, const conv_layout *l) {
@@ -69,7 +68,6 @@ static conv_interior interior_of(const stoke_window2d *g, const conv_layout *l) 
     in.rows = g->in_h;
     if (in.first_row + in.rows > l->hp) in.rows = l->hp - in.first_row;
     in.first_column = g->pad_left;
-    in.skip_columns = 0;
     in.columns = g->in_w;
     if (in.first_column + in.columns > l->wp) in.columns = l->wp - in.first_column;
     return in;

@@ -84,7 +84,7 @@ struct ConvKernelTests {
         var packed = [Float](repeating: .nan, count: stoke_conv2d_direct_packed_count(Int64(filters), Int64(channels), Int64(c.w[2]), Int64(c.w[3])))
         unsafe stoke_conv2d_direct_pack(w.floats, Int64(filters), Int64(channels), Int64(c.w[2]), Int64(c.w[3]), &packed)
         // NaN-filled workspace and output: the kernel must initialize whatever it reads.
-        var workspace = [Float](repeating: .nan, count: unsafe stoke_conv2d_direct_workspace_count(Int64(channels), Int64(filters), &g))
+        var workspace = [Float](repeating: .nan, count: unsafe stoke_conv2d_direct_workspace_count(Int64(channels), &g))
         var y = [Float](repeating: .nan, count: c.x[0] * filters * (c.pool ? (oh / 2) * (ow / 2) : oh * ow))
         stoke_cpu_force(level)
         defer { stoke_cpu_force(-1) }

@@ -16,8 +16,8 @@ void stoke_conv2d_direct_pack(const float *_Nonnull w, int64_t filters, int64_t 
                               float *_Nonnull dst);
 
 /// Floats of workspace one `stoke_conv2d_direct_f32` call needs (a zero-bordered copy of one image;
-/// one workspace per concurrent caller). `filters` is unused and kept for the callers' symmetry.
-size_t stoke_conv2d_direct_workspace_count(int64_t channels, int64_t filters, const stoke_window2d *_Nonnull g);
+/// one workspace per concurrent caller).
+size_t stoke_conv2d_direct_workspace_count(int64_t channels, const stoke_window2d *_Nonnull g);
 
 /// Direct convolution of `images` NCHW images x [images, channels, in_h, in_w] with packed weights
 /// (`stoke_conv2d_direct_pack`), + bias[f] (or NULL), then max(0, .) when relu != 0, into

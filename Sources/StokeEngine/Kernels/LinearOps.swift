@@ -444,18 +444,17 @@ enum LinearOps {
     }
 
     /// A stride-1, single-group Conv on the direct kernel (conv_f32.c): filters packed once here,
-    /// images split across the session's threads, each thread with its own workspace (a padded
-    /// copy of one image and one image's output rows, tens of KiB for small CNNs).
+    /// images split across the session's threads, each thread with its own workspace (a
+    /// zero-bordered copy of one image, tens of KiB for small CNNs).
     static func directConv(_ g: stoke_window2d, weights: Tensor, batch: Int, channels: Int, filters: Int, slots: (x: Int, bias: Int, y: Int),
                            relu: Bool, pool: Bool, outputs: [(ElementType, [Int])]) -> OpPlan {
         let geometry = g
-        var probe = g
         let (kh, kw) = (Int64(g.kernel_h), Int64(g.kernel_w))
         let packed = TensorStorage(byteCount: stoke_conv2d_direct_packed_count(Int64(filters), Int64(channels), kh, kw) * 4)
         unsafe stoke_conv2d_direct_pack(weights.storage.pointer.assumingMemoryBound(to: Float.self), Int64(filters), Int64(channels), kh, kw,
                                         packed.pointer.assumingMemoryBound(to: Float.self))
         let parts = max(1, min(EngineThreads.current, batch))
-        let workspaceFloats = unsafe stoke_conv2d_direct_workspace_count(Int64(channels), Int64(filters), &probe)
+        let workspaceFloats = unsafe withUnsafePointer(to: geometry) { unsafe stoke_conv2d_direct_workspace_count(Int64(channels), $0) }
         let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: workspaceFloats * 4) }
         let imagesPerPart = (batch + parts - 1) / parts
         let inImage = channels * Int(g.in_h * g.in_w)
