@@ -156,4 +156,14 @@ struct ConvKernelTests {
         #expect(expected.floats.contains(where: \.isNaN) == !relu)
         #expect(y.floats.map(\.bitPattern) == expected.floats.map(\.bitPattern))
     }
+
+    @Test func oneDimensionalConvRunsAsOneRowPlanes() throws {
+        let x = GraphBuilding.random([2, 3, 37], seed: 31), w = GraphBuilding.random([5, 3, 4], seed: 32)
+        let bias = GraphBuilding.randomFloats(5, seed: 33)
+        let y = try GraphBuilding.runNode("Conv", [x, w, Tensor(shape: [5], floats: bias)],
+                                          attributes: ["pads": .ints([2, 1]), "dilations": .ints([2])], constantInputs: [1, 2])
+        let (expected, shape) = OperatorTests.referenceConv(x: x.reshaped([2, 3, 1, 37]), w: w.reshaped([5, 3, 1, 4]), bias: bias, group: 1,
+                                                            strides: [1, 1], pads: [0, 2, 0, 1], dilations: [1, 2])
+        GraphBuilding.assertClose(y, expected, shape: [shape[0], shape[1], shape[3]], tolerance: 1e-5)
+    }
 }
