@@ -342,7 +342,7 @@ enum LinearOps {
         // A 1x1, stride-1, unpadded convolution reads the input plane directly: no im2col.
         let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
             g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
-        if DirectConv.enabled, group == 1, !pointwise, act <= 1, let weights = w.constant, unsafe stoke_conv2d_direct_supported(&g) != 0,
+        if DirectConv.enabled, group == 1, channels > 0, !pointwise, act <= 1, let weights = w.constant, unsafe stoke_conv2d_direct_supported(&g) != 0,
            DirectConv.pays(channels: channels, g) {
             return directConv(g, weights: weights, batch: batch, channels: channels, filters: filters, slots: (ix, ib, iy),
                               relu: act == 1, pool: fusedPool, outputs: outputs)
