@@ -47,6 +47,9 @@ public struct StreamingInference {
         public var batchSize: Int
         /// Resident memory after the run, bytes.
         public var residentBytes: Int
+        /// The most resident memory during the run, bytes (the kernel's high-water mark, reset when the
+        /// run starts where Linux allows it, else the process's peak so far).
+        public var peakResidentBytes: Int
     }
 
     /// The thread budget for this machine: the loader needs a fraction of a core at inference batch
@@ -94,6 +97,7 @@ public struct StreamingInference {
         var confusion: [[Int]] = []
         var classes = 0
         var logitsOut: [Float] = [], predictionsOut: [Int64] = []
+        resetPeakResident()
         let start = ContinuousClock.now
         let epoch = try loader.epoch(0)
         var done = 0
@@ -167,12 +171,26 @@ public struct StreamingInference {
             latencyP99: percentile(0.99), firstBatchMilliseconds: firstBatch, dataWaitFraction: waitFraction,
             accuracy: labelled > 0 ? Double(correct) / Double(labelled) : nil, confusion: confusion,
             loaderWorkers: budget.loader, engineThreads: budget.engine, threadChoice: budget.why, bottleneck: bottleneck,
-            batchSize: options.batchSize, residentBytes: residentBytes())
+            batchSize: options.batchSize, residentBytes: residentBytes(), peakResidentBytes: peakResidentBytes())
     }
 
     private static func seconds(since start: ContinuousClock.Instant) -> Double {
         let elapsed = start.duration(to: .now)
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+
+    /// Resets the kernel's resident high-water mark (VmHWM) so the next reading is this run's peak.
+    static func resetPeakResident() {
+        // "5" resets the peak RSS (Linux ≥ 4.0); where it is refused the peak stays the process's.
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+    }
+
+    /// The resident high-water mark (VmHWM in /proc/self/status), bytes.
+    static func peakResidentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return residentBytes() }
+        return kilobytes * 1024
     }
 
     /// Resident set size now (from /proc/self/statm), bytes.
@@ -191,6 +209,7 @@ extension StreamingInference.Result {
             "latency_ms": ["p50": latencyP50, "p99": latencyP99, "first_batch": firstBatchMilliseconds], "data_wait_fraction": dataWaitFraction,
             "threads": ["loader": loaderWorkers, "engine": engineThreads, "choice": threadChoice],
             "bottleneck": bottleneck, "batch_size": batchSize, "resident_bytes": residentBytes,
+            "peak_resident_bytes": peakResidentBytes,
         ]
         document["accuracy"] = accuracy ?? NSNull()
         if !confusion.isEmpty { document["confusion"] = confusion }

@@ -23,7 +23,8 @@ public final class Store: @unchecked Sendable {
     // Immutable after init. HDF5 calls on `file` are serialized by the library's global lock.
     public let path: String
     public let fields: [Field]
-    /// Root string attributes (JSON documents such as `stoke`, `recipe`, `provenance`).
+    /// Root string attributes (JSON documents such as `stoke`, `recipe`, `provenance`, and any a caller
+    /// recorded with `StoreWriter.setMetadata`).
     public let attributes: [String: String]
     let map: MappedFile
     private let file: H5File
@@ -40,8 +41,9 @@ public final class Store: @unchecked Sendable {
         map = try MappedFile(path: path)
         let root = try HDF5.openGroup(file.id, "/", context)
         var attributes: [String: String] = [:]
-        for name in [StoreSchema.attributeName, "recipe", "provenance", "normalization", "stoke_model"] {
-            if let value = try HDF5.readStringAttribute(root.id, name, context) { attributes[name] = value }
+        for name in try HDF5.attributeNames(of: root.id, context) {
+            // Attributes of other types (a number h5py added) are not Stoke's: skip them.
+            if let value = try? HDF5.readStringAttribute(root.id, name, context) { attributes[name] = value }
         }
         self.attributes = attributes
         if let schemaText = attributes[StoreSchema.attributeName] {

@@ -12,7 +12,9 @@ struct Demo: ParsableCommand {
         discussion: """
             Packs Fashion-MNIST (Debian's dataset-fashion-mnist; a generated dataset with the same shapes \
             when it is not installed) into train and test stores, inspects and verifies them, and streams them \
-            through the loader. Training, compression and inference join as their issues land.
+            through the loader, trains a teacher MLP, derives quantized, pruned and distilled variants and streams \
+            the test store through each. Every output goes under --directory; a rerun reuses each step whose \
+            inputs are unchanged (--force redoes them).
             """)
 
     static let fashionMNIST = "/usr/share/datasets/fashion-mnist"
@@ -22,11 +24,39 @@ struct Demo: ParsableCommand {
     @Flag(name: .long, help: "Use the generated dataset even when Fashion-MNIST is installed.") var generated = false
     @Option(name: .long, help: "Epochs to train the teacher MLP.") var epochs = 3
     @Flag(name: .long, help: "Only pack, verify and stream the stores (no training or model variants).") var dataOnly = false
+    @Flag(name: .long, help: "A fast run for tests: 1 epoch, at most 6,000 training and 1,000 test samples.") var quick = false
+    @Flag(name: .long, help: "Redo every step even when its output is up to date.") var force = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func validate() throws {
         guard samples > 0 else { throw UsageError("--samples must be positive") }
         guard epochs > 0 else { throw UsageError("--epochs must be positive") }
+    }
+
+    /// Epochs of every training step (the teacher's; 1 with --quick).
+    private var trainingEpochs: Int { quick ? 1 : epochs }
+    /// The most samples each split keeps with --quick (nil: all).
+    private func sampleLimit(_ split: String) -> Int? { quick ? (split == "train" ? 6_000 : 1_000) : nil }
+
+    /// Whether the artifact at `path` was made by exactly `recipe` (so this run can reuse it).
+    private func reusable(_ recordedRecipe: String?, _ recipe: String) -> Bool { !force && recordedRecipe == recipe }
+
+    /// A step's recipe: what it depends on, as sorted-key JSON, so equal inputs give equal strings.
+    static func recipe(_ fields: [String: Any]) -> String {
+        var all = fields
+        all["stoke_version"] = StokeVersion.string
+        let data = (try? JSONSerialization.data(withJSONObject: all, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Size and modification time of each source file: enough to notice a changed dataset without
+    /// hashing it on every run.
+    private static func fileStamps(_ paths: [String]) -> [[String: Any]] {
+        paths.map { path in
+            let attributes = (try? FileManager.default.attributesOfItem(atPath: path)) ?? [:]
+            return ["path": path, "bytes": (attributes[.size] as? NSNumber)?.intValue ?? -1,
+                    "modified": (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0]
+        }
     }
 
     func run() throws {
@@ -37,16 +67,29 @@ struct Demo: ParsableCommand {
             if !json { print("stoke demo: \(dataset)") }
             var document: [String: Any] = ["dataset": useFashion ? "fashion-mnist" : "generated"]
             var stores: [(name: String, path: String)] = []
+            var storeRecipes: [String] = []
             for split in ["train", "test"] {
                 let path = "\(directory)/\(split).h5"
                 let started = Date()
-                if useFashion {
-                    try packFashion(split: split, to: path)
+                let generatedCount = split == "train" ? samples : max(1, samples / 6)
+                let recipe = Demo.recipe([
+                    "step": "pack", "split": split, "limit": sampleLimit(split) ?? -1,
+                    "source": useFashion ? ["fashion-mnist", Demo.fileStamps(fashionFiles(split: split))] : ["generated", generatedCount],
+                ])
+                let recorded = (try? Store(path: path, options: StoreReadOptions(useChunkIndex: false)))?.attributes["demo_recipe"]
+                if reusable(recorded, recipe) {
+                    if !json { print("\(path): up to date, reused") }
+                    document["\(split)_pack_seconds"] = 0
                 } else {
-                    try packGenerated(samples: split == "train" ? samples : max(1, samples / 6), seed: split == "train" ? 1 : 2, to: path)
+                    if useFashion {
+                        try packFashion(split: split, to: path, limit: sampleLimit(split), recipe: recipe)
+                    } else {
+                        try packGenerated(samples: min(generatedCount, sampleLimit(split) ?? .max), seed: split == "train" ? 1 : 2, to: path, recipe: recipe)
+                    }
+                    document["\(split)_pack_seconds"] = Date().timeIntervalSince(started)
                 }
-                document["\(split)_pack_seconds"] = Date().timeIntervalSince(started)
                 stores.append((split, path))
+                storeRecipes.append(recipe)
             }
             var streams: [[String: Any]] = []
             for (split, path) in stores {
@@ -95,25 +138,47 @@ struct Demo: ParsableCommand {
                 }
             }
             document["streams"] = streams
-            if !dataOnly { document["variants"] = try compressionTable(trainPath: stores[0].path, testPath: stores[1].path) }
+            if !dataOnly {
+                document["variants"] = try compressionTable(trainPath: stores[0].path, testPath: stores[1].path, trainRecipe: storeRecipes[0])
+            }
             try writeReport(document)
             if json { printJSON(document) }
         }
     }
 
-    /// Trains the teacher, derives the variants available so far (FP32, dynamic INT8), streams the test
-    /// store through each and prints one table.
-    private func compressionTable(trainPath: String, testPath: String) throws -> [[String: Any]] {
+    /// A trained model at `path`, reused when the file's recipe matches, else made by `train` and saved
+    /// with its recipe and training time.
+    private func trainedModel(path: String, recipe: String, train: () throws -> SequentialModel) throws -> (model: SequentialModel, seconds: Double) {
+        if let existing = try? SequentialModel.loadWithMetadata(path: path), reusable(existing.metadata["demo_recipe"], recipe) {
+            if !json { print("\(path): up to date, reused") }
+            return (existing.model, Double(existing.metadata["training_seconds"] ?? "") ?? 0)
+        }
+        let started = Date()
+        let model = try train()
+        let seconds = Date().timeIntervalSince(started)
+        try model.save(to: path, metadata: ["demo_recipe": recipe, "training_seconds": String(seconds)])
+        return (model, seconds)
+    }
+
+    /// Runs `epochs` epochs of `trainer` over the training loader (optionally distilling from a teacher).
+    private func train(_ trainer: Trainer, loader: Loader, samples: Int, epochs: Int, firstEpoch: Int = 0, label: String,
+                       teacher: Model? = nil, temperature: Float = 4, alpha: Float = 0.9) throws {
+        let teacherSession = teacher.map { Session(model: $0) }
+        for epochNumber in firstEpoch..<(firstEpoch + epochs) {
+            trainer.startEpoch(epochNumber - firstEpoch)
+            let progress = ProgressLine(total: samples, label: "\(label) \(epochNumber - firstEpoch + 1)/\(epochs)")
+            let distillation = teacher.flatMap { model in teacherSession.map { ($0, model.inputs[0].name, model.outputs[0].name, temperature, alpha) } }
+            _ = try trainEpoch(trainer, epoch: try loader.epoch(epochNumber), field: "image", progress: progress, teacher: distillation)
+            progress.finish()
+        }
+    }
+
+    /// Trains the teacher, derives the variants (INT8, pruned, distilled), streams the test store through
+    /// each and prints one table. Each trained model is reused when its recipe is unchanged.
+    private func compressionTable(trainPath: String, testPath: String, trainRecipe: String) throws -> [[String: Any]] {
         let trainStore = try Store(path: trainPath)
         let sampleShape = try trainStore.field("image").sampleShape
-        let model = try SequentialModel(
-            layers: [.flatten, .linear(inFeatures: 784, outFeatures: 512), .relu, .linear(inFeatures: 512, outFeatures: 256), .relu,
-                     .linear(inFeatures: 256, outFeatures: 10)],
-            sampleShape: sampleShape, seed: 42)
-        var options = TrainingOptions()
-        options.schedule = .cosine(epochs: epochs)
-        options.seed = 42
-        let trainer = try Trainer(model: model, options: options)
+        let epochs = trainingEpochs
         var loaderOptions = LoaderOptions()
         loaderOptions.fields = ["image", "label"]
         loaderOptions.batchSize = 128
@@ -121,66 +186,61 @@ struct Demo: ParsableCommand {
         loaderOptions.workers = 1
         loaderOptions.outputTypes["image"] = .f32
         let loader = try Loader(store: trainStore, options: loaderOptions)
-        let started = Date()
-        for epochNumber in 0..<epochs {
-            trainer.startEpoch(epochNumber)
-            let epoch = try loader.epoch(epochNumber)
-            let progress = ProgressLine(total: trainStore.sampleCount, label: "training teacher \(epochNumber + 1)/\(epochs)")
-            var seen = 0
-            while let batch = try epoch.next() {
-                let count = batch.count
-                let labels = try batch.values("label", as: Int64.self)
-                _ = unsafe try batch.withField("image") { bytes, _ in
-                    unsafe try labels.withUnsafeBufferPointer { unsafe try trainer.step(input: unsafe bytes.assumingMemoryBound(to: Float.self), labels: $0, count: count) }
-                }
-                seen += count
-                progress.update(seen)
-            }
-            progress.finish()
-        }
-        let trainingSeconds = Date().timeIntervalSince(started)
-        let teacherPath = "\(directory)/teacher.h5"
-        try trainer.model().save(to: teacherPath, metadata: ["trained_on": trainPath])
-        let fp32 = try Model.load(path: teacherPath)
+        let samples = trainStore.sampleCount
 
-        // A student a tenth the size, distilled from the teacher's soft targets on the same batches.
-        let studentModel = try SequentialModel(
-            layers: [.flatten, .linear(inFeatures: 784, outFeatures: 64), .relu, .linear(inFeatures: 64, outFeatures: 10)],
-            sampleShape: sampleShape, seed: 42)
+        let teacherLayers: [Layer] = [.flatten, .linear(inFeatures: 784, outFeatures: 512), .relu, .linear(inFeatures: 512, outFeatures: 256), .relu,
+                                      .linear(inFeatures: 256, outFeatures: 10)]
+        let teacherRecipe = Demo.recipe(["step": "teacher", "data": trainRecipe, "layers": "\(teacherLayers)", "epochs": epochs, "seed": 42])
+        let teacherPath = "\(directory)/teacher.h5"
+        let (teacherNative, trainingSeconds) = try trainedModel(path: teacherPath, recipe: teacherRecipe) {
+            var options = TrainingOptions()
+            options.schedule = .cosine(epochs: epochs)
+            options.seed = 42
+            let trainer = try Trainer(model: SequentialModel(layers: teacherLayers, sampleShape: sampleShape, seed: 42), options: options)
+            try train(trainer, loader: loader, samples: samples, epochs: epochs, label: "training teacher")
+            return try trainer.model()
+        }
+        let fp32 = try teacherNative.model()
+
+        // A student a tenth the size: trained alone, and distilled from the teacher's soft targets on the
+        // same batches with the same seed, so the difference is the teacher's.
+        let studentLayers: [Layer] = [.flatten, .linear(inFeatures: 784, outFeatures: 64), .relu, .linear(inFeatures: 64, outFeatures: 10)]
         var studentOptions = TrainingOptions()
         studentOptions.learningRate = 2e-3
         studentOptions.schedule = .cosine(epochs: epochs)
         studentOptions.seed = 42
-        let student = try Trainer(model: studentModel, options: studentOptions)
-        let teacherSession = Session(model: fp32)
-        for epochNumber in 0..<epochs {
-            student.startEpoch(epochNumber)
-            let progress = ProgressLine(total: trainStore.sampleCount, label: "distilling student \(epochNumber + 1)/\(epochs)")
-            _ = try trainEpoch(student, epoch: try loader.epoch(epochNumber), field: "image", progress: progress,
-                               teacher: (teacherSession, fp32.inputs[0].name, fp32.outputs[0].name, 2, 0.5))
-            progress.finish()
-        }
-        let studentPath = "\(directory)/student.h5"
-        try student.model().save(to: studentPath, metadata: ["distilled_from": teacherPath])
-        let studentFP32 = try Model.load(path: studentPath)
+        let (temperature, alpha): (Float, Float) = (4, 0.9)
+        let aloneRecipe = Demo.recipe(["step": "student-alone", "data": trainRecipe, "layers": "\(studentLayers)", "epochs": epochs, "seed": 42, "lr": 2e-3])
+        let alone = try trainedModel(path: "\(directory)/student-alone.h5", recipe: aloneRecipe) {
+            let trainer = try Trainer(model: SequentialModel(layers: studentLayers, sampleShape: sampleShape, seed: 42), options: studentOptions)
+            try train(trainer, loader: loader, samples: samples, epochs: epochs, label: "training student alone")
+            return try trainer.model()
+        }.model.model()
+        let studentRecipe = Demo.recipe(["step": "student-distilled", "teacher": teacherRecipe, "layers": "\(studentLayers)", "epochs": epochs,
+                                         "seed": 42, "lr": 2e-3, "temperature": Double(temperature), "alpha": Double(alpha)])
+        let studentFP32 = try trainedModel(path: "\(directory)/student.h5", recipe: studentRecipe) {
+            let trainer = try Trainer(model: SequentialModel(layers: studentLayers, sampleShape: sampleShape, seed: 42), options: studentOptions)
+            try train(trainer, loader: loader, samples: samples, epochs: epochs, label: "distilling student", teacher: fp32,
+                      temperature: temperature, alpha: alpha)
+            return try trainer.model()
+        }.model.model()
 
         // Half the hidden neurons pruned by L2 norm (a smaller dense MLP), fine-tuned one epoch.
-        let teacherNative = try SequentialModel.load(path: teacherPath)
-        var pruneOptions = TrainingOptions()
-        pruneOptions.learningRate = 5e-4
-        pruneOptions.seed = 42
-        let finetuner = try Trainer(model: try teacherNative.prunedNeurons(amount: 0.5), options: pruneOptions)
-        let pruneProgress = ProgressLine(total: trainStore.sampleCount, label: "fine-tuning pruned teacher")
-        _ = try trainEpoch(finetuner, epoch: try loader.epoch(epochs), field: "image", progress: pruneProgress)
-        pruneProgress.finish()
-        let prunedPath = "\(directory)/teacher-pruned.h5"
-        try finetuner.model().save(to: prunedPath, metadata: ["pruned_from": teacherPath, "method": "neurons", "amount": "0.5"])
-        let pruned = try Model.load(path: prunedPath)
+        let prunedRecipe = Demo.recipe(["step": "pruned", "teacher": teacherRecipe, "method": "neurons", "amount": 0.5, "epochs": 1, "lr": 5e-4])
+        let pruned = try trainedModel(path: "\(directory)/teacher-pruned.h5", recipe: prunedRecipe) {
+            var options = TrainingOptions()
+            options.learningRate = 5e-4
+            options.seed = 42
+            let trainer = try Trainer(model: try teacherNative.prunedNeurons(amount: 0.5), options: options)
+            try train(trainer, loader: loader, samples: samples, epochs: 1, firstEpoch: epochs, label: "fine-tuning pruned teacher")
+            return try trainer.model()
+        }.model.model()
 
         // MACs are counted on the FP32 graph: quantization changes their cost, not their number.
         let variants: [(name: String, model: Model, bytesPerParameter: Double, fp32: Model)] = [
             ("teacher FP32", fp32, 4, fp32), ("teacher INT8 (dynamic)", try fp32.quantizedDynamic(), 1, fp32),
             ("teacher 50% neurons pruned + fine-tuned", pruned, 4, pruned), ("pruned INT8 (dynamic)", try pruned.quantizedDynamic(), 1, pruned),
+            ("student 784-64-10 alone", alone, 4, alone),
             ("student 784-64-10 distilled", studentFP32, 4, studentFP32), ("student INT8 (dynamic)", try studentFP32.quantizedDynamic(), 1, studentFP32),
         ]
         var rows: [[String: Any]] = []
@@ -200,7 +260,8 @@ struct Demo: ParsableCommand {
             ])
         }
         if !json {
-            print(String(format: "\nteacher MLP 784-512-256-10 trained for %d epochs in %.1f s; pruned copy fine-tuned 1 epoch; student distilled (T = 2, alpha = 0.5); variants streamed through the test store:", epochs, trainingSeconds))
+            print(String(format: "\nteacher MLP 784-512-256-10 trained for %d epoch(s) in %.1f s; pruned copy fine-tuned 1 epoch; student distilled (T = %g, alpha = %g); variants streamed through the test store:",
+                         epochs, trainingSeconds, Double(temperature), Double(alpha)))
             printTable(
                 ["variant", "parameters", "size", "MACs", "accuracy", "samples/s", "data wait", "speedup"],
                 rows.map {
@@ -208,7 +269,6 @@ struct Demo: ParsableCommand {
                      String(format: "%.2f%%", ($0["accuracy"] as! Double) * 100), String(format: "%.0f", $0["samples_per_s"] as! Double),
                      String(format: "%.1f%%", ($0["data_wait_fraction"] as! Double) * 100), String(format: "%.2fx", $0["speedup"] as! Double)]
                 })
-            print("(statically quantized and mixed-precision variants join as their issue lands)")
         }
         return rows
     }
@@ -239,33 +299,55 @@ struct Demo: ParsableCommand {
         try html.write(toFile: "\(directory)/report.html", atomically: true, encoding: .utf8)
     }
 
-    /// Packs one split of Debian's Fashion-MNIST, with its usual normalization recorded for the loader.
-    private func packFashion(split: String, to path: String) throws {
+    /// The IDX files of one split of Debian's Fashion-MNIST.
+    private func fashionFiles(split: String) -> [String] {
         let prefix = split == "train" ? "train" : "t10k"
-        let images = try IDXArray(path: "\(Demo.fashionMNIST)/\(prefix)-images-idx3-ubyte.gz")
-        let labelFile = try IDXArray(path: "\(Demo.fashionMNIST)/\(prefix)-labels-idx1-ubyte.gz")
-        let labels = try labelFile.int64Values()
+        return ["\(Demo.fashionMNIST)/\(prefix)-images-idx3-ubyte.gz", "\(Demo.fashionMNIST)/\(prefix)-labels-idx1-ubyte.gz"]
+    }
+
+    /// Packs one split of Debian's Fashion-MNIST (its first `limit` samples when given), with its usual
+    /// normalization and the step's recipe recorded.
+    private func packFashion(split: String, to path: String, limit: Int?, recipe: String) throws {
+        let files = fashionFiles(split: split)
+        let images = try IDXArray(path: files[0])
+        let labelFile = try IDXArray(path: files[1])
+        var labels = try labelFile.int64Values()
+        let count = min(limit ?? labels.count, labels.count)
+        labels = Array(labels.prefix(count))
+        let imageSource: any ArraySource
+        if count < images.shape[0] {
+            var pixels: [UInt8] = []
+            let rowBytes = images.sampleShape.reduce(1, *)
+            try unsafe images.forEachBatch(batchRows: 1024) { rows, bytes in
+                guard rows.lowerBound < count else { return }
+                unsafe pixels.append(contentsOf: bytes.prefix((min(rows.upperBound, count) - rows.lowerBound) * rowBytes))
+            }
+            imageSource = MemoryArray(path: images.path, dtype: .u8, shape: [count] + images.sampleShape, values: pixels)
+        } else {
+            imageSource = images
+        }
         var options = StoreWriteOptions()
         options.overwrite = true
         _ = try ArrayPacker.pack(
             fields: [
-                PackField(name: "image", source: images, sampleShape: [1] + images.sampleShape),
-                PackField(name: "label", source: MemoryArray(path: labelFile.path, dtype: .i64, shape: [labels.count], values: labels)),
+                PackField(name: "image", source: imageSource, sampleShape: [1] + images.sampleShape),
+                PackField(name: "label", source: MemoryArray(path: labelFile.path, dtype: .i64, shape: [count], values: labels)),
             ],
-            to: path, options: options, metadata: [("normalization", Demo.normalizationJSON)])
+            to: path, options: options, metadata: [("normalization", Demo.normalizationJSON), ("demo_recipe", recipe)])
     }
 
     /// Fashion-MNIST's mean and std of pixel values on the 0–1 scale.
     static let normalizationJSON = #"{"field": "image", "mean": [0.2860], "std": [0.3530], "scale": 0.00392156862745098}"#
 
     /// A blurry class-dependent blob per sample: compressible like real images, learnable by class.
-    private func packGenerated(samples: Int, seed: UInt64, to path: String) throws {
+    private func packGenerated(samples: Int, seed: UInt64, to path: String, recipe: String) throws {
         let images = FieldSpec(name: "image", dtype: .u8, sampleShape: [1, 28, 28])
         let labels = FieldSpec(name: "label", dtype: .i64, sampleShape: [])
         var options = StoreWriteOptions()
         options.overwrite = true
         let writer = try StoreWriter(path: path, fields: [images, labels], options: options)
         try writer.setMetadata("normalization", json: Demo.normalizationJSON)
+        try writer.setMetadata("demo_recipe", json: recipe)
         var generator = SplitMix64(seed: seed)
         var produced = 0
         while produced < samples {

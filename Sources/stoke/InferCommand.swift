@@ -22,6 +22,7 @@ struct Infer: ParsableCommand {
     @Option(name: .long, help: "Write logits and predictions to this store.") var output: String?
     @Option(name: .long, parsing: .upToNextOption, help: "Settings to sweep: batch-size=1,8,32 workers=1,2 threads=1,2.") var sweep: [String] = []
     @Option(name: .long, help: "With --sweep: recommend the fastest setting whose p99 latency stays under this (ms).") var maxLatencyMs: Double?
+    @Option(name: .long, help: "With --sweep: write the throughput and latency plots to this .svg or .html file.") var report: String?
     @Flag(name: .long, help: "Quantize Gemm/MatMul dynamically to INT8 (per-channel s8 weights, per-batch u8 activations).") var int8 = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
@@ -29,6 +30,10 @@ struct Infer: ParsableCommand {
         guard batchSize > 0 else { throw UsageError("--batch-size must be positive") }
         if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
         if let threads, threads <= 0 { throw UsageError("--threads must be positive") }
+        if let report {
+            guard !sweep.isEmpty else { throw UsageError("--report needs --sweep") }
+            guard report.hasSuffix(".svg") || report.hasSuffix(".html") else { throw UsageError("--report must end in .svg or .html") }
+        }
         if (mean == nil) != (std == nil) { throw UsageError("give --mean and --std together") }
         for entry in sweep {
             let parts = entry.split(separator: "=")
@@ -86,6 +91,7 @@ struct Infer: ParsableCommand {
             let label = { (setting: [String: Int]) in setting.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
             let fastest = results.max { $0.1.samplesPerSecond < $1.1.samplesPerSecond }!
             let underBound = maxLatencyMs.flatMap { bound in results.filter { $0.1.latencyP99 <= bound }.max { $0.1.samplesPerSecond < $1.1.samplesPerSecond } }
+            if let report { try writeSweepReport(results.map { (label($0.0), $0.0, $0.1) }, fastest: label(fastest.0), to: report) }
             if json {
                 var document: [String: Any] = [
                     "sweep": results.map { entry in entry.1.json.merging(["setting": entry.0]) { $1 } },
@@ -98,14 +104,55 @@ struct Infer: ParsableCommand {
                 return
             }
             stoke.printTable(
-                ["setting", "samples/s", "p50 ms", "p99 ms", "data wait", "memory"],
+                ["setting", "samples/s", "p50 ms", "p99 ms", "data wait", "peak memory"],
                 results.map { [label($0.0), String(format: "%.0f", $0.1.samplesPerSecond), String(format: "%.2f", $0.1.latencyP50),
                                String(format: "%.2f", $0.1.latencyP99), String(format: "%.1f%%", $0.1.dataWaitFraction * 100),
-                               formatBytes($0.1.residentBytes)] })
+                               formatBytes($0.1.peakResidentBytes)] })
             print("recommended for throughput: \(label(fastest.0))")
             if let maxLatencyMs {
                 print("recommended under p99 \(maxLatencyMs) ms: " + (underBound.map { label($0.0) } ?? "none of these settings"))
             }
+        }
+    }
+
+    /// Throughput and latency per setting: against the batch size when only it varies (the sweet spot
+    /// shows as the knee), else one bar per setting.
+    private func writeSweepReport(_ results: [(label: String, setting: [String: Int], result: StreamingInference.Result)], fastest: String,
+                                  to path: String) throws {
+        let byBatch = results.allSatisfy { $0.setting.keys.sorted() == ["batch-size"] }
+        let charts: [String]
+        if byBatch {
+            let points = results.map { (Double($0.setting["batch-size"]!), $0.result) }
+            charts = [
+                Report.lineChart(title: "Throughput against batch size", xLabel: "batch size", yLabel: "samples/s",
+                                 series: [("samples/s", points.map { ($0.0, $0.1.samplesPerSecond) })]),
+                Report.lineChart(title: "Latency per batch against batch size", xLabel: "batch size", yLabel: "ms",
+                                 series: [("p50", points.map { ($0.0, $0.1.latencyP50) }), ("p99", points.map { ($0.0, $0.1.latencyP99) })],
+                                 references: maxLatencyMs.map { [("latency bound", $0)] } ?? []),
+            ]
+        } else {
+            charts = [
+                Report.barChart(title: "Throughput per setting", yLabel: "samples/s", bars: results.map { ($0.label, $0.result.samplesPerSecond) }),
+                Report.barChart(title: "p99 latency per setting", yLabel: "ms", bars: results.map { ($0.label, $0.result.latencyP99) }),
+            ]
+        }
+        let text: String
+        if path.hasSuffix(".svg") {
+            text = "<svg xmlns='http://www.w3.org/2000/svg' width='720' height='720'>"
+                + "<g>\(charts[0].replacingOccurrences(of: "<svg ", with: "<svg y='0' "))</g><g>\(charts[1].replacingOccurrences(of: "<svg ", with: "<svg y='360' "))</g></svg>"
+        } else {
+            text = Report.html(
+                title: "stoke infer \(model) \(store)",
+                table: (["setting", "samples/s", "p50 ms", "p99 ms", "data wait", "peak memory"],
+                        results.map { [$0.label, String(format: "%.0f", $0.result.samplesPerSecond), String(format: "%.2f", $0.result.latencyP50),
+                                       String(format: "%.2f", $0.result.latencyP99), String(format: "%.1f%%", $0.result.dataWaitFraction * 100),
+                                       formatBytes($0.result.peakResidentBytes)] }),
+                charts: charts, notes: ["Recommended for throughput: \(fastest)."])
+        }
+        do {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw UsageError("\(path): cannot write the report (\(error.localizedDescription))")
         }
     }
 

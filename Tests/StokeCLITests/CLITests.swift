@@ -105,7 +105,7 @@ struct CLITests {
     func demo() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let run = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--epochs", "1", "--json"])
+        let run = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--quick", "--json"])
         #expect(run.status == 0, "\(run.stderr)")
         let document = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
         #expect(document?["dataset"] as? String == "generated")
@@ -115,10 +115,20 @@ struct CLITests {
         #expect(FileManager.default.fileExists(atPath: directory + "/train.h5"))
         let variants = document?["variants"] as? [[String: Any]] ?? []
         #expect(variants.map { $0["variant"] as? String } == ["teacher FP32", "teacher INT8 (dynamic)", "teacher 50% neurons pruned + fine-tuned",
-                                                             "pruned INT8 (dynamic)", "student 784-64-10 distilled", "student INT8 (dynamic)"])
+                                                             "pruned INT8 (dynamic)", "student 784-64-10 alone", "student 784-64-10 distilled",
+                                                             "student INT8 (dynamic)"])
         #expect(variants.allSatisfy { ($0["accuracy"] as? Double ?? 0) > 0.5 })
         #expect(FileManager.default.fileExists(atPath: directory + "/report.html"))
         #expect(FileManager.default.fileExists(atPath: directory + "/report.json"))
+
+        // A second run with the same inputs reuses every store and model; --force redoes them.
+        let again = try execute(stokeBinary, ["demo", "--generated", "--samples", "3000", "--directory", directory, "--quick"])
+        #expect(again.status == 0, "\(again.stderr)")
+        for file in ["train.h5", "test.h5", "teacher.h5", "student.h5", "student-alone.h5", "teacher-pruned.h5"] {
+            #expect(again.stdout.contains("\(directory)/\(file): up to date, reused"), "\(file) was not reused")
+        }
+        let changed = try execute(stokeBinary, ["demo", "--generated", "--samples", "2400", "--directory", directory, "--quick", "--data-only"])
+        #expect(changed.status == 0 && !changed.stdout.contains("train.h5: up to date"), "a changed dataset must be repacked")
     }
 
     @Test("stoke inspect and stoke run on an ONNX model match onnxruntime")
@@ -199,10 +209,16 @@ struct CLITests {
             """, directory])
         #expect(check.status == 0, "\(check.stderr)")
         let sweep = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--sweep", "batch-size=1,32",
-                                              "--max-latency-ms", "1000", "--json"])
+                                              "--max-latency-ms", "1000", "--report", "\(directory)/sweep.html", "--json"])
         #expect(sweep.status == 0, "\(sweep.stderr)")
         let sweepDocument = try JSONSerialization.jsonObject(with: Data(sweep.stdout.utf8)) as? [String: Any]
         #expect((sweepDocument?["sweep"] as? [Any])?.count == 2)
+        let peaks = (sweepDocument?["sweep"] as? [[String: Any]] ?? []).compactMap { $0["peak_resident_bytes"] as? Int }
+        #expect(peaks.count == 2 && peaks.allSatisfy { $0 > 1 << 20 }, "peak memory per setting: \(peaks)")
+        let sweepReport = (try? String(contentsOfFile: "\(directory)/sweep.html", encoding: .utf8)) ?? ""
+        #expect(sweepReport.contains("Throughput against batch size") && sweepReport.contains("<svg"))
+        let noSweep = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--report", "\(directory)/r.html"])
+        #expect(noSweep.status != 0 && noSweep.stderr.contains("--report needs --sweep"))
         #expect((sweepDocument?["recommended"] as? [String: Any])?["latency_bound"] is [String: Int])
         let bad = try execute(stokeBinary, ["infer", "\(directory)/m.onnx", "\(directory)/test.h5", "--sweep", "speed=1"])
         #expect(bad.status != 0)
@@ -241,7 +257,7 @@ struct CLITests {
         #expect(abs((pruneDocument?["sparsity"] as? Double ?? 0) - 0.5) < 0.01)
         #expect(pruneDocument?["accuracy_finetuned"] is Double)
         let neurons = try execute(stokeBinary, ["prune", directory + "/m.h5", "-o", directory + "/small.h5", "--amount", "0.5", "--method", "neurons", "--json"])
-        #expect(jsonObject(neurons.stdout)?["parameters_after"] as? Int == 784 * 16 + 16 + 16 * 10 + 10)
+        #expect((jsonObject(neurons.stdout)?["after"] as? [String: Any])?["params"] as? Int == 784 * 16 + 16 + 16 * 10 + 10)
         for bad in [["--arch", "cnn:1"], ["--arch", "mlp:100-10"], ["--arch", "mlp:784-10", "--optimizer", "lion"]] {
             let result = try execute(stokeBinary, ["train", directory + "/train.h5", "-o", directory + "/x.h5"] + bad)
             #expect(result.status != 0, "\(bad)")

@@ -28,25 +28,6 @@ struct PruningTests {
         #expect(throws: EngineError.self) { try model.prunedUnstructured(amount: 1.5, method: .l1) }
     }
 
-    @Test("removing dead neurons leaves the outputs unchanged; pruning shrinks the layers")
-    func neurons() throws {
-        var model = try mlp()
-        // Kill hidden neurons 0..7: zero incoming weights and biases, so after ReLU they output 0.
-        var w1 = model.parameters["1.weight"]!.floats, b1 = model.parameters["1.bias"]!.floats
-        for row in 0..<8 { for column in 0..<8 { w1[row * 8 + column] = 0 }; b1[row] = 0 }
-        try model.setParameter("1.weight", Tensor(shape: [16, 8], floats: w1))
-        try model.setParameter("1.bias", Tensor(shape: [16], floats: b1))
-        let pruned = try model.prunedNeurons(amount: 0.5)
-        #expect(pruned.layers[1] == .linear(inFeatures: 8, outFeatures: 8))
-        #expect(pruned.layers[3] == .linear(inFeatures: 8, outFeatures: 4))
-        let x = GraphBuilding.random([5, 2, 4], seed: 6)
-        let before = try Session(model: model.model()).run([model.model().inputs[0].name: x]).values.first!.floats
-        let after = try Session(model: pruned.model()).run([pruned.model().inputs[0].name: x]).values.first!.floats
-        for (a, b) in zip(before, after) { #expect(abs(a - b) < 1e-5) }
-        let conv = try SequentialModel(layers: [.conv2d(inChannels: 1, outChannels: 2, kernelSize: 1), .flatten], sampleShape: [1, 2, 2])
-        #expect(throws: EngineError.self) { try conv.prunedNeurons(amount: 0.5) }
-    }
-
     @Test("fine-tuning a pruned model keeps its zeros")
     func holdZeros() throws {
         let pruned = try mlp().prunedUnstructured(amount: 0.5, method: .l1)

@@ -215,6 +215,28 @@ struct StaticQuantizationTests {
         }
     }
 
+    @Test("per-tensor weights: one scale per weight tensor, still fused and close to FP32; the exported QDQ model reloads to the same outputs")
+    func perTensorAndReload() throws {
+        let fp32 = try Self.cnn().model()
+        let (batches, x) = Self.data([1, 12, 12])
+        var options = StaticQuantizationOptions()
+        options.perChannel = false
+        let int8 = try fp32.quantizedStatic(calibration: try Self.calibrated(fp32, batches), options: options)
+        for node in int8.sourceGraph.nodes where node.opType == "DequantizeLinear" {
+            if let weights = int8.sourceGraph.initializers[node.inputs[0]], weights.elementType == .int8 {
+                #expect(int8.sourceGraph.initializers[node.inputs[1]]?.count == 1, "\(node.name)")
+                #expect(node.attributes["axis"] == nil)
+            }
+        }
+        #expect(int8.operatorCounts.contains { $0.op == quantizedConvOp && $0.count == 2 })
+        let got = try Session(model: int8).run(["input": x])["output"]!.floats
+        let full = try Session(model: fp32).run(["input": x])["output"]!.floats
+        #expect(Self.relativeError(got, full) < 0.15, "relative error \(Self.relativeError(got, full))")
+        let reloaded = try Model.load(onnxBytes: try int8.onnxBytes())
+        #expect(reloaded.operatorCounts.map(\.op) == int8.operatorCounts.map(\.op))
+        #expect(try Session(model: reloaded).run(["input": x])["output"]!.floats == got)
+    }
+
     @Test("calibration methods: MinMax spans an outlier, percentile and MSE clip it; ranges hold 0; the table is Codable")
     func calibrationMethods() throws {
         let native = try SequentialModel(layers: [.linear(inFeatures: 4, outFeatures: 3), .relu], sampleShape: [4], seed: 2)

@@ -65,46 +65,10 @@ extension SequentialModel {
         return model
     }
 
-    /// The model with a fraction `amount` of each hidden Linear layer's neurons removed — those whose
-    /// incoming weights have the smallest L2 norm — together with the matching inputs of the next
-    /// Linear layer: a smaller dense model that runs faster, not just a sparser one. MLPs only
-    /// (Linear, ReLU, Dropout, Flatten); the last layer keeps all its outputs.
+    /// `prunedStructured(amount:norm: 2)`: the L2-weakest hidden neurons (and filters) removed. Kept under
+    /// its old name, which `stoke demo` uses.
     public func prunedNeurons(amount: Double) throws(EngineError) -> SequentialModel {
-        guard (0..<1).contains(amount) else { throw EngineError.badInput("neuron pruning amount \(amount) must be in [0, 1)") }
-        let linearIndices = layers.indices.filter { if case .linear = layers[$0] { true } else { false } }
-        for (index, layer) in layers.enumerated() {
-            switch layer {
-            case .linear, .relu, .dropout, .flatten: continue
-            default: throw EngineError.badInput("layer \(index): neuron pruning handles MLPs (Linear, ReLU, Dropout, Flatten), not \(layer)")
-            }
-        }
-        var newLayers = layers
-        var newParameters: [String: Tensor] = [:]
-        var keptInputs: [Int]? = nil  // inputs of the current layer that survive the previous layer's pruning
-        for (position, index) in linearIndices.enumerated() {
-            guard case let .linear(inFeatures, outFeatures, bias) = layers[index] else { continue }
-            let weights = parameters["\(index).weight"]!.floats  // [out, in]
-            let inputs = keptInputs ?? Array(0..<inFeatures)
-            var outputs = Array(0..<outFeatures)
-            if position < linearIndices.count - 1 {
-                let keep = max(1, outFeatures - Int((Double(outFeatures) * amount).rounded(.down)))
-                let norms = (0..<outFeatures).map { row in inputs.reduce(Float(0)) { $0 + weights[row * inFeatures + $1] * weights[row * inFeatures + $1] } }
-                outputs = (0..<outFeatures).sorted { (norms[$0], $1) > (norms[$1], $0) }.prefix(keep).sorted()
-            }
-            var newWeights: [Float] = []
-            newWeights.reserveCapacity(outputs.count * inputs.count)
-            for row in outputs { for column in inputs { newWeights.append(weights[row * inFeatures + column]) } }
-            newParameters["\(index).weight"] = Tensor(shape: [outputs.count, inputs.count], floats: newWeights)
-            if bias {
-                let biases = parameters["\(index).bias"]!.floats
-                newParameters["\(index).bias"] = Tensor(shape: [outputs.count], floats: outputs.map { biases[$0] })
-            }
-            newLayers[index] = .linear(inFeatures: inputs.count, outFeatures: outputs.count, bias: bias)
-            keptInputs = outputs
-        }
-        var model = try SequentialModel(layers: newLayers, sampleShape: sampleShape)
-        for (name, value) in newParameters { try model.setParameter(name, value) }
-        return model
+        try prunedStructured(amount: amount, norm: 2)
     }
 
     /// Fraction of Linear/Conv2d weights that are exactly zero.

@@ -55,3 +55,25 @@ enum EngineThreads {
     static var current: Int { count.load(ordering: .relaxed) }
     static func set(_ value: Int) { count.store(max(1, value), ordering: .relaxed) }
 }
+
+/// When stride-1, single-group convolutions with constant filters use the direct kernel
+/// (conv_f32.c) instead of im2col + GEMM. `STOKE_CONV=im2col` keeps im2col + GEMM, for comparisons.
+enum DirectConv {
+    static let enabled: Bool = stoke_cpu_probe().rawValue >= STOKE_CPU_AVX512_VNNI.rawValue
+        && ProcessInfo.processInfo.environment["STOKE_CONV"] != "im2col"
+
+    /// Whether the direct kernel beats im2col + GEMM for this geometry. Its tiles are 16 output
+    /// columns wide, so it wastes the lanes past the last column of a row; the GEMM gains with the
+    /// reduction length (channels x taps). Measured (one core, CPU time, 3x3, batch 4-32): direct won
+    /// at 87.5% lane use from 16 to 256 channels (14x14: 152 vs 96 GFLOP/s at 16 channels, 146 vs 134
+    /// at 256; 56x56, 64 channels: 135 vs 92), lost at 75% and below once the reduction passed ~500
+    /// (12x12, 128 channels: 131 vs 139; 17x17, 64: 93 vs 128; 7x7, 512: 66 vs 98) and won again at
+    /// short reductions (7x7, 32 channels: 76 vs 57). A padded image up to 1 MiB stays in the L2
+    /// cache, which every 8-filter block re-reads (56x56x64, 841 KiB, still won).
+    static func pays(channels: Int, _ g: stoke_window2d) -> Bool {
+        let columns = Int(g.out_w), lanes = (columns + 15) / 16 * 16
+        let reduction = channels * Int(g.kernel_h * g.kernel_w)
+        let padded = channels * Int(g.out_h + (g.kernel_h - 1) * g.dilation_h) * Int(g.out_w + (g.kernel_w - 1) * g.dilation_w)
+        return padded <= 1 << 18 && (columns * 5 >= lanes * 4 || reduction <= 320)
+    }
+}

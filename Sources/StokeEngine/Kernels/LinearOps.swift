@@ -342,6 +342,11 @@ enum LinearOps {
         // A 1x1, stride-1, unpadded convolution reads the input plane directly: no im2col.
         let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
             g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
+        if DirectConv.enabled, group == 1, channels > 0, !pointwise, act <= 1, let weights = w.constant, unsafe stoke_conv2d_direct_supported(&g) != 0,
+           DirectConv.pays(channels: channels, g) {
+            return directConv(g, weights: weights, batch: batch, channels: channels, filters: filters, slots: (ix, ib, iy),
+                              relu: act == 1, pool: fusedPool, outputs: outputs)
+        }
         // Each image is one im2col and one GEMM per group, written straight into the output with
         // bias and ReLU applied as the GEMM stores its tiles (the column matrix of one image stays
         // in the L2 cache). With Stoke's GEMM the images are split across the session's threads,
@@ -433,6 +438,41 @@ enum LinearOps {
                         unsafe stoke_maxpool2x2_f32(scratch, Int64(filters), window.out_h, window.out_w, y + image * filters * storedPlane)
                     }
                 }
+            }
+            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+        }
+    }
+
+    /// A stride-1, single-group Conv on the direct kernel (conv_f32.c): filters packed once here,
+    /// images split across the session's threads, each thread with its own workspace (a
+    /// zero-bordered copy of one image, tens of KiB for small CNNs).
+    static func directConv(_ g: stoke_window2d, weights: Tensor, batch: Int, channels: Int, filters: Int, slots: (x: Int, bias: Int, y: Int),
+                           relu: Bool, pool: Bool, outputs: [(ElementType, [Int])]) -> OpPlan {
+        let geometry = g
+        let (kh, kw) = (Int64(g.kernel_h), Int64(g.kernel_w))
+        let packed = TensorStorage(byteCount: stoke_conv2d_direct_packed_count(Int64(filters), Int64(channels), kh, kw) * 4)
+        unsafe stoke_conv2d_direct_pack(weights.storage.pointer.assumingMemoryBound(to: Float.self), Int64(filters), Int64(channels), kh, kw,
+                                        packed.pointer.assumingMemoryBound(to: Float.self))
+        let parts = max(1, min(EngineThreads.current, batch))
+        let workspaceFloats = unsafe withUnsafePointer(to: geometry) { unsafe stoke_conv2d_direct_workspace_count(Int64(channels), $0) }
+        let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: workspaceFloats * 4) }
+        let imagesPerPart = (batch + parts - 1) / parts
+        let inImage = channels * Int(g.in_h * g.in_w)
+        let outImage = filters * (pool ? Int(g.out_h / 2) * Int(g.out_w / 2) : Int(g.out_h * g.out_w))
+        let (reluFlag, poolFlag): (Int32, Int32) = (relu ? 1 : 0, pool ? 1 : 0)
+        return .kernel(outputs) { s in
+            let bias: UnsafePointer<Float>? = slots.bias < 0 ? nil : unsafe UnsafePointer(s.floats(slots.bias))
+            let (xAddress, yAddress, biasAddress) = unsafe (UInt(bitPattern: s.floats(slots.x)), UInt(bitPattern: s.floats(slots.y)),
+                                                            UInt(bitPattern: bias))
+            let work: @Sendable (Int) -> Void = { part in
+                let first = part * imagesPerPart, count = min(imagesPerPart, batch - first)
+                guard count > 0, let x = unsafe UnsafePointer<Float>(bitPattern: xAddress),
+                      let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
+                var window = geometry
+                _ = unsafe stoke_conv2d_direct_f32(x + first * inImage, Int64(count), Int64(channels), Int64(filters), &window,
+                                                   packed.pointer.assumingMemoryBound(to: Float.self), UnsafePointer<Float>(bitPattern: biasAddress),
+                                                   reluFlag, poolFlag, workspaces[part].pointer.assumingMemoryBound(to: Float.self),
+                                                   y + first * outImage)
             }
             if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
         }
