@@ -398,6 +398,7 @@ func run(_ options: Options) throws {
     print("")
     print("(a) GEMM throughput as a fraction of the peak measured now (int8: vpdpbusd loop; FP32: FMA loop)")
     let shapes = [(m: 256, k: 784, n: 512), (m: 1024, k: 1024, n: 1024)]
+    var fp32Peaks: [Int: Double] = [:]
     for threads in options.threads {
         // The peaks are measured before and after the GEMMs and the higher kept: on a shared machine
         // one measurement can land while another process holds the core, and a peak measured low
@@ -409,11 +410,19 @@ func run(_ options: Options) throws {
         }
         int8Peak = max(int8Peak, vnniPeak(threads: threads))
         fp32Peak = max(fp32Peak, fmaPeak(threads: threads))
+        fp32Peaks[threads] = fp32Peak
         print("  threads=\(threads): int8 peak \(int8Peak > 0 ? format(int8Peak / 1e9, 0) + " Gops/s" : "n/a (no AVX-512 VNNI)"), FP32 peak \(format(fp32Peak / 1e9, 0)) GFLOP/s (int8/FP32 \(fp32Peak > 0 ? format(int8Peak / fp32Peak, 2) : "?")×)")
         for (shape, rate) in zip(shapes, rates) {
             let (int8, fp32) = rate
             let int8Share = int8Peak > 0 ? "\(format(100 * int8 / int8Peak, 1))% of peak" : "no VNNI peak"
             print("    M×K×N \(shape.m)×\(shape.k)×\(shape.n): int8 \(format(int8 / 1e9, 0)) Gops/s = \(int8Share); sgemm \(format(fp32 / 1e9, 0)) GFLOP/s = \(format(100 * fp32 / max(fp32Peak, 1), 1))% of peak; int8/FP32 \(format(int8 / max(fp32, 1), 2))×")
+        }
+    }
+    if let one = fp32Peaks[1], one > 0 {
+        for (threads, peak) in fp32Peaks.sorted(by: { $0.key < $1.key }) where threads > 1 {
+            // Less than the thread count means other work held a core while this ran: the
+            // multi-thread numbers of (a) and (b) then measure that work as much as Stoke's.
+            print("  FP32 peak scaling at threads=\(threads): \(format(peak / one, 2))× of 1 thread (\(threads).00× when \(threads) cores are free)")
         }
     }
     print("load average \(loadAverage())")
