@@ -13,6 +13,7 @@ struct Quantize: ParsableCommand {
               stoke quantize mlp.h5 -o mlp-int8.h5 --eval test.h5
               stoke quantize cnn.onnx -o cnn-qdq.onnx --mode static --calibrate train.h5 --method percentile --percentile 99.99
               stoke quantize mlp.h5 -o mixed.h5 --mode static --calibrate train.h5 --eval test.h5 --max-accuracy-drop 0.3
+
             An output ending in .onnx is written as standard ONNX (static: QuantizeLinear/DequantizeLinear around FP32 operators; \
             dynamic: DynamicQuantizeLinear + MatMulInteger, as onnxruntime's quantize_dynamic writes, which onnxruntime runs but \
             Stoke does not load), any other name as a Stoke HDF5 graph model file that stoke run, infer and inspect take.
@@ -22,7 +23,7 @@ struct Quantize: ParsableCommand {
     enum Method: String, ExpressibleByArgument, CaseIterable { case minmax, percentile, mse }
 
     @Argument(help: "The model (.onnx or Stoke .h5).") var model: String
-    @Option(name: .shortAndLong, help: "The quantized model to write (.onnx: ONNX QDQ; else a Stoke HDF5 model file).") var output: String
+    @Option(name: .shortAndLong, help: "The quantized model to write (.onnx: standard ONNX; else a Stoke HDF5 graph model file).") var output: String
     @Option(name: .long, help: "dynamic (activations quantized per batch) or static (calibrated; the default with --calibrate).") var mode: Mode?
     @Option(name: .long, help: "A store of representative inputs for static calibration.") var calibrate: String?
     @Option(name: .long, help: "Samples of the calibration store to observe.") var calibrationSamples = 1024
