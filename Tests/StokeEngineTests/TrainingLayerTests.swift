@@ -132,7 +132,7 @@ struct TrainingLayerTests {
         let trainer = try Trainer(model: model, options: options)
         // Two samples of [2 channels, 3 positions]: channel 0 holds 0…5, channel 1 holds 10, 12, …, 20.
         let x: [Float] = [0, 1, 2, 10, 12, 14, 3, 4, 5, 16, 18, 20]
-        try x.withUnsafeBufferPointer { input in
+        _ = try x.withUnsafeBufferPointer { input in
             try [Int64(0), 1].withUnsafeBufferPointer { try trainer.step(input: input, labels: $0, count: 2) }
         }
         let exported = try trainer.model()
@@ -161,5 +161,36 @@ struct TrainingLayerTests {
         try #require(status == 0, "onnxruntime failed: \(log)")
         let theirs = try Tensor.decodeONNX(try TestSupport.readBytes(outputURL)).tensor
         GraphBuilding.assertClose(theirs, ours, shape: [12, 4], tolerance: 1e-4)
+    }
+}
+
+@Suite("architecture specs")
+struct ArchitectureSpecTests {
+    @Test("cnn: tokens build the layers, with a Flatten before the first fc and channels from the sample shape")
+    func cnnSpec() throws {
+        let layers = try ArchitectureSpec.layers("cnn:c16k3p1-bn-relu-mp2-c32k3s2p1-relu-ap2s1-do0.25-fc128-relu-fc10", sampleShape: [1, 28, 28])
+        #expect(layers == [
+            .conv2d(inChannels: 1, outChannels: 16, kernelSize: 3, stride: 1, padding: 1), .batchNorm(features: 16), .relu, .maxPool2d(kernelSize: 2),
+            .conv2d(inChannels: 16, outChannels: 32, kernelSize: 3, stride: 2, padding: 1), .relu, .avgPool2d(kernelSize: 2, stride: 1),
+            .dropout(probability: 0.25), .flatten, .linear(inFeatures: 32 * 6 * 6, outFeatures: 128), .relu, .linear(inFeatures: 128, outFeatures: 10),
+        ])
+        #expect(try ArchitectureSpec.layers("mlp:784-64-10", sampleShape: [1, 28, 28], dropout: 0.5)
+            == [.flatten, .linear(inFeatures: 784, outFeatures: 64), .relu, .dropout(probability: 0.5), .linear(inFeatures: 64, outFeatures: 10)])
+    }
+
+    @Test("bad tokens and shapes are refused naming the token")
+    func badSpecs() throws {
+        for (spec, token) in [("cnn:c16k3-pool2", "'pool2'"), ("cnn:ck3", "'ck3'"), ("cnn:c4k3x2", "'c4k3x2'"), ("cnn:mp0", "'mp0'"),
+                              ("cnn:c4k3--fc10", "''"), ("mlp:784", "two sizes"), ("mlp:784-0-10", "'0'")] {
+            do {
+                try ArchitectureSpec.validate(spec)
+                Issue.record("\(spec) was accepted")
+            } catch {
+                #expect(error.description.contains(token), "\(spec): \(error.description)")
+            }
+        }
+        #expect(throws: EngineError.self) { try ArchitectureSpec.layers("cnn:c4k9-fc10", sampleShape: [1, 5, 5]) }
+        #expect(throws: EngineError.self) { try ArchitectureSpec.layers("cnn:c4k3", sampleShape: [784]) }
+        #expect(throws: EngineError.self) { try ArchitectureSpec.layers("mlp:100-10", sampleShape: [1, 28, 28]) }
     }
 }
