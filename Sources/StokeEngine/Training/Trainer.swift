@@ -528,6 +528,22 @@ public final class Trainer {
         let (kernel, stride) = (Int(g.kernel_h), Int(g.stride_h))
         for plane in 0..<planes {
             let base = plane * inH * inW
+            if kernel == 2 && stride == 2 {
+                // The common 2×2 window, unrolled: the generic loop below costs a fifth of a CNN step.
+                for oh in 0..<outH {
+                    for ow in 0..<outW {
+                        let a = base + 2 * oh * inW + 2 * ow, c = a + inW
+                        var best = a
+                        if unsafe x[a + 1] > x[best] { best = a + 1 }
+                        if unsafe x[c] > x[best] { best = c }
+                        if unsafe x[c + 1] > x[best] { best = c + 1 }
+                        let out = (plane * outH + oh) * outW + ow
+                        unsafe y[out] = x[best]
+                        unsafe argmax[out] = Int32(best)
+                    }
+                }
+                continue
+            }
             for oh in 0..<outH {
                 for ow in 0..<outW {
                     var best = base + oh * stride * inW + ow * stride
