@@ -85,4 +85,10 @@ extension Trainer {
         }
         return ranges
     }
+
+    /// The learned activation ranges as the calibration table `Model.quantizedStatic(calibration:)`
+    /// takes: convert the trained model with
+    /// `try trainer.model().model().quantizedStatic(calibration: trainer.calibrationTable())`.
+    /// Its weight and activation rounding are the ones the QAT forward pass simulated.
+    public func calibrationTable() -> CalibrationTable { CalibrationTable(ranges: activationRanges()) }
 }
