@@ -19,11 +19,11 @@ struct Distill: ParsableCommand {
     @Option(name: .long, help: "The teacher (.onnx or Stoke .h5 model).") var teacher: String
     @Option(name: .long, help: "The student: mlp:IN-H1-…-OUT or cnn:TOKENS (as stoke train).") var arch: String
     @Option(name: .shortAndLong, help: "The student model file to write (.h5).") var output: String
-    @Option(name: .long, help: "Softmax temperature T.") var temperature: Float = 4
-    @Option(name: .long, help: "Weight of the distillation term (1 − alpha weighs the labels).") var alpha: Float = 0.9
+    @Option(name: .long, help: "Softmax temperature T.") var temperature: Float = DistillationDefaults.temperature
+    @Option(name: .long, help: "Weight of the distillation term (1 − alpha weighs the labels).") var alpha: Float = DistillationDefaults.alpha
     @Option(name: .long, help: "Epochs.") var epochs = 5
     @Option(name: .long, help: "Samples per batch.") var batchSize = 128
-    @Option(name: .long, help: "Learning rate (Adam).") var lr: Float = 1e-3
+    @Option(name: .long, help: "Learning rate (Adam).") var lr: Float = DistillationDefaults.learningRate
     @Option(name: .long, help: "Seed for weights and shuffling.") var seed: UInt64 = 0
     @Option(name: .long, help: "A test store: report teacher, student-alone and distilled accuracies.") var eval: String?
     @Flag(name: .long, help: "Run the teacher in dynamic INT8.") var teacherInt8 = false
