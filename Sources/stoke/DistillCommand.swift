@@ -21,7 +21,7 @@ struct Distill: ParsableCommand {
     @Option(name: .shortAndLong, help: "The student model file to write (.h5).") var output: String
     @Option(name: .long, help: "Softmax temperature T.") var temperature: Float = DistillationDefaults.temperature
     @Option(name: .long, help: "Weight of the distillation term (1 − alpha weighs the labels).") var alpha: Float = DistillationDefaults.alpha
-    @Option(name: .long, help: "Epochs.") var epochs = 5
+    @Option(name: .long, help: "Epochs.") var epochs = DistillationDefaults.epochs
     @Option(name: .long, help: "Samples per batch.") var batchSize = 128
     @Option(name: .long, help: "Learning rate (Adam).") var lr: Float = DistillationDefaults.learningRate
     @Option(name: .long, help: "Seed for weights and shuffling.") var seed: UInt64 = 0
