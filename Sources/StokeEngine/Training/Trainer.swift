@@ -110,7 +110,7 @@ public final class Trainer {
         var gradient = TrainingBuffer<Float>(count: 0, value: 0)
         /// Dropout masks (0 or 1/keep), BatchNorm's normalized input, or QAT's quantized input.
         var saved = TrainingBuffer<Float>(count: 0, value: 0)
-        /// Conv: the im2col matrices of the batch, image after image.
+        /// Conv: the batch's im2col matrix [C·K·K, N·OH·OW] (image n's columns at n·OH·OW).
         var columns = TrainingBuffer<Float>(count: 0, value: 0)
         /// MaxPool: for each output element, the input element it came from.
         var argmax = TrainingBuffer<Int32>(count: 0, value: 0)
@@ -126,8 +126,10 @@ public final class Trainer {
     var groups: [ParameterGroup]
     var norms: [NormState]
     var buffers: [StepBuffers]
-    /// Conv input-gradient scratch (one image's column matrix).
+    /// Conv scratch: the column-matrix gradient [C·K·K, N·OH·OW] of the largest conv layer.
     var columnGradient = TrainingBuffer<Float>(count: 0, value: 0)
+    /// Conv scratch: outputs or output gradients as [OC, N·OH·OW], the GEMM's layout.
+    var channelMajor = TrainingBuffer<Float>(count: 0, value: 0)
     var batchCapacity = 0
     var updates = 0
     var epoch = 0
@@ -358,7 +360,7 @@ public final class Trainer {
     private func reserve(_ count: Int) {
         guard count > batchCapacity else { return }
         batchCapacity = count
-        var largestColumns = 0
+        var largestColumns = 0, largestOutput = 0
         for (position, step) in steps.enumerated() {
             let b = buffers[position]
             b.activation = TrainingBuffer(count: outWidths[position] * count, value: 0)
@@ -370,13 +372,15 @@ public final class Trainer {
             case let .conv(_, window, inChannels, _):
                 let perImage = inChannels * Int(window.kernel_h * window.kernel_w * window.out_h * window.out_w)
                 b.columns = TrainingBuffer(count: perImage * count, value: 0)
-                largestColumns = max(largestColumns, perImage)
+                largestColumns = max(largestColumns, perImage * count)
+                largestOutput = max(largestOutput, outWidths[position] * count)
                 if options.quantizationAware { b.saved = TrainingBuffer(count: inWidths[position] * count, value: 0) }
             case .maxPool: b.argmax = TrainingBuffer(count: outWidths[position] * count, value: 0)
             default: break
             }
         }
         columnGradient = TrainingBuffer(count: largestColumns, value: 0)
+        channelMajor = TrainingBuffer(count: largestOutput, value: 0)
     }
 
     /// The input of step `position`: the batch for the first step, else the previous step's output.
@@ -411,14 +415,20 @@ public final class Trainer {
                     unsafe x = b.saved.pointer
                     Self.fakeQuantizeRows(group)
                 }
+                // One GEMM for the batch: Y[OC, N·plane] = W · col + bias, then back to [N, OC, plane].
                 var geometry = window
                 let plane = Int(window.out_h * window.out_w), depth = inChannels * Int(window.kernel_h * window.kernel_w)
+                let columns = unsafe b.columns.pointer, wide = count * plane
                 for image in 0..<count {
-                    let columns = unsafe b.columns.pointer + image * depth * plane
-                    unsafe stoke_im2col_f32(x + image * inWidths[position], Int64(inChannels), &geometry, columns)
-                    unsafe LinearOps.sgemm(transA: false, transB: false, m: outChannels, n: plane, k: depth, alpha: 1,
-                                           a: group.effectiveWeight, lda: depth, b: columns, ldb: plane, beta: 0,
-                                           y: y + image * outWidths[position], ldy: plane, rowBias: group.bias.pointer)
+                    unsafe stoke_im2col_ld_f32(x + image * inWidths[position], Int64(inChannels), &geometry, columns + image * plane, Int64(wide))
+                }
+                unsafe LinearOps.sgemm(transA: false, transB: false, m: outChannels, n: wide, k: depth, alpha: 1,
+                                       a: group.effectiveWeight, lda: depth, b: columns, ldb: wide, beta: 0,
+                                       y: channelMajor.pointer, ldy: wide, rowBias: group.bias.pointer)
+                for image in 0..<count {
+                    for channel in 0..<outChannels {
+                        unsafe (y + (image * outChannels + channel) * plane).update(from: channelMajor.pointer + channel * wide + image * plane, count: plane)
+                    }
                 }
             case .relu:
                 for i in 0..<n { unsafe y[i] = max(0, x[i]) }
@@ -470,29 +480,27 @@ public final class Trainer {
                 }
             case let .conv(g, window, inChannels, outChannels):
                 let group = groups[g]
-                var geometry = window
                 let plane = Int(window.out_h * window.out_w), depth = inChannels * Int(window.kernel_h * window.kernel_w)
-                group.biasGradient.fill(0)
+                let columns = unsafe b.columns.pointer, wide = count * plane
+                let dyWide = unsafe channelMajor.pointer
                 for image in 0..<count {
-                    let columns = unsafe b.columns.pointer + image * depth * plane
-                    let dyImage = unsafe dy + image * outWidths[position]
-                    // dW += dY_n · col_nᵀ
-                    unsafe LinearOps.sgemm(transA: false, transB: true, m: outChannels, n: depth, k: plane, alpha: 1,
-                                           a: dyImage, lda: plane, b: columns, ldb: plane, beta: image == 0 ? 0 : 1,
-                                           y: group.weightGradient.pointer, ldy: depth)
                     for channel in 0..<outChannels {
-                        var sum: Float = 0
-                        for i in 0..<plane { sum += unsafe dyImage[channel * plane + i] }
-                        unsafe group.biasGradient.pointer[channel] += sum
+                        unsafe (dyWide + channel * wide + image * plane).update(from: dy + (image * outChannels + channel) * plane, count: plane)
                     }
-                    guard let dx = unsafe dx else { continue }
-                    // dX_n = col2im(Wᵀ · dY_n)
-                    unsafe LinearOps.sgemm(transA: true, transB: false, m: depth, n: plane, k: outChannels, alpha: 1,
-                                           a: group.effectiveWeight, lda: depth, b: dyImage, ldb: plane, beta: 0,
-                                           y: columnGradient.pointer, ldy: plane)
-                    let dxImage = unsafe dx + image * inWidths[position]
-                    unsafe dxImage.update(repeating: 0, count: inWidths[position])
-                    unsafe stoke_col2im_add_f32(columnGradient.pointer, Int64(inChannels), &geometry, dxImage)
+                }
+                // dW = dY · colᵀ, db = row sums of dY, dcol = Wᵀ · dY, dX = col2im(dcol)
+                unsafe LinearOps.sgemm(transA: false, transB: true, m: outChannels, n: depth, k: wide, alpha: 1,
+                                       a: dyWide, lda: wide, b: columns, ldb: wide, beta: 0, y: group.weightGradient.pointer, ldy: depth)
+                for channel in 0..<outChannels {
+                    var sum: Float = 0
+                    for i in 0..<wide { sum += unsafe dyWide[channel * wide + i] }
+                    group.biasGradient[channel] = sum
+                }
+                if let dx = unsafe dx {
+                    unsafe LinearOps.sgemm(transA: true, transB: false, m: depth, n: wide, k: outChannels, alpha: 1,
+                                           a: group.effectiveWeight, lda: depth, b: dyWide, ldb: wide, beta: 0,
+                                           y: columnGradient.pointer, ldy: wide)
+                    unsafe Self.columnsToImages(columnGradient.pointer, dx, count: count, channels: inChannels, window)
                 }
                 if let dx = unsafe dx, options.quantizationAware { unsafe clipGradient(value: position, x, dx, count: m) }
             case .relu:
@@ -556,6 +564,36 @@ public final class Trainer {
                     let out = (plane * outH + oh) * outW + ow
                     unsafe y[out] = x[best]
                     unsafe argmax[out] = Int32(best)
+                }
+            }
+        }
+    }
+
+    /// The adjoint of the batched im2col: dx[n] = Σ of the column-matrix entries [C·K·K, N·OH·OW] that
+    /// read each input element (dx is overwritten).
+    private static func columnsToImages(_ columns: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count: Int, channels: Int, _ g: stoke_window2d) {
+        let (inH, inW, outH, outW) = (Int(g.in_h), Int(g.in_w), Int(g.out_h), Int(g.out_w))
+        let (kernel, stride, pad) = (Int(g.kernel_h), Int(g.stride_h), Int(g.pad_top))
+        let plane = outH * outW, wide = count * plane
+        unsafe dx.update(repeating: 0, count: count * channels * inH * inW)
+        for image in 0..<count {
+            for channel in 0..<channels {
+                let target = unsafe dx + (image * channels + channel) * inH * inW
+                for kh in 0..<kernel {
+                    for kw in 0..<kernel {
+                        let row = unsafe columns + ((channel * kernel + kh) * kernel + kw) * wide + image * plane
+                        // Output columns whose input column lies inside the image: [low, high).
+                        let base = kw - pad
+                        let low = base >= 0 ? 0 : (-base + stride - 1) / stride
+                        let high = min(outW, base > inW - 1 ? 0 : (inW - 1 - base) / stride + 1)
+                        guard low < high else { continue }
+                        for oh in 0..<outH {
+                            let ih = oh * stride - pad + kh
+                            guard ih >= 0 && ih < inH else { continue }
+                            let line = unsafe target + ih * inW + base, source = unsafe row + oh * outW
+                            for ow in low..<high { unsafe line[ow * stride] += source[ow] }
+                        }
+                    }
                 }
             }
         }
