@@ -57,6 +57,13 @@ struct TrainingLayerTests {
                   sampleShape: [2, 7, 7], classes: 4, probes: Self.probes(0, [0, 8, 13, 40, 53], biases: [0, 2]) + Self.probes(1, [3, 150]))
     }
 
+    @Test("Conv2d input gradients (col2im, stride 1 and 2, padding) reach the layers below")
+    func convInputGradients() throws {
+        try check([.conv2d(inChannels: 2, outChannels: 3, kernelSize: 3, padding: 1), .conv2d(inChannels: 3, outChannels: 2, kernelSize: 3, padding: 1),
+                   .conv2d(inChannels: 2, outChannels: 2, kernelSize: 3, stride: 2, padding: 1), .flatten, .linear(inFeatures: 32, outFeatures: 3)],
+                  sampleShape: [2, 7, 7], classes: 3, probes: Self.probes(0, [0, 10, 26, 53], biases: [1]) + Self.probes(1, [4, 40], biases: [0]))
+    }
+
     @Test("MaxPool2d routes the gradient to each window's maximum")
     func maxPool() throws {
         try check([.conv2d(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1), .maxPool2d(kernelSize: 2), .flatten,

@@ -591,7 +591,11 @@ public final class Trainer {
                             let ih = oh * stride - pad + kh
                             guard ih >= 0 && ih < inH else { continue }
                             let line = unsafe target + ih * inW + base, source = unsafe row + oh * outW
-                            for ow in low..<high { unsafe line[ow * stride] += source[ow] }
+                            if stride == 1 {
+                                for ow in low..<high { unsafe line[ow] += source[ow] }
+                            } else {
+                                for ow in low..<high { unsafe line[ow * stride] += source[ow] }
+                            }
                         }
                     }
                 }
