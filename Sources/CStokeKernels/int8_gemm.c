@@ -76,7 +76,8 @@ void stoke_int8_pack_b(const int8_t *b, size_t ldb, size_t k, size_t n, int leve
     }
 }
 
-// The epilogue every path shares: one output row segment from s32 accumulators.
+// The epilogue every path shares: one output row segment from s32 accumulators. `mode` 0 stores
+// s32, 1 dequantizes to f32, 2 requantizes to u8 (out_bytes is then 1, else 4).
 typedef struct {
     int32_t zero_point;
     const int32_t *sums;
@@ -85,10 +86,27 @@ typedef struct {
     const float *b_scale;
     const float *bias;
     int relu;
+    int requantize;
+    size_t out_bytes;
+    const float *multiplier;
+    const int32_t *bias_s32;
+    int32_t y_zero_point, lo, hi;
 } epilogue;
+
+/// The requantization every path must reproduce bit for bit: one f32 multiply, round half to even
+/// (the default rounding mode, as cvtps2dq does), zero point, clamp.
+static inline uint8_t requantize_scalar(const epilogue *e, size_t column, int32_t value) {
+    if (e->bias_s32) value += e->bias_s32[column];
+    int32_t q = (int32_t)__builtin_nearbyintf((float)value * e->multiplier[column]) + e->y_zero_point;
+    return (uint8_t)(q < e->lo ? e->lo : q > e->hi ? e->hi : q);
+}
 
 static inline void store_scalar(const epilogue *e, size_t column, int32_t acc, void *out) {
     int32_t value = acc - e->zero_point * e->sums[column];
+    if (e->requantize) {
+        *(uint8_t *)out = requantize_scalar(e, column, value);
+        return;
+    }
     if (!e->dequantize) {
         *(int32_t *)out = value;
         return;
@@ -104,7 +122,7 @@ static void gemm_portable(size_t m, size_t n, size_t k, const uint8_t *a, size_t
         for (size_t j = 0; j < n; j++) {
             int32_t acc = 0;
             for (size_t t = 0; t < k; t++) acc += (int32_t)a[i * lda + t] * (int32_t)b[t * n + j];
-            store_scalar(e, j, acc, (uint8_t *)c + 4 * (i * ldc + j));
+            store_scalar(e, j, acc, (uint8_t *)c + e->out_bytes * (i * ldc + j));
         }
 }
 
@@ -120,11 +138,20 @@ static inline int32_t load_a4(const uint8_t *row, size_t t, size_t k) {
     return value;
 }
 
-__attribute__((target("avx512f,avx512bw")))
+__attribute__((target("avx512f,avx512bw,avx512vl")))
 static void store16(const epilogue *e, size_t column, size_t valid, __m512i acc, void *out) {
     __mmask16 mask = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
     __m512i sums = _mm512_maskz_loadu_epi32(mask, e->sums + column);
     __m512i value = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(e->zero_point), sums));
+    if (e->requantize) {
+        if (e->bias_s32) value = _mm512_add_epi32(value, _mm512_maskz_loadu_epi32(mask, e->bias_s32 + column));
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(value), _mm512_maskz_loadu_ps(mask, e->multiplier + column));
+        __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                     _mm512_set1_epi32(e->y_zero_point));
+        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(e->lo)), _mm512_set1_epi32(e->hi));
+        _mm_mask_storeu_epi8(out, mask, _mm512_cvtepi32_epi8(q));
+        return;
+    }
     if (!e->dequantize) {
         _mm512_mask_storeu_epi32(out, mask, value);
         return;
@@ -140,7 +167,7 @@ static void store16(const epilogue *e, size_t column, size_t valid, __m512i acc,
 // 6 broadcasts feed 24 vpdpbusd, so loads do not bound the loop.
 #define VNNI_ROWS 6
 #define VNNI_BLOCKS 4
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 static void gemm_vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int8_t *b,
                       const epilogue *e, void *c, size_t ldc) {
     size_t quads = ROUND_UP(k, 4) / 4, full_quads = k / 4, blocks = ROUND_UP(n, 16) / 16;
@@ -182,7 +209,7 @@ static void gemm_vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda
                 for (size_t p = 0; p < nb; p++) {
                     size_t column = (block + p) * 16;
                     if (column >= n) continue;
-                    store16(e, column, n - column, acc[r][p], (uint8_t *)c + 4 * ((i0 + r) * ldc + column));
+                    store16(e, column, n - column, acc[r][p], (uint8_t *)c + e->out_bytes * ((i0 + r) * ldc + column));
                 }
         }
     }
@@ -192,7 +219,7 @@ __attribute__((target("avx2")))
 static void store8(const epilogue *e, size_t column, size_t valid, __m256i acc, void *out) {
     int32_t lanes[8];
     _mm256_storeu_si256((__m256i *)lanes, acc);
-    for (size_t j = 0; j < 8 && j < valid; j++) store_scalar(e, column + j, lanes[j], (uint8_t *)out + 4 * j);
+    for (size_t j = 0; j < 8 && j < valid; j++) store_scalar(e, column + j, lanes[j], (uint8_t *)out + e->out_bytes * j);
 }
 
 // Micro-kernel: up to 4 rows × 2 column blocks of 8; vpmaddwd on s16-widened values, 2 k at a time.
@@ -222,7 +249,7 @@ static void gemm_avx2(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda
                 for (size_t q = 0; q < pair; q++) {
                     size_t column = (block + q) * 8;
                     if (column >= n) continue;
-                    store8(e, column, n - column, acc[r][q], (uint8_t *)c + 4 * ((i0 + r) * ldc + column));
+                    store8(e, column, n - column, acc[r][q], (uint8_t *)c + e->out_bytes * ((i0 + r) * ldc + column));
                 }
         }
     }
@@ -246,7 +273,8 @@ static void gemm(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, con
 void stoke_int8_gemm_s32(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
                          int32_t a_zero_point, int32_t *c, size_t ldc) {
     const int8_header *header = (const int8_header *)packed;
-    epilogue e = {a_zero_point, (const int32_t *)((const uint8_t *)packed + sizeof(int8_header)), 0, 0, NULL, NULL, 0};
+    epilogue e = {a_zero_point, (const int32_t *)((const uint8_t *)packed + sizeof(int8_header)), 0, 0, NULL, NULL, 0,
+                  0, 4, NULL, NULL, 0, 0, 0};
     (void)header;
     gemm(m, n, k, a, lda, packed, &e, c, ldc);
 }
@@ -254,8 +282,24 @@ void stoke_int8_gemm_s32(size_t m, size_t n, size_t k, const uint8_t *a, size_t 
 void stoke_int8_gemm_f32(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
                          int32_t a_zero_point, float a_scale, const float *b_scale, const float *bias, int relu,
                          float *c, size_t ldc) {
-    epilogue e = {a_zero_point, (const int32_t *)((const uint8_t *)packed + sizeof(int8_header)), 1, a_scale, b_scale, bias, relu};
+    epilogue e = {a_zero_point, (const int32_t *)((const uint8_t *)packed + sizeof(int8_header)), 1, a_scale, b_scale, bias, relu,
+                  0, 4, NULL, NULL, 0, 0, 0};
     gemm(m, n, k, a, lda, packed, &e, c, ldc);
+}
+
+void stoke_int8_gemm_u8(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
+                        int32_t a_zero_point, const float *multiplier, const int32_t *bias, int32_t y_zero_point,
+                        int32_t lo, int32_t hi, uint8_t *c, size_t ldc) {
+    epilogue e = {a_zero_point, (const int32_t *)((const uint8_t *)packed + sizeof(int8_header)), 0, 0, NULL, NULL, 0,
+                  1, 1, multiplier, bias, y_zero_point, lo, hi};
+    gemm(m, n, k, a, lda, packed, &e, c, ldc);
+}
+
+void stoke_requantize_reference(size_t m, size_t n, const int32_t *acc, const float *multiplier, const int32_t *bias,
+                                int32_t y_zero_point, int32_t lo, int32_t hi, uint8_t *c) {
+    epilogue e = {0, NULL, 0, 0, NULL, NULL, 0, 1, 1, multiplier, bias, y_zero_point, lo, hi};
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) c[i * n + j] = requantize_scalar(&e, j, acc[i * n + j]);
 }
 
 // MARK: - Activation quantization (dynamic: per tensor, asymmetric u8)

@@ -14,6 +14,10 @@ public struct OptimizationOptions: Sendable {
     public var fusePooling = true
     /// Remove nodes and initializers that no graph output depends on.
     public var removeDeadNodes = true
+    /// Run QDQ patterns (DequantizeLinear → Conv/Gemm/MatMul [→ Relu] → QuantizeLinear, and
+    /// MaxPool/Flatten/Reshape between matching Q/DQ pairs) as fused u8 operators
+    /// (`GraphPasses.fuseQDQ`), so quantized activations flow between INT8 layers as bytes.
+    public var fuseQDQ = true
 
     public init() {}
 
@@ -25,6 +29,7 @@ public struct OptimizationOptions: Sendable {
         options.fuseActivations = false
         options.fusePooling = false
         options.removeDeadNodes = false
+        options.fuseQDQ = false
         return options
     }()
 }
@@ -34,6 +39,9 @@ public struct OptimizationOptions: Sendable {
 public struct Model: Sendable {
     /// The graph after the load-time passes, nodes in topological order.
     public let graph: Graph
+    /// The graph as given, before any load-time pass: standard ONNX that `onnxBytes()` writes
+    /// (the executed `graph` may hold Stoke's fused operators).
+    public let sourceGraph: Graph
     /// The default-domain ONNX opset the graph's operators follow.
     public let opset: Int64
     /// Inputs a caller feeds, with declared (possibly symbolic) shapes.
@@ -65,7 +73,9 @@ public struct Model: Sendable {
             throw EngineError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.name)
         }
         var graph = graph
+        sourceGraph = graph
         try GraphPasses.topologicalSort(&graph)
+        if options.fuseQDQ { try GraphPasses.fuseQDQ(&graph, opset: opset) }
         if options.foldConstants { try GraphPasses.foldConstants(&graph, opset: opset) }
         if options.foldBatchNorm { GraphPasses.foldBatchNorm(&graph) }
         if options.fuseActivations { GraphPasses.fuseActivations(&graph) }

@@ -47,7 +47,7 @@ public final class Session {
         for (index, input) in model.inputs.enumerated() {
             // Declared element types must match what is fed (narrow ONNX integer types are int64 here).
             if input.onnxElementType != 0 {
-                let expected: ElementType = input.onnxElementType == 1 || input.onnxElementType == 11 ? .float32 : .int64
+                let expected = ElementType(onnxCode: input.onnxElementType)
                 guard types[index] == expected else {
                     throw EngineError.badInput("'\(input.name)' is \(types[index]); the model declares \(expected) (ONNX type \(input.onnxElementType))")
                 }
@@ -83,7 +83,7 @@ public final class Session {
             guard let shape = inputShapes[input.name] else { throw EngineError.badInput("missing input '\(input.name)'") }
             return shape
         }
-        let types = model.inputs.map { $0.onnxElementType == 7 || $0.onnxElementType == 6 ? ElementType.int64 : .float32 }
+        let types = model.inputs.map { $0.onnxElementType == 0 ? ElementType.float32 : ElementType(onnxCode: $0.onnxElementType) }
         let plan = try plan(shapes: shapes, types: types)
         return (plan.arenaBytes, plan.unsharedBytes)
     }
@@ -175,7 +175,7 @@ public final class Session {
             guard let shape = inputShapes[input.name] else { throw EngineError.badInput("missing input '\(input.name)'") }
             return shape
         }
-        let types = model.inputs.map { $0.onnxElementType == 7 || $0.onnxElementType == 6 ? ElementType.int64 : .float32 }
+        let types = model.inputs.map { $0.onnxElementType == 0 ? ElementType.float32 : ElementType(onnxCode: $0.onnxElementType) }
         return try plan(shapes: shapes, types: types).steps.map { NodeCost(node: $0.node, opType: $0.opType, macs: $0.macs) }
     }
 

@@ -1,16 +1,23 @@
 /// Element types the engine computes with.
 ///
-/// ONNX integer types narrower than 64 bits (int8/16/32, uint8/16/32, bool) are widened to `int64`
-/// when a model loads: in the supported operator set they only carry indices, shapes and masks.
+/// `uint8` and `int8` hold quantized values (QuantizeLinear/DequantizeLinear, the fused INT8
+/// operators); the other ONNX integer types narrower than 64 bits (int16/32, uint16/32, bool) are
+/// widened to `int64` when a model loads: in the supported operator set they only carry indices,
+/// shapes and masks.
 public enum ElementType: Sendable, Equatable, CustomStringConvertible {
     case float32
     case int64
+    /// Quantized activations (asymmetric, with a zero point).
+    case uint8
+    /// Quantized weights (symmetric).
+    case int8
 
     /// Size of one element in bytes.
     public var byteCount: Int {
         switch self {
         case .float32: return 4
         case .int64: return 8
+        case .uint8, .int8: return 1
         }
     }
 
@@ -18,6 +25,29 @@ public enum ElementType: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .float32: return "float32"
         case .int64: return "int64"
+        case .uint8: return "uint8"
+        case .int8: return "int8"
+        }
+    }
+
+    /// The engine type holding an ONNX `TensorProto.DataType` (1 and 11 float32, 2 uint8, 3 int8,
+    /// other integer types int64).
+    public init(onnxCode: Int) {
+        switch onnxCode {
+        case 1, 11: self = .float32
+        case 2: self = .uint8
+        case 3: self = .int8
+        default: self = .int64
+        }
+    }
+
+    /// The ONNX `TensorProto.DataType` code of this type.
+    public var onnxCode: Int {
+        switch self {
+        case .float32: return 1
+        case .uint8: return 2
+        case .int8: return 3
+        case .int64: return 7
         }
     }
 }
@@ -79,11 +109,27 @@ public struct Tensor: Sendable, CustomStringConvertible {
         storage.copy(from: values)
     }
 
-    /// The elements as `Float` (int64 elements are converted).
+    /// A uint8 tensor (quantized activations); `values.count` must equal the product of `shape`.
+    public init(shape: [Int], uint8s values: [UInt8]) {
+        precondition(values.count == elementCount(shape), "\(values.count) values do not fill shape \(shape)")
+        self.init(zeros: .uint8, shape: shape)
+        storage.copy(from: values)
+    }
+
+    /// An int8 tensor (quantized weights); `values.count` must equal the product of `shape`.
+    public init(shape: [Int], int8s values: [Int8]) {
+        precondition(values.count == elementCount(shape), "\(values.count) values do not fill shape \(shape)")
+        self.init(zeros: .int8, shape: shape)
+        storage.copy(from: values)
+    }
+
+    /// The elements as `Float` (integer elements are converted; quantized ones are NOT dequantized).
     public var floats: [Float] {
         switch elementType {
         case .float32: return storage.array(of: Float.self, count: count)
         case .int64: return storage.array(of: Int64.self, count: count).map { Float($0) }
+        case .uint8: return storage.array(of: UInt8.self, count: count).map { Float($0) }
+        case .int8: return storage.array(of: Int8.self, count: count).map { Float($0) }
         }
     }
 
@@ -92,7 +138,19 @@ public struct Tensor: Sendable, CustomStringConvertible {
         switch elementType {
         case .int64: return storage.array(of: Int64.self, count: count)
         case .float32: return storage.array(of: Float.self, count: count).map { Int64($0) }
+        case .uint8: return storage.array(of: UInt8.self, count: count).map { Int64($0) }
+        case .int8: return storage.array(of: Int8.self, count: count).map { Int64($0) }
         }
+    }
+
+    /// The elements as `UInt8` (other types are truncated like `int64s`, then saturated to 0...255).
+    public var uint8s: [UInt8] {
+        elementType == .uint8 ? storage.array(of: UInt8.self, count: count) : int64s.map { UInt8(clamping: $0) }
+    }
+
+    /// The elements as `Int8` (other types are truncated like `int64s`, then saturated to -128...127).
+    public var int8s: [Int8] {
+        elementType == .int8 ? storage.array(of: Int8.self, count: count) : int64s.map { Int8(clamping: $0) }
     }
 
     /// The same elements viewed with another shape of equal element count.

@@ -236,4 +236,5 @@ int stoke_sgemm_avx512_prepacked(size_t m, size_t n, size_t k,
                                  float *_Nonnull c, size_t ldc,
                                  const float *_Nullable row_bias, const float *_Nullable col_bias, int relu);
 #include "stoke_conv.h"
+#include "stoke_qconv.h"
 #endif

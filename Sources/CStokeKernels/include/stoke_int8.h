@@ -30,6 +30,20 @@ void stoke_int8_gemm_f32(size_t m, size_t n, size_t k, const uint8_t *_Nonnull a
                          const void *_Nonnull packed, int32_t a_zero_point, float a_scale,
                          const float *_Nonnull b_scale, const float *_Nullable bias, int relu,
                          float *_Nonnull c, size_t ldc);
+/// The product requantized to u8 (static quantization): with v = acc − za · colsum[n] + bias[n]
+/// (bias may be NULL), C[m][n] = clamp(round_half_even(v · multiplier[n]) + y_zero_point, lo, hi).
+/// multiplier[n] = a_scale · b_scale[n] / y_scale; a fused ReLU is lo = y_zero_point. u8 out, row
+/// stride `ldc` bytes. Bit-identical on every level (one f32 multiply, then rounding).
+void stoke_int8_gemm_u8(size_t m, size_t n, size_t k, const uint8_t *_Nonnull a, size_t lda,
+                        const void *_Nonnull packed, int32_t a_zero_point, const float *_Nonnull multiplier,
+                        const int32_t *_Nullable bias, int32_t y_zero_point, int32_t lo, int32_t hi,
+                        uint8_t *_Nonnull c, size_t ldc);
+
+/// The scalar requantization of an M×N s32 matrix (already zero-point compensated), for tests.
+void stoke_requantize_reference(size_t m, size_t n, const int32_t *_Nonnull acc, const float *_Nonnull multiplier,
+                                const int32_t *_Nullable bias, int32_t y_zero_point, int32_t lo, int32_t hi,
+                                uint8_t *_Nonnull c);
+
 /// Smallest and largest of `n` floats (0 and 0 when `n` is 0).
 void stoke_minmax_f32(const float *_Nonnull x, size_t n, float *_Nonnull min_out, float *_Nonnull max_out);
 

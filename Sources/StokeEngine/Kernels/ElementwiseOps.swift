@@ -183,6 +183,7 @@ enum ElementwiseOps {
                 switch type {
                 case .float32: unsafe stoke_binary_f32(code, s.floats(ia), sa, s.floats(ib), sb, s.floats(iy), dims, rank)
                 case .int64: unsafe stoke_binary_i64(code, s.int64s(ia), sa, s.int64s(ib), sb, s.int64s(iy), dims, rank)
+                case .uint8, .int8: break  // refused at plan time by OperatorRegistry.planner
                 }
             }
         }
@@ -221,6 +222,7 @@ enum ElementwiseOps {
                         unsafe stoke_binary_f32(code, s.floats(left), leftStrides, s.floats(slots[k]), strides[k], s.floats(out), dims, rank)
                     case .int64:
                         unsafe stoke_binary_i64(code, s.int64s(left), leftStrides, s.int64s(slots[k]), strides[k], s.int64s(out), dims, rank)
+                    case .uint8, .int8: break  // refused at plan time by OperatorRegistry.planner
                     }
                 }
                 if mean { unsafe cblas_sscal(Int32(count), scale, s.floats(out), 1) }
@@ -243,6 +245,7 @@ enum ElementwiseOps {
                 switch type {
                 case .float32: unsafe stoke_compare_f32(code, s.floats(ia), sa, s.floats(ib), sb, s.int64s(iy), dims, rank)
                 case .int64: unsafe stoke_compare_i64(code, s.int64s(ia), sa, s.int64s(ib), sb, s.int64s(iy), dims, rank)
+                case .uint8, .int8: break  // refused at plan time by OperatorRegistry.planner
                 }
             }
         }

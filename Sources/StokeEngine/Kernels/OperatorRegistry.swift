@@ -87,6 +87,18 @@ enum OperatorRegistry {
         "Slice": ShapeOps.slice,
         "Pad": ShapeOps.pad,
         "Expand": ShapeOps.expand,
+        "QuantizeLinear": QuantizedOps.quantizeLinear,
+        "DequantizeLinear": QuantizedOps.dequantizeLinear,
+        quantizedConvOp: QuantizedOps.quantizedConv,
+        quantizedGemmOp: QuantizedOps.quantizedGemm,
+        quantizedMaxPoolOp: QuantizedOps.quantizedMaxPool,
+    ]
+
+    /// Operators whose planners handle uint8/int8 inputs themselves (data movement and the
+    /// quantization operators); every other operator refuses them.
+    static let quantizedTypeOperators: Set<String> = [
+        "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Shape", "Size", "Constant",
+        "QuantizeLinear", "DequantizeLinear", quantizedConvOp, quantizedGemmOp, quantizedMaxPoolOp,
     ]
 
     /// Whether the engine can run `node` (checked when a model loads).
@@ -98,7 +110,8 @@ enum OperatorRegistry {
         guard supports(node), let planner = operators[node.opType] else {
             throw EngineError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.name)
         }
-        return planner
+        if quantizedTypeOperators.contains(node.opType) { return planner }
+        return QuantizedOps.acceptingNarrowIntegers(planner)
     }
 
     /// Runs `node` on constant inputs now and returns its outputs (constant folding).

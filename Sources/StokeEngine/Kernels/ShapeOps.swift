@@ -193,6 +193,9 @@ enum ShapeOps {
         switch fill.elementType {
         case .float32: return .constants([Tensor(shape: shape, floats: [Float](repeating: fill.floats.first ?? 0, count: elementCount(shape)))])
         case .int64: return .constants([Tensor(shape: shape, int64s: [Int64](repeating: fill.int64s.first ?? 0, count: elementCount(shape)))])
+
+        case .uint8: return .constants([Tensor(shape: shape, uint8s: [UInt8](repeating: fill.uint8s.first ?? 0, count: elementCount(shape)))])
+        case .int8: return .constants([Tensor(shape: shape, int8s: [Int8](repeating: fill.int8s.first ?? 0, count: elementCount(shape)))])
         }
     }
 
@@ -379,6 +382,9 @@ enum ShapeOps {
             guard d != 0 else { throw c.fail("delta 0") }
             let n = try count(Double(b) - Double(a), Double(d))
             return .constants([Tensor(shape: [n], int64s: (0..<n).map { a &+ Int64($0) &* d })])
+
+        case .uint8, .int8:
+            throw c.unsupported("Range of \(start.elementType) (float32 and int64 only)")
         }
     }
 

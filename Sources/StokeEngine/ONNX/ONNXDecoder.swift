@@ -305,8 +305,8 @@ enum ONNXDecoder {
             guard raw.count == count * size else {
                 throw reader.error("raw_data", "tensor '\(name)' has \(raw.count) bytes of raw_data, shape \(shape) needs \(count * size)", at: raw.lowerBound)
             }
-            tensor = Tensor(zeros: isFloat ? .float32 : .int64, shape: shape)
-            if dataType == DataType.float || dataType == DataType.int64 || dataType == DataType.uint64 {
+            tensor = Tensor(zeros: isFloat ? .float32 : engineIntegerType(dataType), shape: shape)
+            if [DataType.float, DataType.int64, DataType.uint64, DataType.uint8, DataType.int8].contains(dataType) {
                 tensor.storage.copyBytes(reader.bytes, range: raw)  // same layout: little-endian, native width
             } else if dataType == DataType.double {
                 tensor.storage.copy(from: doublesRaw(reader.bytes, raw, count: count))
@@ -321,9 +321,23 @@ enum ONNXDecoder {
             tensor = Tensor(shape: shape, floats: doubleData.map { Float($0) })
         } else {
             guard intData.count == count else { throw reader.error("int64_data", "tensor '\(name)' has \(intData.count) values, shape \(shape) needs \(count)") }
-            tensor = Tensor(shape: shape, int64s: intData)
+            switch engineIntegerType(dataType) {
+            case .uint8: tensor = Tensor(shape: shape, uint8s: intData.map { UInt8(truncatingIfNeeded: $0) })
+            case .int8: tensor = Tensor(shape: shape, int8s: intData.map { Int8(truncatingIfNeeded: $0) })
+            default: tensor = Tensor(shape: shape, int64s: intData)
+            }
         }
         return (name, tensor)
+    }
+
+    /// The engine type an ONNX integer type loads as: int8 and uint8 stay (quantized values), the
+    /// other integer types widen to int64.
+    static func engineIntegerType(_ dataType: Int) -> ElementType {
+        switch dataType {
+        case DataType.uint8: return .uint8
+        case DataType.int8: return .int8
+        default: return .int64
+        }
     }
 
     /// Converts little-endian raw bytes of a narrow or double type to the engine's element type.
@@ -345,8 +359,7 @@ enum ONNXDecoder {
         }
         for index in 0..<count {
             switch type {
-            case DataType.uint8, DataType.bool: out[index] = Int64(bytes[base + index])
-            case DataType.int8: out[index] = Int64(Int8(bitPattern: bytes[base + index]))
+            case DataType.bool: out[index] = Int64(bytes[base + index])
             case DataType.uint16: out[index] = Int64(le(base + 2 * index, 2))
             case DataType.int16: out[index] = Int64(Int16(truncatingIfNeeded: le(base + 2 * index, 2)))
             case DataType.int32: out[index] = Int64(Int32(truncatingIfNeeded: le(base + 4 * index, 4)))

@@ -65,10 +65,16 @@ public enum ONNXExport {
     ///
     /// Activations fused by the engine's optimizer are written back as separate standard nodes.
     public static func serialize(graph: Graph, opset: Int64, producer: String = "stoke") -> [UInt8] {
+        serialize(graph: graph, opset: opset, producer: producer, int32Initializers: [])
+    }
+
+    /// `serialize(graph:opset:producer:)` writing the named int64 initializers as ONNX int32 (the
+    /// engine widens int32 to int64 on load; DequantizeLinear of a bias needs int32 in the file).
+    static func serialize(graph: Graph, opset: Int64, producer: String = "stoke", int32Initializers: Set<String>) -> [UInt8] {
         var writer = ProtobufWriter()
         writer.int(1, irVersion)
         writer.string(2, producer)
-        writer.message(7) { encodeGraph(unfused(graph), into: &$0) }
+        writer.message(7) { encodeGraph(unfused(graph), int32Initializers: int32Initializers, into: &$0) }
         writer.message(8) { opsetWriter in
             opsetWriter.string(1, "")
             opsetWriter.int(2, opset)
@@ -115,7 +121,7 @@ public enum ONNXExport {
         return result
     }
 
-    static func encodeGraph(_ graph: Graph, into writer: inout ProtobufWriter) {
+    static func encodeGraph(_ graph: Graph, int32Initializers: Set<String> = [], into writer: inout ProtobufWriter) {
         for node in graph.nodes {
             writer.message(1) { w in
                 for input in node.inputs { w.string(1, input) }
@@ -130,7 +136,7 @@ public enum ONNXExport {
         }
         writer.string(2, graph.name.isEmpty ? "stoke" : graph.name)
         for (name, tensor) in graph.initializers.sorted(by: { $0.key < $1.key }) {
-            writer.message(5) { encodeTensor(tensor, name: name, into: &$0) }
+            writer.message(5) { encodeTensor(tensor, name: name, asInt32: int32Initializers.contains(name), into: &$0) }
         }
         for input in graph.inputs { writer.message(11) { encodeValueInfo(input, into: &$0) } }
         for output in graph.outputs { writer.message(12) { encodeValueInfo(output, into: &$0) } }
@@ -151,9 +157,21 @@ public enum ONNXExport {
         }
     }
 
-    static func encodeTensor(_ tensor: Tensor, name: String, into w: inout ProtobufWriter) {
+    static func encodeTensor(_ tensor: Tensor, name: String, asInt32: Bool = false, into w: inout ProtobufWriter) {
         if !tensor.shape.isEmpty { w.packedInts(1, tensor.shape.map { Int64($0) }) }
-        w.int(2, tensor.elementType == .float32 ? Int64(ONNXDecoder.DataType.float) : Int64(ONNXDecoder.DataType.int64))
+        if asInt32 && tensor.elementType == .int64 {
+            w.int(2, Int64(ONNXDecoder.DataType.int32))
+            w.string(8, name)
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(4 * tensor.count)
+            for value in tensor.int64s {
+                let narrow = UInt32(bitPattern: Int32(clamping: value))
+                for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: narrow >> (8 * UInt32(k)))) }
+            }
+            w.data(9, bytes)
+            return
+        }
+        w.int(2, Int64(tensor.elementType.onnxCode))
         w.string(8, name)
         w.data(9, tensor.storage.array(of: UInt8.self, count: tensor.count * tensor.elementType.byteCount))
     }
