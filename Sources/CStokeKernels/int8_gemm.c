@@ -167,6 +167,44 @@ static void store16(const epilogue *e, size_t column, size_t valid, __m512i acc,
 // 6 broadcasts feed 24 vpdpbusd, so loads do not bound the loop.
 #define VNNI_ROWS 6
 #define VNNI_BLOCKS 4
+
+/// Row-invariant requantization constants of up to 4 column blocks: bias − za · colsum, the
+/// multipliers and the store masks, computed once per column panel instead of once per row.
+typedef struct {
+    __m512i offset[VNNI_BLOCKS];
+    __m512 multiplier[VNNI_BLOCKS];
+    __mmask16 mask[VNNI_BLOCKS];
+} requant_panel;
+
+/// 6 full rows × NB column blocks (NB a constant after inlining, so the accumulators stay in
+/// registers), requantized to u8 with a precomputed panel. Same arithmetic as store16: the s32
+/// offset is added in one step (integer addition is associative, so the bytes are identical).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline))
+static inline void vnni_requant_tile(const size_t NB, size_t quads, size_t full_quads, size_t k, const uint8_t *const *rowp,
+                                     const int8_t *panel, const epilogue *e, const requant_panel *rp, uint8_t *out, size_t ldc) {
+    __m512i acc[VNNI_ROWS][VNNI_BLOCKS];
+    for (size_t r = 0; r < VNNI_ROWS; r++)
+        for (size_t p = 0; p < NB; p++) acc[r][p] = _mm512_setzero_si512();
+    for (size_t q = 0; q < quads; q++) {
+        __m512i w[VNNI_BLOCKS];
+        for (size_t p = 0; p < NB; p++) w[p] = _mm512_loadu_si512(panel + (p * quads + q) * 64);
+        for (size_t r = 0; r < VNNI_ROWS; r++) {
+            int32_t word;
+            if (q < full_quads) memcpy(&word, rowp[r] + 4 * q, 4); else word = load_a4(rowp[r], 4 * q, k);
+            __m512i x = _mm512_set1_epi32(word);
+            for (size_t p = 0; p < NB; p++) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], x, w[p]);
+        }
+    }
+    const __m512i zero = _mm512_set1_epi32(e->y_zero_point), lo = _mm512_set1_epi32(e->lo), hi = _mm512_set1_epi32(e->hi);
+    for (size_t r = 0; r < VNNI_ROWS; r++)
+        for (size_t p = 0; p < NB; p++) {
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][p], rp->offset[p])), rp->multiplier[p]);
+            __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zero);
+            q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            _mm_mask_storeu_epi8(out + r * ldc + p * 16, rp->mask[p], _mm512_cvtepi32_epi8(q));
+        }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 static void gemm_vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int8_t *b,
                       const epilogue *e, void *c, size_t ldc) {
@@ -174,8 +212,32 @@ static void gemm_vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda
     for (size_t block = 0; block < blocks; block += VNNI_BLOCKS) {
         size_t nb = blocks - block < VNNI_BLOCKS ? blocks - block : VNNI_BLOCKS;
         const int8_t *panel = b + block * quads * 64;
+        requant_panel rp;
+        if (e->requantize) {
+            for (size_t p = 0; p < nb; p++) {
+                size_t column = (block + p) * 16, valid = n - column;
+                __mmask16 mask = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
+                __m512i offset = _mm512_mullo_epi32(_mm512_set1_epi32(-e->zero_point), _mm512_maskz_loadu_epi32(mask, e->sums + column));
+                if (e->bias_s32) offset = _mm512_add_epi32(offset, _mm512_maskz_loadu_epi32(mask, e->bias_s32 + column));
+                rp.offset[p] = offset;
+                rp.multiplier[p] = _mm512_maskz_loadu_ps(mask, e->multiplier + column);
+                rp.mask[p] = mask;
+            }
+        }
         for (size_t i0 = 0; i0 < m; i0 += VNNI_ROWS) {
             size_t rows = m - i0 < VNNI_ROWS ? m - i0 : VNNI_ROWS;
+            if (e->requantize && rows == VNNI_ROWS) {
+                const uint8_t *rowp[VNNI_ROWS];
+                for (size_t r = 0; r < VNNI_ROWS; r++) rowp[r] = a + (i0 + r) * lda;
+                uint8_t *out = (uint8_t *)c + i0 * ldc + block * 16;
+                switch (nb) {
+                case 1: vnni_requant_tile(1, quads, full_quads, k, rowp, panel, e, &rp, out, ldc); break;
+                case 2: vnni_requant_tile(2, quads, full_quads, k, rowp, panel, e, &rp, out, ldc); break;
+                case 3: vnni_requant_tile(3, quads, full_quads, k, rowp, panel, e, &rp, out, ldc); break;
+                default: vnni_requant_tile(4, quads, full_quads, k, rowp, panel, e, &rp, out, ldc); break;
+                }
+                continue;
+            }
             __m512i acc[VNNI_ROWS][VNNI_BLOCKS];
             for (size_t r = 0; r < VNNI_ROWS; r++)
                 for (size_t p = 0; p < VNNI_BLOCKS; p++) acc[r][p] = _mm512_setzero_si512();

@@ -88,16 +88,27 @@ public struct Model: Sendable {
     /// Linear nodes running in INT8 after `quantizedDynamic()`; 0 for an FP32 model.
     public internal(set) var quantizedNodeCount = 0
 
-    /// Number of parameters (elements of float initializers).
+    /// Number of parameters: elements of float and int8 initializers, plus the biases fused INT8
+    /// nodes carry as attributes (a statically quantized model has as many as its FP32 original).
     public var parameterCount: Int {
-        graph.initializers.values.filter { $0.elementType == .float32 }.reduce(0) { $0 + $1.count }
+        parameterValues.reduce(0) { $0 + $1.count }
     }
 
     /// Parameters that are not zero (after unstructured pruning, fewer than `parameterCount`).
     public var nonzeroParameterCount: Int {
-        graph.initializers.values.filter { $0.elementType == .float32 }.reduce(0) { total, tensor in
-            total + tensor.floats.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+        parameterValues.reduce(0) { total, values in total + values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
+    }
+
+    private var parameterValues: [[Float]] {
+        // Scales and zero points of Q/DQ nodes are quantization metadata, not parameters.
+        let metadata = Set(graph.nodes.filter { $0.opType == "QuantizeLinear" || $0.opType == "DequantizeLinear" }.flatMap { $0.inputs.dropFirst() })
+        let weights = graph.initializers.filter { !metadata.contains($0.key) && ($0.value.elementType == .float32 || $0.value.elementType == .int8) }
+            .map(\.value.floats)
+        let biases = graph.nodes.compactMap { node -> [Float]? in
+            if case let .floats(values)? = node.attributes["stoke.bias"] { return values }
+            return nil
         }
+        return weights + biases
     }
 
     /// Operator types and how many nodes use each, sorted by name.

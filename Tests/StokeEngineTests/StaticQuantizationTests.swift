@@ -79,6 +79,10 @@ struct StaticQuantizationTests {
                                       attributes: ["axis": .int(1)], opset: 13, constantInputs: [1])
         }
         #expect(axis.contains("per-axis"))
+        // A one-element 1-D scale is per tensor, axis or not.
+        let single = try GraphBuilding.runNode("QuantizeLinear", [x, Tensor(shape: [1], floats: [0.5])],
+                                               attributes: ["axis": .int(1)], opset: 13, constantInputs: [1])
+        #expect(single.uint8s == [UInt8](repeating: 2, count: 6))
         let zeroScale = message {
             try GraphBuilding.runNode("QuantizeLinear", [x, Tensor(shape: [], floats: [0])], opset: 13, constantInputs: [1])
         }
@@ -173,9 +177,18 @@ struct StaticQuantizationTests {
         let ops = Dictionary(uniqueKeysWithValues: int8.operatorCounts.map { ($0.op, $0.count) })
         if kind == "cnn" {
             #expect(ops[quantizedConvOp] == 2 && ops[quantizedMaxPoolOp] == 2 && ops[quantizedGemmOp] == 2)
+            // Everything after the first Conv stays NHWC up to the Gemm behind the Flatten.
+            #expect(int8.graph.nodes.filter { $0.attributes[outputNHWCKey] != nil }.count == 2)
+            #expect(int8.graph.nodes.filter { $0.attributes[nhwcPoolKey] != nil }.count == 2)
+            #expect(int8.graph.nodes.contains { $0.attributes[nhwcChannelsKey] != nil })
         } else {
             #expect(ops[quantizedGemmOp] == 3)
         }
+        // The fused nodes count the parameters and multiply-accumulates of the nodes they replace.
+        #expect(int8.parameterCount == fp32.parameterCount)
+        let shapes = ["input": x.shape]
+        #expect(try Session(model: int8).costs(inputShapes: shapes).reduce(0) { $0 + $1.macs }
+                == Session(model: fp32).costs(inputShapes: shapes).reduce(0) { $0 + $1.macs })
         // Only the model input is quantized and the output dequantized: no float round trip inside.
         #expect(ops["QuantizeLinear"] == 1 && ops["DequantizeLinear"] == 1 && ops["Conv"] == nil && ops["Gemm"] == nil)
 
@@ -200,6 +213,28 @@ struct StaticQuantizationTests {
             #expect(Self.relativeError(got, full) < 0.1, "level \(level): relative error \(Self.relativeError(got, full))")
             #expect(Self.argmaxAgreement(got, full, classes: 10) >= 0.85)
         }
+    }
+
+    @Test("per-tensor weights: one scale per weight tensor, still fused and close to FP32; the exported QDQ model reloads to the same outputs")
+    func perTensorAndReload() throws {
+        let fp32 = try Self.cnn().model()
+        let (batches, x) = Self.data([1, 12, 12])
+        var options = StaticQuantizationOptions()
+        options.perChannel = false
+        let int8 = try fp32.quantizedStatic(calibration: try Self.calibrated(fp32, batches), options: options)
+        for node in int8.sourceGraph.nodes where node.opType == "DequantizeLinear" {
+            if let weights = int8.sourceGraph.initializers[node.inputs[0]], weights.elementType == .int8 {
+                #expect(int8.sourceGraph.initializers[node.inputs[1]]?.count == 1, "\(node.name)")
+                #expect(node.attributes["axis"] == nil)
+            }
+        }
+        #expect(int8.operatorCounts.contains { $0.op == quantizedConvOp && $0.count == 2 })
+        let got = try Session(model: int8).run(["input": x])["output"]!.floats
+        let full = try Session(model: fp32).run(["input": x])["output"]!.floats
+        #expect(Self.relativeError(got, full) < 0.15, "relative error \(Self.relativeError(got, full))")
+        let reloaded = try Model.load(onnxBytes: try int8.onnxBytes())
+        #expect(reloaded.operatorCounts.map(\.op) == int8.operatorCounts.map(\.op))
+        #expect(try Session(model: reloaded).run(["input": x])["output"]!.floats == got)
     }
 
     @Test("calibration methods: MinMax spans an outlier, percentile and MSE clip it; ranges hold 0; the table is Codable")

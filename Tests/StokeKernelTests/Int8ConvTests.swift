@@ -68,8 +68,8 @@ func requantizingGemm(shape: (Int, Int, Int)) throws {
     #expect(out == [10, 12, 12, 10, 8, 138, 138])
 }
 
-@Test("u8 convolution (im2row, packed GEMM, requantize, transpose) is bit-exact on every level",
-      arguments: [(1, 16, 28, 28, 3, 1, 1), (16, 32, 14, 14, 3, 1, 1), (3, 5, 9, 7, 3, 2, 0), (2, 3, 6, 5, 2, 1, 1)])
+@Test("u8 convolution (NCHW and NHWC, padded patches, packed GEMM, requantize) is bit-exact on every level",
+      arguments: [(1, 16, 28, 28, 3, 1, 1), (16, 32, 14, 14, 3, 1, 1), (3, 5, 9, 7, 3, 2, 0), (2, 3, 6, 5, 2, 1, 1), (5, 7, 8, 8, 1, 1, 0), (32, 8, 6, 6, 3, 1, 1)])
 func quantizedConvolution(shape: (Int, Int, Int, Int, Int, Int, Int)) throws {
     let (channels, filters, height, width, kernel, stride, pad) = shape
     let outH = (height + 2 * pad - kernel) / stride + 1, outW = (width + 2 * pad - kernel) / stride + 1
@@ -81,9 +81,28 @@ func quantizedConvolution(shape: (Int, Int, Int, Int, Int, Int, Int)) throws {
     var bits = Bits(state: UInt64(channels * 31 + filters * 131 + height) | 1)
     let x = (0..<(images * channels * height * width)).map { _ in UInt8(truncatingIfNeeded: bits.next()) }
     let w = (0..<(filters * k)).map { _ in Int8(truncatingIfNeeded: bits.next() % 255) - 0 }
-    // B = weights as [K, filters].
-    var b = [Int8](repeating: 0, count: k * filters)
-    for f in 0..<filters { for t in 0..<k { b[t * filters + f] = w[f * k + t] } }
+    // NCHW in and out, and NHWC in and out (weights then in (i, j, c) order).
+    for layout: Int32 in [0, Int32(STOKE_QCONV_INPUT_NHWC | STOKE_QCONV_OUTPUT_NHWC)] {
+    let nhwc = layout != 0
+    func inputIndex(_ image: Int, _ c: Int, _ iy: Int, _ ix: Int) -> Int {
+        nhwc ? ((image * height + iy) * width + ix) * channels + c : ((image * channels + c) * height + iy) * width + ix
+    }
+    func outputIndex(_ image: Int, _ f: Int, _ oy: Int, _ ox: Int) -> Int {
+        nhwc ? ((image * outH + oy) * outW + ox) * filters + f : ((image * filters + f) * outH + oy) * outW + ox
+    }
+    // B = weights as [K rounded up to 4, filters], K in the patch order (i, j, c), zero rows after.
+    let patch = stoke_qconv2d_patch_bytes(Int64(channels), &g)
+    #expect(patch == (k + 3) / 4 * 4)
+    var b = [Int8](repeating: 0, count: patch * filters)
+    for f in 0..<filters {
+        for c in 0..<channels {
+            for i in 0..<kernel {
+                for j in 0..<kernel {
+                    b[((i * kernel + j) * channels + c) * filters + f] = w[f * k + (c * kernel + i) * kernel + j]
+                }
+            }
+        }
+    }
     let multiplier = (0..<filters).map { Float(1 + $0 % 3) / Float(32 * k) }
     let bias = (0..<filters).map { Int32($0 * 11) - 40 }
     let (zeroX, zeroY): (Int32, Int32) = (100, 3)
@@ -98,26 +117,27 @@ func quantizedConvolution(shape: (Int, Int, Int, Int, Int, Int, Int)) throws {
                             for j in 0..<kernel {
                                 let iy = oy * stride - pad + i, ix = ox * stride - pad + j
                                 let value = iy >= 0 && iy < height && ix >= 0 && ix < width
-                                    ? Int32(x[((image * channels + c) * height + iy) * width + ix]) : zeroX
+                                    ? Int32(x[inputIndex(image, c, iy, ix)]) : zeroX
                                 acc += (value - zeroX) * Int32(w[f * k + (c * kernel + i) * kernel + j])
                             }
                         }
                     }
-                    expected[((image * filters + f) * outH + oy) * outW + ox] =
+                    expected[outputIndex(image, f, oy, ox)] =
                         requantized(acc, multiplier: multiplier[f], bias: bias[f], zero: zeroY, lo: zeroY, hi: 255)
                 }
             }
         }
     }
     for level in levels {
-        let (weights, offset) = packedWeights(b, k: k, n: filters, level: level)
+        let (weights, offset) = packedWeights(b, k: patch, n: filters, level: level)
         var workspace = [UInt8](repeating: 0, count: stoke_qconv2d_workspace_bytes(Int64(channels), &g, filters))
         var y = [UInt8](repeating: 0, count: expected.count)
         weights.withUnsafeBytes { packed in
             stoke_qconv2d_u8(x, images, Int64(channels), &g, filters, packed.baseAddress!.advanced(by: offset), zeroX,
-                             multiplier, bias, zeroY, zeroY, 255, &workspace, &y)
+                             multiplier, bias, zeroY, zeroY, 255, layout, &workspace, &y)
         }
-        #expect(y == expected, "level \(level), shape \(shape)")
+        #expect(y == expected, "level \(level), shape \(shape), layout \(layout)")
+    }
     }
 }
 
@@ -150,4 +170,31 @@ func quantizedMaxPool(window: (Int, Int, Int)) throws {
     var y = [UInt8](repeating: 0, count: expected.count)
     stoke_maxpool2d_u8(x, Int64(planes), &g, &y)
     #expect(y == expected)
+    // The same windows over NHWC images (the planes above as channels of 1 image... of 3 images here).
+    var nhwcInput = [UInt8](repeating: 0, count: x.count), nhwcExpected = [UInt8](repeating: 0, count: expected.count)
+    for p in 0..<planes {
+        for index in 0..<(height * width) { nhwcInput[index * planes + p] = x[p * height * width + index] }
+        for index in 0..<(outH * outW) { nhwcExpected[index * planes + p] = expected[p * outH * outW + index] }
+    }
+    var z = [UInt8](repeating: 0, count: expected.count)
+    stoke_maxpool2d_nhwc_u8(nhwcInput, 1, Int64(planes), &g, &z)
+    #expect(z == nhwcExpected)
+}
+
+@Test("QuantizeLinear's u8 kernel divides, rounds half to even, saturates and maps NaN to the zero point on every level")
+func quantizeLinearKernel() throws {
+    var values: [Float] = [0.5, 1.5, 2.5, -0.5, -1.5, 127.5, 128.5, 300, -300, 1e12, -1e12, .nan, .infinity, 0.3]
+    values += (0..<37).map { Float($0) * 0.37 - 5 }
+    let expected = values.map { value -> UInt8 in
+        let v = value / 0.5
+        if v.isNaN { return 3 }
+        return UInt8(max(0, min(255, v.rounded(.toNearestOrEven) + 3)))
+    }
+    for level in levels {
+        stoke_cpu_force(level)
+        defer { stoke_cpu_force(-1) }
+        var q = [UInt8](repeating: 0, count: values.count)
+        stoke_quantize_linear_u8(values, values.count, 0.5, 3, &q)
+        #expect(q == expected, "level \(level)")
+    }
 }

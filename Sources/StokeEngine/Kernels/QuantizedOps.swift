@@ -48,7 +48,8 @@ struct QuantizationParameters {
             throw c.fail("scale values must be finite and positive, got \(scales.prefix(4))")
         }
         var axis: Int? = nil
-        if scaleTensor.shape.count == 1 && (scales.count > 1 || c.node.attributes["axis"] != nil) && c.opset >= 13 {
+        // A one-element scale is per tensor whatever its rank (onnxruntime reads it so too).
+        if scaleTensor.shape.count == 1 && scales.count > 1 && c.opset >= 13 {
             let normalized = try c.axis(c.int("axis", 1), rank: shape.count)
             guard shape.count > normalized, shape[normalized] == scales.count else {
                 throw c.fail("per-axis scale has \(scales.count) values; axis \(normalized) of input \(shape) has \(shape.count > normalized ? shape[normalized] : 0)")
@@ -116,6 +117,12 @@ extension QuantizedOps {
         let (outer, channels, inner) = parameters.blocks(x.shape)
         let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
         let (scales, zeros, range, type) = (parameters.scales, parameters.zeroPoints, parameters.range, parameters.type)
+        if parameters.perTensor && type == .uint8 {
+            let (scale, zero, count) = (scales[0], zeros[0], x.count)
+            return .kernel([(type, x.shape)]) { s in
+                unsafe stoke_quantize_linear_u8(s.floats(ix), count, scale, zero, s.raw(iy).assumingMemoryBound(to: UInt8.self))
+            }
+        }
         return .kernel([(type, x.shape)]) { s in
             let input = unsafe s.floats(ix), output = unsafe s.raw(iy)
             var index = 0
@@ -168,7 +175,7 @@ extension QuantizedOps {
 extension QuantizedOps {
     /// Operators whose integer output has the type of their inputs (wrapping like ONNX's int8/uint8
     /// arithmetic); their int64 kernels run on widened copies and the results are narrowed back.
-    static let narrowingOperators: Set<String> = ["Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Clip", "Neg", "Abs"]
+    static let narrowingOperators: Set<String> = ["Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Clip", "Neg", "Abs", "Where"]
     /// Operators with a bool (int64 here) output that accept any integer input.
     static let comparisonOperators: Set<String> = ["Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"]
 
@@ -180,6 +187,7 @@ extension QuantizedOps {
             let narrow = c.inputs.indices.filter { c.inputs[$0]?.type == .uint8 || c.inputs[$0]?.type == .int8 }
             guard let first = narrow.first else { return try planner(c) }
             let type = c.inputs[first]!.type
+            if c.op == "MaxPool", type == .uint8, c.node.outputs.dropFirst().allSatisfy(\.isEmpty) { return try quantizedMaxPool(c) }
             guard narrowingOperators.contains(c.op) || comparisonOperators.contains(c.op) else {
                 throw c.unsupported("input \(first) is \(type); \(c.op) takes float32 or int64 (dequantize it first)")
             }
@@ -245,7 +253,7 @@ extension QuantizedOps {
 
 extension QuantizedOps {
     /// Plan-time state of one fused INT8 operator: packed weights, requantization constants and
-    /// one im2row/product workspace per thread; freed with the plan.
+    /// one patch/product workspace per thread; freed with the plan.
     @safe final class StaticLinear: @unchecked Sendable {
         // Written at plan time, then read by one running plan at a time (each thread its own workspace).
         let packed: UnsafeMutableRawPointer
@@ -305,6 +313,19 @@ extension QuantizedOps {
             let source = b
             for row in 0..<k { for column in 0..<n { b[row * n + column] = source[column * k + row] } }
         }
+        // The input is a flattened NHWC image (GraphPasses.fuseQDQ's layout choice): the weights'
+        // rows, written for (c, h, w) order, are permuted to (h, w, c).
+        let nhwcChannels = try c.int(nhwcChannelsKey, 0)
+        if nhwcChannels > 0 {
+            guard k % nhwcChannels == 0 else { throw c.fail("\(k) inputs are not a multiple of \(nhwcChannels) NHWC channels") }
+            let (source, pixels) = (b, k / nhwcChannels)
+            for channel in 0..<nhwcChannels {
+                for pixel in 0..<pixels {
+                    let (from, to) = ((channel * pixels + pixel) * n, (pixel * nhwcChannels + channel) * n)
+                    for column in 0..<n { b[to + column] = source[from + column] }
+                }
+            }
+        }
         let (multiplier, bias, zero, lo, hi) = try requantization(c, channels: n)
         let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
         // Rows split across the session's threads in blocks the micro-kernel fills (6 rows).
@@ -330,18 +351,32 @@ extension QuantizedOps {
     static func quantizedConv(_ c: OpContext) throws(EngineError) -> OpPlan {
         let x = try c.input(0), w = try c.input(1)
         guard x.type == .uint8, x.shape.count == 4 else { throw c.unsupported("input 0 is \(x.type) \(x.shape); the fused INT8 Conv takes uint8 [N, C, H, W]") }
-        guard let weights = w.constant, weights.elementType == .int8, weights.shape.count == 4, weights.shape[1] == x.shape[1] else {
-            throw c.fail("weights must be a constant int8 [M, \(x.shape[1]), kH, kW], got \(w.type) \(w.shape)")
+        let inputNHWC = try c.int(inputNHWCKey, 0) != 0, outputNHWC = try c.int(outputNHWCKey, 0) != 0
+        // The planner reasons in NCHW; an NHWC input is [N, H, W, C] in memory.
+        let logical = inputNHWC ? [x.shape[0], x.shape[3], x.shape[1], x.shape[2]] : x.shape
+        guard let weights = w.constant, weights.elementType == .int8, weights.shape.count == 4, weights.shape[1] == logical[1] else {
+            throw c.fail("weights must be a constant int8 [M, \(logical[1]), kH, kW], got \(w.type) \(w.shape)")
         }
         let kernelShape = try c.ints("kernel_shape") ?? Array(weights.shape[2...])
         guard kernelShape == Array(weights.shape[2...]) else { throw c.fail("kernel_shape \(kernelShape) differs from W \(weights.shape)") }
-        var (g, outSpatial) = try LinearOps.geometry(c, inputShape: x.shape, kernelShape: kernelShape)
-        let (batch, channels, filters) = (x.shape[0], x.shape[1], weights.shape[0])
-        let k = channels * kernelShape[0] * kernelShape[1]
-        // B = W as [C·kH·kW, M].
+        var (g, outSpatial) = try LinearOps.geometry(c, inputShape: logical, kernelShape: kernelShape)
+        let (batch, channels, filters) = (logical[0], logical[1], weights.shape[0])
+        let (kh, kw) = (kernelShape[0], kernelShape[1])
+        // B = W as [K, M], K in the patch order (i, j, c), padded with zero rows to a multiple of 4.
+        var window = g
+        let k = unsafe stoke_qconv2d_patch_bytes(Int64(channels), &window)
         let source = weights.int8s
         var b = [Int8](repeating: 0, count: k * filters)
-        for filter in 0..<filters { for t in 0..<k { b[t * filters + filter] = source[filter * k + t] } }
+        for filter in 0..<filters {
+            for channel in 0..<channels {
+                for i in 0..<kh {
+                    for j in 0..<kw {
+                        b[((i * kw + j) * channels + channel) * filters + filter] = source[((filter * channels + channel) * kh + i) * kw + j]
+                    }
+                }
+            }
+        }
+        let layout = Int32((inputNHWC ? STOKE_QCONV_INPUT_NHWC : 0) | (outputNHWC ? STOKE_QCONV_OUTPUT_NHWC : 0))
         let (multiplier, bias, zero, lo, hi) = try requantization(c, channels: filters)
         let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
         let parts = max(1, min(EngineThreads.current, batch))
@@ -351,7 +386,7 @@ extension QuantizedOps {
         let imagesPerPart = (batch + parts - 1) / parts
         let (inImage, outImage) = (channels * Int(g.in_h * g.in_w), filters * Int(g.out_h * g.out_w))
         let geometry = g
-        return .kernel([(.uint8, [batch, filters] + outSpatial)]) { s in
+        return .kernel([(.uint8, outputNHWC ? [batch] + outSpatial + [filters] : [batch, filters] + outSpatial)]) { s in
             let (input, output) = unsafe (UInt(bitPattern: s.raw(ix)), UInt(bitPattern: s.raw(iy)))
             let work: @Sendable (Int) -> Void = { part in
                 let first = part * imagesPerPart, images = min(imagesPerPart, batch - first)
@@ -361,7 +396,7 @@ extension QuantizedOps {
                 let workspace = unsafe state.workspaces[part].pointer.assumingMemoryBound(to: UInt8.self)
                 unsafe state.multiplier.withUnsafeBufferPointer { multiplier in
                     unsafe stoke_qconv2d_u8(x + first * inImage, images, Int64(channels), &window, filters, state.packed, zeroX,
-                                            multiplier.baseAddress!, state.bias, zero, lo, hi, workspace, y + first * outImage)
+                                            multiplier.baseAddress!, state.bias, zero, lo, hi, layout, workspace, y + first * outImage)
                 }
             }
             if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
@@ -372,9 +407,29 @@ extension QuantizedOps {
         let x = try c.input(0)
         guard x.type == .uint8, x.shape.count == 4 else { throw c.unsupported("input 0 is \(x.type) \(x.shape); the u8 MaxPool takes uint8 [N, C, H, W]") }
         guard let kernelShape = try c.ints("kernel_shape") else { throw c.fail("missing kernel_shape") }
-        var (g, outSpatial) = try LinearOps.geometry(c, inputShape: x.shape, kernelShape: kernelShape, ceilMode: try c.int("ceil_mode", 0) != 0)
+        let nhwc = try c.int(nhwcPoolKey, 0) != 0
+        let logical = nhwc ? [x.shape[0], x.shape[3], x.shape[1], x.shape[2]] : x.shape
+        var (g, outSpatial) = try LinearOps.geometry(c, inputShape: logical, kernelShape: kernelShape, ceilMode: try c.int("ceil_mode", 0) != 0)
         let planes = x.shape[0] * x.shape[1]
         let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+        if nhwc {
+            let (images, channels) = (logical[0], logical[1])
+            let (inImage, outImage) = (x.count / max(1, images), elementCount(outSpatial) * channels)
+            let parts = max(1, min(EngineThreads.current, images))
+            let perPart = (images + parts - 1) / parts
+            let geometry = g
+            return .kernel([(.uint8, [images] + outSpatial + [channels])]) { s in
+                let (input, output) = unsafe (UInt(bitPattern: s.raw(ix)), UInt(bitPattern: s.raw(iy)))
+                let work: @Sendable (Int) -> Void = { part in
+                    let first = part * perPart, count = min(perPart, images - first)
+                    guard count > 0, let x = unsafe UnsafePointer<UInt8>(bitPattern: input),
+                          let y = unsafe UnsafeMutablePointer<UInt8>(bitPattern: output) else { return }
+                    var window = geometry
+                    unsafe stoke_maxpool2d_nhwc_u8(x + first * inImage, Int64(count), Int64(channels), &window, y + first * outImage)
+                }
+                if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+            }
+        }
         return .kernel([(.uint8, Array(x.shape[..<2]) + outSpatial)]) { s in
             unsafe stoke_maxpool2d_u8(s.raw(ix).assumingMemoryBound(to: UInt8.self), Int64(planes), &g,
                                       s.raw(iy).assumingMemoryBound(to: UInt8.self))

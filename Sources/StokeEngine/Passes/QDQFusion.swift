@@ -3,6 +3,14 @@
 let quantizedConvOp = "StokeQLinearConv"
 let quantizedGemmOp = "StokeQLinearGemm"
 let quantizedMaxPoolOp = "StokeQMaxPool"
+/// Layout attributes `fuseQDQ` sets where a fused Conv's output is read only by operators that take
+/// NHWC bytes: the Conv then writes [N, H, W, C] (no transpose), the next Conv's im2row copies whole
+/// window rows of channels, MaxPool runs over channel vectors, and a Gemm behind a Flatten reads its
+/// weight rows in (h, w, c) order.
+let inputNHWCKey = "stoke.input_nhwc"
+let outputNHWCKey = "stoke.output_nhwc"
+let nhwcPoolKey = "stoke.nhwc"
+let nhwcChannelsKey = "stoke.nhwc_channels"
 
 /// Per-tensor uint8 quantization parameters of an activation (scale in real units per step).
 struct ActivationQuantization: Equatable {
@@ -26,6 +34,7 @@ extension GraphPasses {
         QDQMatcher.pushQuantizeIntoBytes(&graph)
         QDQMatcher.fuseLinear(&graph, opset: opset)
         try topologicalSort(&graph)
+        QDQMatcher.chooseLayouts(&graph)
     }
 }
 
@@ -232,5 +241,55 @@ enum QDQMatcher {
         }
         for (index, node) in replacements { graph.nodes[index] = node }
         graph.nodes = graph.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+    }
+
+    /// Marks fused Convs whose every reader takes NHWC bytes (fused Convs, u8 MaxPools whose readers
+    /// do too, Flatten into fused Gemms) to write NHWC, and those readers to expect it.
+    static func chooseLayouts(_ graph: inout Graph) {
+        let outputs = Set(graph.outputs.map(\.name))
+        // Readers nothing needs (the DQ a fused MaxPool bypassed, before dead-node removal) don't count.
+        var needed = outputs
+        var live = Set<Int>()
+        for (index, node) in graph.nodes.enumerated().reversed() where node.outputs.contains(where: needed.contains) {
+            live.insert(index)
+            needed.formUnion(node.inputs)
+        }
+        let consumers = index(graph).consumers.mapValues { $0.filter(live.contains) }
+        func readersTakeNHWC(_ value: String) -> Bool {
+            guard !outputs.contains(value), let readers = consumers[value], !readers.isEmpty else { return false }
+            return readers.allSatisfy { index in
+                let node = graph.nodes[index]
+                guard node.inputs.first == value, !node.inputs.dropFirst().contains(value) else { return false }
+                switch node.opType {
+                case quantizedConvOp: return true
+                case quantizedMaxPoolOp: return readersTakeNHWC(node.outputs[0])
+                case "Flatten":
+                    if case let .int(axis)? = node.attributes["axis"], axis != 1 { return false }
+                    guard !outputs.contains(node.outputs[0]), let after = consumers[node.outputs[0]], !after.isEmpty else { return false }
+                    return after.allSatisfy { graph.nodes[$0].opType == quantizedGemmOp && graph.nodes[$0].inputs.first == node.outputs[0] }
+                default: return false
+                }
+            }
+        }
+        func mark(_ value: String, channels: Int) {
+            for index in consumers[value] ?? [] {
+                switch graph.nodes[index].opType {
+                case quantizedConvOp: graph.nodes[index].attributes[inputNHWCKey] = .int(1)
+                case quantizedMaxPoolOp:
+                    graph.nodes[index].attributes[nhwcPoolKey] = .int(1)
+                    mark(graph.nodes[index].outputs[0], channels: channels)
+                default:
+                    for gemm in consumers[graph.nodes[index].outputs[0]] ?? [] {
+                        graph.nodes[gemm].attributes[nhwcChannelsKey] = .int(Int64(channels))
+                    }
+                }
+            }
+        }
+        for index in graph.nodes.indices where graph.nodes[index].opType == quantizedConvOp {
+            guard let weights = graph.initializers[graph.nodes[index].inputs[1]], weights.shape.count == 4,
+                  readersTakeNHWC(graph.nodes[index].outputs[0]) else { continue }
+            graph.nodes[index].attributes[outputNHWCKey] = .int(1)
+            mark(graph.nodes[index].outputs[0], channels: weights.shape[0])
+        }
     }
 }

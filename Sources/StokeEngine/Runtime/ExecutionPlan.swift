@@ -11,7 +11,10 @@ struct PlanStep {
 func multiplyAccumulates(_ node: Node, inputs: [PlanValue?], outputs: [[Int]]) -> Int {
     guard let output = outputs.first else { return 0 }
     let count = elementCount(output)
-    switch node.opType {
+    // Quantized nodes (dynamic and static INT8) keep the op they replace in `stoke.original_op`.
+    var op = node.opType
+    if case let .string(original)? = node.attributes["stoke.original_op"] { op = original }
+    switch op {
     case "Gemm":
         guard let a = inputs.first??.shape, a.count == 2 else { return 0 }
         var transA = false
