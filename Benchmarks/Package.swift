@@ -100,6 +100,12 @@ let package = Package(
             name: "pack-ratios",
             dependencies: ["PackBenchSupport"],
             path: "Tools/PackRatios"),
+
+        .executableTarget(
+            name: "train-ratios",
+            dependencies: [.product(name: "StokeStore", package: "Stoke"), .product(name: "StokeLoader", package: "Stoke"),
+                           .product(name: "StokePack", package: "Stoke"), .product(name: "StokeEngine", package: "Stoke")],
+            path: "Tools/TrainRatios"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -23,6 +23,8 @@ struct Demo: ParsableCommand {
     @Option(name: .long, help: "Samples of the generated dataset when Fashion-MNIST is not installed.") var samples: Int = 60_000
     @Flag(name: .long, help: "Use the generated dataset even when Fashion-MNIST is installed.") var generated = false
     @Option(name: .long, help: "Epochs to train the teacher MLP.") var epochs = 3
+    @Option(name: .long, help: "Epochs to train the small student, alone and distilled (distillation gains show with longer training).")
+    var studentEpochs = DistillationDefaults.epochs
     @Flag(name: .long, help: "Only pack, verify and stream the stores (no training or model variants).") var dataOnly = false
     @Flag(name: .long, help: "A fast run for tests: 1 epoch, at most 6,000 training and 1,000 test samples.") var quick = false
     @Flag(name: .long, help: "Redo every step even when its output is up to date.") var force = false
@@ -30,7 +32,7 @@ struct Demo: ParsableCommand {
 
     func validate() throws {
         guard samples > 0 else { throw UsageError("--samples must be positive") }
-        guard epochs > 0 else { throw UsageError("--epochs must be positive") }
+        guard epochs > 0, studentEpochs > 0 else { throw UsageError("--epochs and --student-epochs must be positive") }
     }
 
     /// Epochs of every training step (the teacher's; 1 with --quick).
@@ -206,42 +208,55 @@ struct Demo: ParsableCommand {
         // same batches with the same seed, so the difference is the teacher's.
         let studentLayers: [Layer] = [.flatten, .linear(inFeatures: 784, outFeatures: 64), .relu, .linear(inFeatures: 64, outFeatures: 10)]
         var studentOptions = TrainingOptions()
-        studentOptions.learningRate = 2e-3
-        studentOptions.schedule = .cosine(epochs: epochs)
+        studentOptions.learningRate = DistillationDefaults.learningRate
+        let studentEpochs = quick ? 1 : self.studentEpochs
+        studentOptions.schedule = .cosine(epochs: studentEpochs)
         studentOptions.seed = 42
-        let (temperature, alpha): (Float, Float) = (4, 0.9)
-        let aloneRecipe = Demo.recipe(["step": "student-alone", "data": trainRecipe, "layers": "\(studentLayers)", "epochs": epochs, "seed": 42, "lr": 2e-3])
+        let (temperature, alpha) = (DistillationDefaults.temperature, DistillationDefaults.alpha)
+        let aloneRecipe = Demo.recipe(["step": "student-alone", "data": trainRecipe, "layers": "\(studentLayers)", "epochs": studentEpochs,
+                                       "seed": 42, "lr": Double(DistillationDefaults.learningRate)])
         let alone = try trainedModel(path: "\(directory)/student-alone.h5", recipe: aloneRecipe) {
             let trainer = try Trainer(model: SequentialModel(layers: studentLayers, sampleShape: sampleShape, seed: 42), options: studentOptions)
-            try train(trainer, loader: loader, samples: samples, epochs: epochs, label: "training student alone")
+            try train(trainer, loader: loader, samples: samples, epochs: studentEpochs, label: "training student alone")
             return try trainer.model()
         }.model.model()
-        let studentRecipe = Demo.recipe(["step": "student-distilled", "teacher": teacherRecipe, "layers": "\(studentLayers)", "epochs": epochs,
-                                         "seed": 42, "lr": 2e-3, "temperature": Double(temperature), "alpha": Double(alpha)])
+        let studentRecipe = Demo.recipe(["step": "student-distilled", "teacher": teacherRecipe, "layers": "\(studentLayers)",
+                                         "epochs": studentEpochs, "seed": 42, "lr": Double(DistillationDefaults.learningRate), "temperature": Double(temperature), "alpha": Double(alpha)])
         let studentFP32 = try trainedModel(path: "\(directory)/student.h5", recipe: studentRecipe) {
             let trainer = try Trainer(model: SequentialModel(layers: studentLayers, sampleShape: sampleShape, seed: 42), options: studentOptions)
-            try train(trainer, loader: loader, samples: samples, epochs: epochs, label: "distilling student", teacher: fp32,
+            try train(trainer, loader: loader, samples: samples, epochs: studentEpochs, label: "distilling student", teacher: fp32,
                       temperature: temperature, alpha: alpha)
             return try trainer.model()
         }.model.model()
 
-        // Half the hidden neurons pruned by L2 norm (a smaller dense MLP), fine-tuned one epoch.
-        let prunedRecipe = Demo.recipe(["step": "pruned", "teacher": teacherRecipe, "method": "neurons", "amount": 0.5, "epochs": 1, "lr": 5e-4])
+        // Half of every hidden layer's neurons removed by L2 norm (Ln-structured pruning: a smaller dense
+        // MLP, so parameters and MACs really fall), fine-tuned one epoch.
+        let prunedRecipe = Demo.recipe(["step": "pruned", "teacher": teacherRecipe, "method": "ln-structured", "n": 2, "amount": 0.5,
+                                        "epochs": 1, "lr": 5e-4])
         let pruned = try trainedModel(path: "\(directory)/teacher-pruned.h5", recipe: prunedRecipe) {
             var options = TrainingOptions()
             options.learningRate = 5e-4
             options.seed = 42
-            let trainer = try Trainer(model: try teacherNative.prunedNeurons(amount: 0.5), options: options)
+            let trainer = try Trainer(model: try teacherNative.prunedStructured(amount: 0.5, norm: 2), options: options)
             try train(trainer, loader: loader, samples: samples, epochs: 1, firstEpoch: epochs, label: "fine-tuning pruned teacher")
             return try trainer.model()
         }.model.model()
 
+        // Static INT8: activation ranges observed (MinMax) on the first training samples, streamed by the loader.
+        let calibrationSamples = min(2048, samples)
+        func quantizedStatic(_ model: Model) throws -> Model {
+            try model.quantizedStatic(calibration: CalibrationRun.run(model: model, storePath: trainPath, samples: calibrationSamples, method: .minMax))
+        }
+
         // MACs are counted on the FP32 graph: quantization changes their cost, not their number.
         let variants: [(name: String, model: Model, bytesPerParameter: Double, fp32: Model)] = [
             ("teacher FP32", fp32, 4, fp32), ("teacher INT8 (dynamic)", try fp32.quantizedDynamic(), 1, fp32),
-            ("teacher 50% neurons pruned + fine-tuned", pruned, 4, pruned), ("pruned INT8 (dynamic)", try pruned.quantizedDynamic(), 1, pruned),
+            ("teacher INT8 (static)", try quantizedStatic(fp32), 1, fp32),
+            ("teacher 50% pruned (L2 structured) + fine-tuned", pruned, 4, pruned), ("pruned INT8 (dynamic)", try pruned.quantizedDynamic(), 1, pruned),
+            ("pruned INT8 (static)", try quantizedStatic(pruned), 1, pruned),
             ("student 784-64-10 alone", alone, 4, alone),
             ("student 784-64-10 distilled", studentFP32, 4, studentFP32), ("student INT8 (dynamic)", try studentFP32.quantizedDynamic(), 1, studentFP32),
+            ("student INT8 (static)", try quantizedStatic(studentFP32), 1, studentFP32),
         ]
         var rows: [[String: Any]] = []
         var baseline = 0.0
@@ -260,8 +275,8 @@ struct Demo: ParsableCommand {
             ])
         }
         if !json {
-            print(String(format: "\nteacher MLP 784-512-256-10 trained for %d epoch(s) in %.1f s; pruned copy fine-tuned 1 epoch; student distilled (T = %g, alpha = %g); variants streamed through the test store:",
-                         epochs, trainingSeconds, Double(temperature), Double(alpha)))
+            print(String(format: "\nteacher MLP 784-512-256-10 trained for %d epoch(s) in %.1f s; half of each hidden layer pruned (L2 structured) and fine-tuned 1 epoch; static INT8 calibrated on %d training samples; students trained %d epochs, alone and distilled (T = %g, alpha = %g); variants streamed through the test store:",
+                         epochs, trainingSeconds, calibrationSamples, studentEpochs, Double(temperature), Double(alpha)))
             printTable(
                 ["variant", "parameters", "size", "MACs", "accuracy", "samples/s", "data wait", "speedup"],
                 rows.map {

@@ -17,13 +17,13 @@ struct Distill: ParsableCommand {
 
     @Argument(help: "The training store.") var store: String
     @Option(name: .long, help: "The teacher (.onnx or Stoke .h5 model).") var teacher: String
-    @Option(name: .long, help: "The student: mlp:IN-H1-…-OUT.") var arch: String
+    @Option(name: .long, help: "The student: mlp:IN-H1-…-OUT or cnn:TOKENS (as stoke train).") var arch: String
     @Option(name: .shortAndLong, help: "The student model file to write (.h5).") var output: String
-    @Option(name: .long, help: "Softmax temperature T.") var temperature: Float = 4
-    @Option(name: .long, help: "Weight of the distillation term (1 − alpha weighs the labels).") var alpha: Float = 0.9
-    @Option(name: .long, help: "Epochs.") var epochs = 5
+    @Option(name: .long, help: "Softmax temperature T.") var temperature: Float = DistillationDefaults.temperature
+    @Option(name: .long, help: "Weight of the distillation term (1 − alpha weighs the labels).") var alpha: Float = DistillationDefaults.alpha
+    @Option(name: .long, help: "Epochs.") var epochs = DistillationDefaults.epochs
     @Option(name: .long, help: "Samples per batch.") var batchSize = 128
-    @Option(name: .long, help: "Learning rate (Adam).") var lr: Float = 1e-3
+    @Option(name: .long, help: "Learning rate (Adam).") var lr: Float = DistillationDefaults.learningRate
     @Option(name: .long, help: "Seed for weights and shuffling.") var seed: UInt64 = 0
     @Option(name: .long, help: "A test store: report teacher, student-alone and distilled accuracies.") var eval: String?
     @Flag(name: .long, help: "Run the teacher in dynamic INT8.") var teacherInt8 = false
@@ -32,21 +32,18 @@ struct Distill: ParsableCommand {
     func validate() throws {
         guard epochs > 0, batchSize > 0, lr > 0 else { throw UsageError("--epochs, --batch-size and --lr must be positive") }
         guard temperature > 0, (0...1).contains(alpha) else { throw UsageError("--temperature must be positive and --alpha in [0, 1]") }
-        _ = try Train.parseArch(arch)
+        try Train.validateArch(arch)
     }
 
     func run() throws {
         try reportingErrors {
-            let sizes = try Train.parseArch(arch)
             let teacherModel = teacherInt8 ? try loadModel(teacher).quantizedDynamic() : try loadModel(teacher)
             let trainStore = try Store(path: store)
             guard let field = trainStore.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
                   trainStore.fields.contains(where: { $0.name == "label" }) else {
                 throw UsageError("\(store): needs a sample field and a 'label' field")
             }
-            guard sizes[0] == field.sampleShape.reduce(1, *) else {
-                throw UsageError("--arch starts with \(sizes[0]) inputs; '\(field.name)' samples have \(field.sampleShape.reduce(1, *)) values")
-            }
+            let layers = try Train.layers(arch, sampleShape: field.sampleShape, dropout: 0)
             guard let teacherInput = teacherModel.inputs.first?.name, let teacherOutput = teacherModel.outputs.first?.name else {
                 throw UsageError("\(teacher): the teacher has no input or output")
             }
@@ -54,7 +51,7 @@ struct Distill: ParsableCommand {
             var results: [String: Any] = ["epochs": epochs, "temperature": temperature, "alpha": alpha]
 
             func trainStudent(distilled: Bool) throws -> Trainer {
-                let model = try SequentialModel(layers: mlpLayers(sizes, dropout: 0), sampleShape: field.sampleShape, seed: seed)
+                let model = try SequentialModel(layers: layers, sampleShape: field.sampleShape, seed: seed)
                 var options = TrainingOptions()
                 options.learningRate = lr
                 options.schedule = .cosine(epochs: epochs)

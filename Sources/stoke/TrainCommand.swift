@@ -7,10 +7,17 @@ import StokeStore
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model on a store, fed by the loader; save it as an HDF5 model file.",
-        discussion: "Example: stoke train train.h5 --arch mlp:784-512-256-10 -o mlp.h5 --epochs 5 --eval test.h5")
+        discussion: """
+            Architectures: mlp:IN-H1-…-OUT (Flatten, Linear+ReLU stacks; --dropout after each hidden layer), or \
+            cnn:TOKEN-TOKEN-… with tokens c<OUT>k<K>[s<S>][p<P>] (Conv2d), relu, bn (BatchNorm), mp<K>[s<S>] / \
+            ap<K>[s<S>] (max / average pooling), do<P> (Dropout), flat, fc<N> (Linear; a Flatten is inserted \
+            before the first one). Input channels come from the store's sample shape.
+            Examples: stoke train train.h5 --arch mlp:784-512-256-10 -o mlp.h5 --epochs 5 --eval test.h5
+                      stoke train train.h5 --arch cnn:c16k3p1-bn-relu-mp2-c32k3p1-relu-mp2-fc128-relu-fc10 -o cnn.h5 --eval test.h5
+            """)
 
     @Argument(help: "The training store.") var store: String
-    @Option(name: .long, help: "mlp:IN-H1-…-OUT (Linear+ReLU stacks).") var arch: String
+    @Option(name: .long, help: "mlp:IN-H1-…-OUT or cnn:TOKENS (see below).") var arch: String
     @Option(name: .shortAndLong, help: "The model file to write (.h5).") var output: String
     @Option(name: .long, help: "Epochs.") var epochs = 5
     @Option(name: .long, help: "Samples per batch.") var batchSize = 128
@@ -33,31 +40,27 @@ struct Train: ParsableCommand {
         guard ["adam", "sgd"].contains(optimizer) else { throw UsageError("--optimizer '\(optimizer)': use adam or sgd") }
         guard ["constant", "step", "cosine"].contains(schedule) else { throw UsageError("--schedule '\(schedule)': use constant, step or cosine") }
         guard (0..<1).contains(dropout) else { throw UsageError("--dropout must be in [0, 1)") }
-        _ = try Train.parseArch(arch)
+        try Train.validateArch(arch)
     }
 
-    static func parseArch(_ text: String) throws -> [Int] {
-        guard text.hasPrefix("mlp:") else { throw UsageError("--arch '\(text)': only mlp:IN-H1-…-OUT is supported so far") }
-        let sizes = text.dropFirst(4).split(separator: "-").compactMap { Int($0) }
-        guard sizes.count >= 2, sizes.allSatisfy({ $0 > 0 }), sizes.count == text.dropFirst(4).split(separator: "-").count else {
-            throw UsageError("--arch '\(text)': expected mlp: followed by at least two positive sizes, e.g. mlp:784-256-10")
-        }
-        return sizes
+    /// Checks --arch's spelling before any file is opened.
+    static func validateArch(_ spec: String) throws {
+        do { try ArchitectureSpec.validate(spec) } catch { throw UsageError("--arch: \(error.description)") }
+    }
+
+    /// The layers of --arch for samples of `sampleShape`.
+    static func layers(_ spec: String, sampleShape: [Int], dropout: Float) throws -> [Layer] {
+        do { return try ArchitectureSpec.layers(spec, sampleShape: sampleShape, dropout: dropout) } catch { throw UsageError("--arch: \(error.description)") }
     }
 
     func run() throws {
         try reportingErrors {
-            let sizes = try Train.parseArch(arch)
             let trainStore = try Store(path: store)
             guard let imageField = trainStore.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
                   trainStore.fields.contains(where: { $0.name == "label" }) else {
                 throw UsageError("\(store): needs a sample field and a 'label' field")
             }
-            let sampleElements = imageField.sampleShape.reduce(1, *)
-            guard sizes[0] == sampleElements else {
-                throw UsageError("--arch starts with \(sizes[0]) inputs; '\(imageField.name)' samples have \(sampleElements) values \(imageField.sampleShape)")
-            }
-            let layers = mlpLayers(sizes, dropout: dropout)
+            let layers = try Train.layers(arch, sampleShape: imageField.sampleShape, dropout: dropout)
             let model = try SequentialModel(layers: layers, sampleShape: imageField.sampleShape, seed: seed)
             var options = TrainingOptions()
             options.learningRate = lr
@@ -171,17 +174,4 @@ func evaluateAccuracy(_ trainer: Trainer, storePath: String, field: String, work
         total += count
     }
     return Double(correct) / Double(max(total, 1))
-}
-
-/// Layers of an MLP spec (`mlp:IN-H1-…-OUT`) for samples of `sampleShape`.
-func mlpLayers(_ sizes: [Int], dropout: Float) -> [Layer] {
-    var layers: [Layer] = [.flatten]
-    for index in 0..<(sizes.count - 1) {
-        layers.append(.linear(inFeatures: sizes[index], outFeatures: sizes[index + 1]))
-        if index < sizes.count - 2 {
-            layers.append(.relu)
-            if dropout > 0 { layers.append(.dropout(probability: dropout)) }
-        }
-    }
-    return layers
 }

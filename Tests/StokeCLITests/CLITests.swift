@@ -114,9 +114,11 @@ struct CLITests {
         #expect(streams.allSatisfy { $0["normalized"] as? Bool == true })
         #expect(FileManager.default.fileExists(atPath: directory + "/train.h5"))
         let variants = document?["variants"] as? [[String: Any]] ?? []
-        #expect(variants.map { $0["variant"] as? String } == ["teacher FP32", "teacher INT8 (dynamic)", "teacher 50% neurons pruned + fine-tuned",
-                                                             "pruned INT8 (dynamic)", "student 784-64-10 alone", "student 784-64-10 distilled",
-                                                             "student INT8 (dynamic)"])
+        #expect(variants.map { $0["variant"] as? String } == [
+            "teacher FP32", "teacher INT8 (dynamic)", "teacher INT8 (static)", "teacher 50% pruned (L2 structured) + fine-tuned",
+            "pruned INT8 (dynamic)", "pruned INT8 (static)", "student 784-64-10 alone", "student 784-64-10 distilled",
+            "student INT8 (dynamic)", "student INT8 (static)",
+        ])
         #expect(variants.allSatisfy { ($0["accuracy"] as? Double ?? 0) > 0.5 })
         #expect(FileManager.default.fileExists(atPath: directory + "/report.html"))
         #expect(FileManager.default.fileExists(atPath: directory + "/report.json"))

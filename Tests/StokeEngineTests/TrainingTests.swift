@@ -94,9 +94,20 @@ struct TrainingTests {
         #expect(weights != other)
     }
 
-    @Test("layers the trainer does not handle yet are refused by name")
-    func refusesConv() throws {
-        let model = try SequentialModel(layers: [.conv2d(inChannels: 1, outChannels: 2, kernelSize: 3), .flatten], sampleShape: [1, 5, 5])
-        #expect(throws: EngineError.self) { try Trainer(model: model) }
+    @Test("malformed batches, labels and layers are refused with their context")
+    func refusesBadInput() throws {
+        let model = try SequentialModel(layers: [.flatten, .linear(inFeatures: 4, outFeatures: 3)], sampleShape: [4])
+        let trainer = try Trainer(model: model)
+        let x = [Float](repeating: 0.5, count: 8)
+        x.withUnsafeBufferPointer { input in
+            #expect(throws: EngineError.badInput("label 3 of sample 1 is outside the model's 3 classes")) {
+                try [Int64(0), 3].withUnsafeBufferPointer { try trainer.step(input: input, labels: $0, count: 2) }
+            }
+            #expect(throws: EngineError.self) {
+                try [Int64(0), 1, 2].withUnsafeBufferPointer { try trainer.step(input: input, labels: $0, count: 3) }
+            }
+        }
+        let dropout = try SequentialModel(layers: [.dropout(probability: 1.5)], sampleShape: [4])
+        #expect(throws: EngineError.badInput("layer 0: dropout probability 1.5 is outside [0, 1)")) { try Trainer(model: dropout) }
     }
 }

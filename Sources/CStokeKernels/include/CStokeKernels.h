@@ -235,6 +235,6 @@ int stoke_sgemm_avx512_prepacked(size_t m, size_t n, size_t k,
                                  size_t packed_b_columns, size_t packed_b_first_column,
                                  float *_Nonnull c, size_t ldc,
                                  const float *_Nullable row_bias, const float *_Nullable col_bias, int relu);
-#include "stoke_qconv.h"
 #include "stoke_conv.h"
+#include "stoke_qconv.h"
 #endif
