@@ -67,6 +67,15 @@ struct DynamicQuantizationTests {
         #expect(worst < 0.05 * range, "INT8 error \(worst) against an output range of \(range)")
     }
 
+    @Test("rows split across threads give the same bits as one thread", arguments: [1, 47, 48, 97, 300])
+    func threadsAgree(rows: Int) throws {
+        let int8 = try mlp().quantizedDynamic()
+        let x = GraphBuilding.random([rows, 64], seed: 11)
+        let one = try Session(model: int8, threads: 1).run(["x": x])["y"]!.floats
+        let two = try Session(model: int8, threads: 2).run(["x": x])["y"]!.floats
+        #expect(one == two)
+    }
+
     @Test("nodes the scheme does not cover stay FP32")
     func leavesOthersAlone() throws {
         let nodes = [Node(name: "mm", opType: "MatMul", inputs: ["x", "y"], outputs: ["z"])]  // both operands variable

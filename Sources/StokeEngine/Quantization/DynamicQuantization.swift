@@ -1,4 +1,5 @@
 import CStokeKernels
+import Dispatch
 
 /// The op type dynamic quantization gives a Gemm or MatMul with constant weights: weights per output
 /// channel symmetric s8 (packed once per plan), activations quantized per batch on the fly (asymmetric
@@ -102,6 +103,10 @@ enum QuantizedOps {
         }
         let relu: Int32 = try c.fusedActivation().code == 1 ? 1 : 0
         let (ia, iy) = (c.inputSlots[0], c.outputSlots[0])
+        // Rows split across the session's threads in blocks the micro-kernel fills (6 rows); quantizing
+        // the activations is a single pass and stays on the calling thread.
+        let parts = max(1, min(EngineThreads.current, m / 48))
+        let rowsPerPart = (m + parts - 1) / parts
         return .kernel([(.float32, outputShape)]) { s in
             let x = unsafe s.floats(ia)
             var low: Float = 0, high: Float = 0
@@ -112,17 +117,23 @@ enum QuantizedOps {
             let scale = high > low ? (high - low) / 255 : 1
             let zeroPoint = Int32(max(0, min(255, (-low / scale).rounded(.toNearestOrEven))))
             unsafe stoke_quantize_u8(x, m * k, scale, zeroPoint, buffers.activations)
-            unsafe buffers.scales.withUnsafeBufferPointer { scales in
-                if let bias = buffers.bias {
-                    unsafe bias.withUnsafeBufferPointer { bias in
-                        unsafe stoke_int8_gemm_f32(m, n, k, buffers.activations, k, buffers.packed, zeroPoint, scale,
-                                                   scales.baseAddress!, bias.baseAddress, relu, s.floats(iy), n)
+            let output = unsafe UInt(bitPattern: s.floats(iy))
+            let work: @Sendable (Int) -> Void = { part in
+                let first = part * rowsPerPart, rows = min(rowsPerPart, m - first)
+                guard rows > 0, let y = unsafe UnsafeMutablePointer<Float>(bitPattern: output) else { return }
+                unsafe buffers.scales.withUnsafeBufferPointer { scales in
+                    if let bias = buffers.bias {
+                        unsafe bias.withUnsafeBufferPointer { bias in
+                            unsafe stoke_int8_gemm_f32(rows, n, k, buffers.activations + first * k, k, buffers.packed, zeroPoint, scale,
+                                                       scales.baseAddress!, bias.baseAddress, relu, y + first * n, n)
+                        }
+                    } else {
+                        unsafe stoke_int8_gemm_f32(rows, n, k, buffers.activations + first * k, k, buffers.packed, zeroPoint, scale,
+                                                   scales.baseAddress!, nil, relu, y + first * n, n)
                     }
-                } else {
-                    unsafe stoke_int8_gemm_f32(m, n, k, buffers.activations, k, buffers.packed, zeroPoint, scale,
-                                               scales.baseAddress!, nil, relu, s.floats(iy), n)
                 }
             }
+            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
         }
     }
 }
