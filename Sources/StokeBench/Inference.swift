@@ -157,7 +157,8 @@ public struct StreamingInference {
         }
         // The first batch builds the plan and packs weights: reported apart, not in the percentiles.
         let firstBatch = latencies.first ?? 0
-        let sorted = latencies.dropFirst().sorted()
+        // The first batch builds the plan; it counts only when it is the only one.
+        let sorted = (latencies.count > 1 ? latencies.dropFirst() : latencies[...]).sorted()
         let percentile = { (p: Double) -> Double in sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))] }
         let waitFraction = waitSeconds / max(wall, 1e-9)
         let computeFraction = latencies.reduce(0, +) / 1e3 / max(wall, 1e-9)

@@ -248,16 +248,26 @@ struct Demo: ParsableCommand {
             try model.quantizedStatic(calibration: CalibrationRun.run(model: model, storePath: trainPath, samples: calibrationSamples, method: .minMax))
         }
 
-        // MACs are counted on the FP32 graph: quantization changes their cost, not their number.
-        let variants: [(name: String, model: Model, bytesPerParameter: Double, fp32: Model)] = [
-            ("teacher FP32", fp32, 4, fp32), ("teacher INT8 (dynamic)", try fp32.quantizedDynamic(), 1, fp32),
-            ("teacher INT8 (static)", try quantizedStatic(fp32), 1, fp32),
-            ("teacher 50% pruned (L2 structured) + fine-tuned", pruned, 4, pruned), ("pruned INT8 (dynamic)", try pruned.quantizedDynamic(), 1, pruned),
-            ("pruned INT8 (static)", try quantizedStatic(pruned), 1, pruned),
-            ("student 784-64-10 alone", alone, 4, alone),
-            ("student 784-64-10 distilled", studentFP32, 4, studentFP32), ("student INT8 (dynamic)", try studentFP32.quantizedDynamic(), 1, studentFP32),
-            ("student INT8 (static)", try quantizedStatic(studentFP32), 1, studentFP32),
-        ]
+        // Every variant is a model file under the demo folder (the FP32 ones written by training), so its
+        // size is what it takes on disk and `stoke infer` runs it again. MACs are the FP32 graph's:
+        // quantization changes their cost, not their number.
+        func saved(_ model: Model, _ name: String, from source: String) throws -> (Model, String) {
+            let path = "\(directory)/\(name).h5"
+            try model.save(to: path, metadata: ["derived_from": source])
+            return (model, path)
+        }
+        let files = (teacher: teacherPath, pruned: "\(directory)/teacher-pruned.h5", alone: "\(directory)/student-alone.h5", student: "\(directory)/student.h5")
+        let variants: [(name: String, model: Model, path: String, fp32: Model)] = try [
+            ("teacher FP32", (fp32, files.teacher), fp32), ("teacher INT8 (dynamic)", saved(fp32.quantizedDynamic(), "teacher-int8-dynamic", from: files.teacher), fp32),
+            ("teacher INT8 (static)", saved(quantizedStatic(fp32), "teacher-int8-static", from: files.teacher), fp32),
+            ("teacher 50% pruned (L2 structured) + fine-tuned", (pruned, files.pruned), pruned),
+            ("pruned INT8 (dynamic)", saved(pruned.quantizedDynamic(), "pruned-int8-dynamic", from: files.pruned), pruned),
+            ("pruned INT8 (static)", saved(quantizedStatic(pruned), "pruned-int8-static", from: files.pruned), pruned),
+            ("student 784-64-10 alone", (alone, files.alone), alone),
+            ("student 784-64-10 distilled", (studentFP32, files.student), studentFP32),
+            ("student INT8 (dynamic)", saved(studentFP32.quantizedDynamic(), "student-int8-dynamic", from: files.student), studentFP32),
+            ("student INT8 (static)", saved(quantizedStatic(studentFP32), "student-int8-static", from: files.student), studentFP32),
+        ].map { ($0.0, $0.1.0, $0.1.1, $0.2) }
         var rows: [[String: Any]] = []
         var baseline = 0.0
         for variant in variants {
@@ -268,7 +278,8 @@ struct Demo: ParsableCommand {
             let macs = try Session(model: variant.fp32).costs(inputShapes: [variant.fp32.inputs[0].name: [1] + sampleShape]).reduce(0) { $0 + $1.macs }
             rows.append([
                 "variant": variant.name, "parameters": variant.model.parameterCount,
-                "size_bytes": Int(Double(variant.model.parameterCount) * variant.bytesPerParameter), "macs": macs,
+                "size_bytes": ((try? FileManager.default.attributesOfItem(atPath: variant.path))?[.size] as? NSNumber)?.intValue ?? 0,
+                "macs": macs, "model_file": variant.path,
                 "accuracy": result.accuracy ?? 0, "samples_per_s": result.samplesPerSecond,
                 "data_wait_fraction": result.dataWaitFraction, "speedup": result.samplesPerSecond / max(baseline, 1e-9),
                 "latency_ms_p50": result.latencyP50,
@@ -306,8 +317,9 @@ struct Demo: ParsableCommand {
             })
         let html = Report.html(
             title: "stoke demo",
-            table: (["variant", "parameters", "accuracy", "samples/s", "data wait", "speedup"],
-                    variants.map { [$0["variant"] as! String, "\($0["parameters"] as! Int)", String(format: "%.4f", $0["accuracy"] as! Double),
+            table: (["variant", "parameters", "size", "MACs", "accuracy", "samples/s", "data wait", "speedup"],
+                    variants.map { [$0["variant"] as! String, "\($0["parameters"] as! Int)", formatBytes($0["size_bytes"] as! Int), "\($0["macs"] as! Int)",
+                                    String(format: "%.4f", $0["accuracy"] as! Double),
                                     String(format: "%.0f", $0["samples_per_s"] as! Double), String(format: "%.3f", $0["data_wait_fraction"] as! Double),
                                     String(format: "%.2f", $0["speedup"] as! Double)] }),
             charts: [chart, throughput], notes: ["Dataset: \(document["dataset"] as? String ?? "?")."])
