@@ -45,7 +45,7 @@ struct Prune: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let original = try loadSequential(model)
+            let original = try loadSequentialModel(model)
             let before = try ModelMetrics.measure(Model.load(path: model), path: model, eval: eval)
             var current = original
             var rounds: [[String: Any]] = []
@@ -98,17 +98,6 @@ struct Prune: ParsableCommand {
         }
     }
 
-    /// A Stoke model file, or an ONNX graph imported layer by layer (BatchNorm kept as a layer).
-    private func loadSequential(_ path: String) throws -> SequentialModel {
-        guard FileManager.default.fileExists(atPath: path) else { throw UsageError("\(path): no such model file") }
-        if isHDF5(path) { return try SequentialModel.load(path: path) }
-        do {
-            return try SequentialModel(importing: Model.load(onnx: path, options: SequentialModel.importOptions))
-        } catch {
-            throw UsageError("\(path): \(error)")
-        }
-    }
-
     /// One pruning step to `amount` of the original: unstructured pruning of an already pruned model
     /// keeps its zeros (they are the smallest magnitudes; random pruning reuses the same permutation),
     /// and structured pruning counts channels against the original widths.
@@ -136,26 +125,8 @@ struct Prune: ParsableCommand {
         options.holdZeroWeights = !method.isStructured
         options.seed = seed &+ UInt64(round)
         options.schedule = .cosine(epochs: epochs)
-        let trainer = try Trainer(model: model, options: options)
-        let store = try Store(path: path)
-        guard let field = store.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
-              store.fields.contains(where: { $0.name == "label" }) else {
-            throw UsageError("\(path): needs a sample field and a 'label' field")
-        }
-        var loaderOptions = LoaderOptions()
-        loaderOptions.fields = [field.name, "label"]
-        loaderOptions.batchSize = 128
-        loaderOptions.seed = seed &+ UInt64(round)
-        loaderOptions.workers = 1
-        loaderOptions.outputTypes[field.name] = .f32
-        let loader = try Loader(store: store, options: loaderOptions)
-        for epochNumber in 0..<epochs {
-            trainer.startEpoch(epochNumber)
-            let label = iterations > 1 ? "round \(round)/\(iterations), fine-tuning \(epochNumber + 1)/\(epochs)" : "fine-tuning \(epochNumber + 1)/\(epochs)"
-            let progress = ProgressLine(total: store.sampleCount, label: label)
-            _ = try trainEpoch(trainer, epoch: try loader.epoch(epochNumber), field: field.name, progress: progress)
-            progress.finish()
-        }
-        return try trainer.model()
+        return try stoke.fineTune(model, store: path, options: options, epochs: epochs, seed: seed &+ UInt64(round)) { epochNumber in
+            iterations > 1 ? "round \(round)/\(iterations), fine-tuning \(epochNumber + 1)/\(epochs)" : "fine-tuning \(epochNumber + 1)/\(epochs)"
+        }.model()
     }
 }

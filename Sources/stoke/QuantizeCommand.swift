@@ -13,6 +13,10 @@ struct Quantize: ParsableCommand {
               stoke quantize mlp.h5 -o mlp-int8.h5 --eval test.h5
               stoke quantize cnn.onnx -o cnn-qdq.onnx --mode static --calibrate train.h5 --method percentile --percentile 99.99
               stoke quantize mlp.h5 -o mixed.h5 --mode static --calibrate train.h5 --eval test.h5 --max-accuracy-drop 0.3
+              stoke quantize mlp.h5 -o mlp-qat.h5 --qat train.h5 --epochs 1 --eval test.h5
+            With --qat the model (a Stoke model file or a sequential ONNX graph) is first fine-tuned on the store with \
+            fake quantization (int8 per-channel weights, uint8 inputs of every Linear/Conv, straight-through gradients); \
+            the ranges it learned replace calibration.
 
             An output ending in .onnx is written as standard ONNX (static: QuantizeLinear/DequantizeLinear around FP32 operators; \
             dynamic: DynamicQuantizeLinear + MatMulInteger, as onnxruntime's quantize_dynamic writes, which onnxruntime runs but \
@@ -27,6 +31,11 @@ struct Quantize: ParsableCommand {
     @Option(name: .long, help: "dynamic (activations quantized per batch) or static (calibrated; the default with --calibrate).") var mode: Mode?
     @Option(name: .long, help: "A store of representative inputs for static calibration.") var calibrate: String?
     @Option(name: .long, help: "Samples of the calibration store to observe.") var calibrationSamples = 1024
+    @Option(name: .long, help: "Quantization-aware training: fine-tune on this labeled store with fake quantization, then convert to static INT8 with the learned ranges.")
+    var qat: String?
+    @Option(name: .long, help: "Epochs of quantization-aware training.") var epochs = 1
+    @Option(name: .long, help: "Learning rate (Adam) of quantization-aware training.") var lr: Float = 1e-4
+    @Option(name: .long, help: "Seed of quantization-aware training's shuffling.") var seed: UInt64 = 0
     @Option(name: .long, help: "Calibration method: minmax, percentile or mse.") var method: Method = .minmax
     @Option(name: .long, help: "Percentile of |x| kept by --method percentile, in (0, 100].") var percentile = 99.99
     @Flag(name: .long, help: "One scale per weight tensor instead of per output channel.") var perTensor = false
@@ -37,7 +46,7 @@ struct Quantize: ParsableCommand {
     @Option(name: .long, help: "Engine threads for measurements (default: all cores).") var threads: Int?
     @Flag(name: .long, help: "Print JSON.") var json = false
 
-    var resolvedMode: Mode { mode ?? (calibrate != nil ? .static : .dynamic) }
+    var resolvedMode: Mode { mode ?? (calibrate != nil || qat != nil ? .static : .dynamic) }
 
     func validate() throws {
         guard percentile > 0, percentile <= 100 else { throw UsageError("--percentile must be in (0, 100], got \(percentile)") }
@@ -46,9 +55,13 @@ struct Quantize: ParsableCommand {
         if let maxAccuracyDrop, !(maxAccuracyDrop >= 0) { throw UsageError("--max-accuracy-drop must be a non-negative number of percentage points") }
         switch resolvedMode {
         case .static:
-            guard calibrate != nil else { throw UsageError("--mode static needs --calibrate STORE: a store of representative inputs to observe activation ranges") }
+            guard calibrate != nil || qat != nil else {
+                throw UsageError("--mode static needs --calibrate STORE (a store of representative inputs to observe activation ranges) or --qat STORE")
+            }
+            if qat != nil, calibrate != nil { throw UsageError("--qat learns the activation ranges: drop --calibrate") }
+            guard epochs > 0, lr > 0 else { throw UsageError("--epochs and --lr must be positive") }
         case .dynamic:
-            for (flag, given) in [("--calibrate", calibrate != nil), ("--keep-fp32", keepFP32 != nil), ("--max-accuracy-drop", maxAccuracyDrop != nil),
+            for (flag, given) in [("--calibrate", calibrate != nil), ("--qat", qat != nil), ("--keep-fp32", keepFP32 != nil), ("--max-accuracy-drop", maxAccuracyDrop != nil),
                                   ("--per-tensor", perTensor)] where given {
                 throw UsageError("\(flag) applies to static quantization: add --mode static --calibrate STORE")
             }
@@ -58,7 +71,7 @@ struct Quantize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let source = try Model.load(path: model)
-            for store in [calibrate, eval].compactMap({ $0 }) { _ = try ModelInputField.find(store: store, model: source) }
+            for store in [calibrate, qat, eval].compactMap({ $0 }) { _ = try ModelInputField.find(store: store, model: source) }
             let before = try ModelMetrics.measure(source, path: model, eval: eval, threads: threads)
             var result: [String: Any] = ["mode": resolvedMode.rawValue, "model": output]
             let quantized: Model
@@ -125,8 +138,33 @@ extension Quantize {
 
     /// Calibrates on `--calibrate`, applies `--keep-fp32` and, with `--max-accuracy-drop`, the
     /// mixed-precision policy; records the calibration and the per-layer table in `result`.
-    func quantizeStatic(_ source: Model, result: inout [String: Any]) throws -> Model {
-        guard let calibrate else { throw UsageError("--mode static needs --calibrate STORE") }
+    func quantizeStatic(_ original: Model, result: inout [String: Any]) throws -> Model {
+        var source = original
+        let table: CalibrationTable
+        let rangesStore: String
+        if let qat {
+            // Fine-tuned under fake quantization; the FP32 weights it ends with and the ranges it learned
+            // are what the INT8 model is made of. Zero weights (a pruned model's) stay zero.
+            var training = TrainingOptions()
+            training.quantizationAware = true
+            training.learningRate = lr
+            training.holdZeroWeights = true
+            training.seed = seed
+            training.schedule = .cosine(epochs: epochs)
+            let trainer = try fineTune(try loadSequentialModel(model), store: qat, options: training, epochs: epochs, seed: seed) {
+                "quantization-aware training \($0 + 1)/\(epochs)"
+            }
+            source = try trainer.model().model()
+            table = trainer.calibrationTable()
+            rangesStore = qat
+            result["qat"] = ["store": qat, "epochs": epochs, "lr": Double(lr), "seed": seed]
+        } else {
+            guard let calibrate else { throw UsageError("--mode static needs --calibrate STORE") }
+            table = try CalibrationRun.run(model: source, storePath: calibrate, samples: calibrationSamples, method: calibrationMethod)
+            rangesStore = calibrate
+            result["calibration"] = ["store": calibrate, "samples": calibrationSamples, "method": method.rawValue,
+                                     "percentile": method == .percentile ? percentile : NSNull(), "per_channel": !perTensor]
+        }
         var options = StaticQuantizationOptions()
         options.perChannel = !perTensor
         let quantizable = source.quantizableNodes
@@ -137,9 +175,6 @@ extension Quantize {
             }
             options.keepFP32 = Set(names)
         }
-        let table = try CalibrationRun.run(model: source, storePath: calibrate, samples: calibrationSamples, method: calibrationMethod)
-        result["calibration"] = ["store": calibrate, "samples": calibrationSamples, "method": method.rawValue,
-                                 "percentile": method == .percentile ? percentile : NSNull(), "per_channel": !perTensor]
         let engineThreads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         guard let maxAccuracyDrop else {
             let quantized = try source.quantizedStatic(calibration: table, options: options)
@@ -152,9 +187,9 @@ extension Quantize {
         }
         // The error is measured on calibration samples; accuracy on --eval, else on the calibration
         // store when it is labeled.
-        let batches = try StoreBatches.load(store: calibrate, model: source, maxSamples: calibrationSamples)
-        let labeledStore = eval ?? calibrate
-        let labeled = labeledStore == calibrate ? batches : try StoreBatches.load(store: labeledStore, model: source, maxSamples: StoreBatches.evaluationLimit)
+        let batches = try StoreBatches.load(store: rangesStore, model: source, maxSamples: calibrationSamples)
+        let labeledStore = eval ?? rangesStore
+        let labeled = labeledStore == rangesStore ? batches : try StoreBatches.load(store: labeledStore, model: source, maxSamples: StoreBatches.evaluationLimit)
         guard labeled.contains(where: { $0.labels != nil }) else {
             throw UsageError("--max-accuracy-drop needs labels: \(labeledStore) has no label field (give a labeled --eval store)")
         }

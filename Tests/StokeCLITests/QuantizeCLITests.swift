@@ -56,6 +56,24 @@ struct QuantizeCLITests {
         #expect(table.status == 0 && table.stdout.contains("size (bytes)") && table.stdout.contains("accuracy"), "\(table.stdout)")
     }
 
+    @Test("--qat fine-tunes with fake quantization and converts with the learned ranges")
+    func quantizationAwareTraining() throws {
+        let directory = try fixture.get()
+        let output = directory + "/qat.h5"
+        let run = try execute(stokeBinary, ["quantize", directory + "/m.h5", "-o", output, "--qat", directory + "/train.h5", "--epochs", "1",
+                                            "--eval", directory + "/test.h5", "--threads", "1", "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let document = try #require(jsonObject(run.stdout))
+        expectMetrics(document["before"], "before")
+        expectMetrics(document["after"], "after")
+        #expect(document["mode"] as? String == "static" && (document["qat"] as? [String: Any])?["epochs"] as? Int == 1)
+        let before = try #require(document["before"] as? [String: Any]), after = try #require(document["after"] as? [String: Any])
+        let drop = (before["accuracy"] as? Double ?? 0) - (after["accuracy"] as? Double ?? 0)
+        #expect(drop < 0.02, "QAT INT8 within 2 pp of FP32 (it also fine-tunes): \(drop)")
+        let inspect = try execute(stokeBinary, ["inspect", output, "--json"])
+        #expect(inspect.status == 0 && inspect.stdout.contains("QuantizeLinear"), "\(inspect.stdout)")
+    }
+
     @Test func badArgumentsFailWithOneLine() throws {
         let directory = try fixture.get()
         let made = try execute(venvPython, ["-c", "import numpy as np, sys; np.save(sys.argv[1], np.zeros((20, 5), np.float32))", directory + "/narrow.npy"])
@@ -70,6 +88,10 @@ struct QuantizeCLITests {
             (["--calibrate", directory + "/narrow.h5"], "no field holds the model's input"),
             (["--eval", directory + "/narrow.h5"], "no field holds the model's input"),
             (["--mode", "static", "--calibrate", directory + "/train.h5", "--keep-fp32", "nosuchnode"], "unknown --keep-fp32 node 'nosuchnode'"),
+            (["--qat", directory + "/train.h5", "--calibrate", directory + "/train.h5"], "drop --calibrate"),
+            (["--mode", "dynamic", "--qat", directory + "/train.h5"], "--qat applies to static quantization"),
+            (["--qat", directory + "/train.h5", "--epochs", "0"], "--epochs"),
+            (["--qat", directory + "/narrow.h5"], "no field holds the model's input"),
         ]
         for (arguments, message) in cases {
             let result = try execute(stokeBinary, ["quantize", model, "-o", out] + arguments)

@@ -1,0 +1,45 @@
+import Foundation
+import StokeEngine
+import StokeLoader
+import StokeStore
+
+/// A Stoke model file, or an ONNX graph imported layer by layer (BatchNorm kept as a layer), as the
+/// native model that training, pruning and quantization-aware training start from.
+func loadSequentialModel(_ path: String) throws -> SequentialModel {
+    guard FileManager.default.fileExists(atPath: path) else { throw UsageError("\(path): no such model file") }
+    if isHDF5(path) { return try SequentialModel.load(path: path) }
+    do {
+        return try SequentialModel(importing: Model.load(onnx: path, options: SequentialModel.importOptions))
+    } catch {
+        throw UsageError("\(path): \(error)")
+    }
+}
+
+/// Trains `model` for `epochs` on a labeled store, fed by the loader (shuffled by `seed`, normalized
+/// as the store records), and returns the trainer (its model, and after quantization-aware training
+/// its learned ranges).
+///
+/// - Parameter label: the progress line's label for an epoch number (0-based).
+func fineTune(_ model: SequentialModel, store path: String, options: TrainingOptions, epochs: Int, seed: UInt64,
+              label: (Int) -> String) throws -> Trainer {
+    let trainer = try Trainer(model: model, options: options)
+    let store = try Store(path: path)
+    guard let field = store.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
+          store.fields.contains(where: { $0.name == "label" }) else {
+        throw UsageError("\(path): needs a sample field and a 'label' field")
+    }
+    var loaderOptions = LoaderOptions()
+    loaderOptions.fields = [field.name, "label"]
+    loaderOptions.batchSize = 128
+    loaderOptions.seed = seed
+    loaderOptions.workers = 1
+    loaderOptions.outputTypes[field.name] = .f32
+    let loader = try Loader(store: store, options: loaderOptions)
+    for epochNumber in 0..<epochs {
+        trainer.startEpoch(epochNumber)
+        let progress = ProgressLine(total: store.sampleCount, label: label(epochNumber))
+        _ = try trainEpoch(trainer, epoch: try loader.epoch(epochNumber), field: field.name, progress: progress)
+        progress.finish()
+    }
+    return trainer
+}
