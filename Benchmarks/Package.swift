@@ -78,15 +78,16 @@ let package = Package(
             path: "Tools/LoaderRatios"),
 
         .target(name: "EngineBenchKernels", path: "Support/EngineBenchKernels"),
+        .target(name: "EngineBenchSupport", dependencies: [.product(name: "StokeEngine", package: "Stoke")], path: "Support/EngineBenchSupport"),
 
         .executableTarget(
             name: "engine-ratios",
-            dependencies: ["EngineBenchKernels", .product(name: "StokeEngine", package: "Stoke")],
+            dependencies: ["EngineBenchKernels", "EngineBenchSupport", .product(name: "StokeEngine", package: "Stoke")],
             path: "Tools/EngineRatios"),
 
         .executableTarget(
             name: "quant-ratios",
-            dependencies: ["EngineBenchKernels", .product(name: "StokeEngine", package: "Stoke"),
+            dependencies: ["EngineBenchKernels", "EngineBenchSupport", .product(name: "StokeEngine", package: "Stoke"),
                            .product(name: "CStokeKernels", package: "Stoke"), .product(name: "StokeBench", package: "Stoke"),
                            .product(name: "StokeLoader", package: "Stoke"), .product(name: "StokeStore", package: "Stoke")],
             path: "Tools/QuantRatios"),

@@ -17,6 +17,7 @@
 
 import Dispatch
 import EngineBenchKernels
+import EngineBenchSupport
 import Foundation
 import StokeEngine
 
@@ -68,44 +69,8 @@ func parseOptions() -> Options {
     return options
 }
 
-func loadAverage() -> String {
-    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
-}
-
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-func format(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
-
-enum Paths {
-    /// The repository root: this file is Benchmarks/Tools/EngineRatios/main.swift.
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-
-    static var python: String {
-        ProcessInfo.processInfo.environment["STOKE_BENCH_PYTHON"] ?? repositoryRoot.appendingPathComponent(".venv/bin/python3").path
-    }
-}
 
 // MARK: - Models
-
-struct BenchModel {
-    let name: String
-    let native: SequentialModel
-    let sampleShape: [Int]
-}
-
-func models() throws -> [BenchModel] {
-    let mlp = try SequentialModel(layers: [
-        .linear(inFeatures: 784, outFeatures: 512), .relu, .linear(inFeatures: 512, outFeatures: 256), .relu,
-        .linear(inFeatures: 256, outFeatures: 10),
-    ], sampleShape: [784], seed: 1)
-    let cnn = try SequentialModel(layers: [
-        .conv2d(inChannels: 1, outChannels: 16, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
-        .conv2d(inChannels: 16, outChannels: 32, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
-        .flatten, .linear(inFeatures: 32 * 7 * 7, outFeatures: 128), .relu, .linear(inFeatures: 128, outFeatures: 10),
-    ], sampleShape: [1, 28, 28], seed: 2)
-    return [BenchModel(name: "mlp", native: mlp, sampleShape: [784]), BenchModel(name: "cnn", native: cnn, sampleShape: [1, 28, 28])]
-}
 
 /// Deterministic inputs in [-1, 1).
 func input(_ shape: [Int], seed: UInt64) -> Tensor {

@@ -22,6 +22,7 @@
 import CStokeKernels
 import Dispatch
 import EngineBenchKernels
+import EngineBenchSupport
 import Foundation
 import StokeBench
 import StokeEngine
@@ -77,24 +78,6 @@ func parseOptions() -> Options {
         }
     }
     return options
-}
-
-func loadAverage() -> String {
-    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
-}
-
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-func format(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
-
-enum Paths {
-    /// The repository root: this file is Benchmarks/Tools/QuantRatios/main.swift.
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-
-    static var python: String {
-        ProcessInfo.processInfo.environment["STOKE_BENCH_PYTHON"] ?? repositoryRoot.appendingPathComponent(".venv/bin/python3").path
-    }
 }
 
 /// A lock-guarded sum (each peak thread reports its ops once).
@@ -216,24 +199,6 @@ func sgemmRate(m: Int, k: Int, n: Int, threads: Int) throws -> Double {
 
 // MARK: - Models (those of engine-ratios)
 
-struct BenchModel {
-    let name: String
-    let native: SequentialModel
-    let sampleShape: [Int]
-}
-
-func models() throws -> [BenchModel] {
-    let mlp = try SequentialModel(layers: [
-        .linear(inFeatures: 784, outFeatures: 512), .relu, .linear(inFeatures: 512, outFeatures: 256), .relu,
-        .linear(inFeatures: 256, outFeatures: 10),
-    ], sampleShape: [784], seed: 1)
-    let cnn = try SequentialModel(layers: [
-        .conv2d(inChannels: 1, outChannels: 16, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
-        .conv2d(inChannels: 16, outChannels: 32, kernelSize: 3, padding: 1), .relu, .maxPool2d(kernelSize: 2),
-        .flatten, .linear(inFeatures: 32 * 7 * 7, outFeatures: 128), .relu, .linear(inFeatures: 128, outFeatures: 10),
-    ], sampleShape: [1, 28, 28], seed: 2)
-    return [BenchModel(name: "mlp", native: mlp, sampleShape: [784]), BenchModel(name: "cnn", native: cnn, sampleShape: [1, 28, 28])]
-}
 
 /// Deterministic inputs in [0, 1): image-like (non-negative, as normalized pixels before centering
 /// are), so the calibrated u8 range is used the way real data uses it.
