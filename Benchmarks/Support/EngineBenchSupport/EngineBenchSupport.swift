@@ -46,3 +46,32 @@ public func models() throws -> [BenchModel] {
     ], sampleShape: [1, 28, 28], seed: 2)
     return [BenchModel(name: "mlp", native: mlp, sampleShape: [784]), BenchModel(name: "cnn", native: cnn, sampleShape: [1, 28, 28])]
 }
+
+/// FLOP/s of an M×K by K×N (constant) MatMul through the engine (the kernel its Gemm, MatMul and Conv
+/// use), best of 3 measurements of at least 0.5 s each.
+public func sgemmRate(m: Int, k: Int, n: Int, threads: Int) throws -> Double {
+    func values(_ shape: [Int], seed: UInt64) -> Tensor {
+        var state = seed
+        return Tensor(shape: shape, floats: (0..<shape.reduce(1, *)).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 23) - 1
+        })
+    }
+    let graph = Graph(name: "sgemm", nodes: [Node(name: "matmul", opType: "MatMul", inputs: ["a", "b"], outputs: ["c"])],
+                      initializers: ["b": values([k, n], seed: 7)],
+                      inputs: [ValueInfo(name: "a", shape: [.fixed(m), .fixed(k)])], outputs: [ValueInfo(name: "c", shape: nil)])
+    let session = Session(model: try Model(graph: graph, opset: 17), threads: threads)
+    let a = values([m, k], seed: 8)
+    for _ in 0..<2 { try session.run(["a": a]) { _ in } }
+    var best = 0.0
+    for _ in 0..<3 {
+        var runs = 0
+        let start = now()
+        while now() - start < 0.5 {
+            try session.run(["a": a]) { _ in }
+            runs += 1
+        }
+        best = max(best, 2 * Double(m * n * k) * Double(runs) / (now() - start))
+    }
+    return best
+}

@@ -194,29 +194,6 @@ final class UnsafeAtomicCounter: @unchecked Sendable {
     var value: UInt64 { lock.lock(); defer { lock.unlock() }; return total }
 }
 
-/// GFLOP/s of a 1024×1024 by 1024×1024 MatMul through the engine (the kernel its Gemm, MatMul and
-/// Conv use), best of 3 measurements of at least 0.5 s.
-func sgemmRate(threads: Int) throws -> Double {
-    let n = 1024
-    let b = input([n, n], seed: 7)
-    let graph = Graph(name: "sgemm", nodes: [Node(name: "matmul", opType: "MatMul", inputs: ["a", "b"], outputs: ["c"])],
-                      initializers: ["b": b],
-                      inputs: [ValueInfo(name: "a", shape: [.fixed(n), .fixed(n)])], outputs: [ValueInfo(name: "c", shape: nil)])
-    let session = Session(model: try Model(graph: graph, opset: 17), threads: threads)
-    let a = input([n, n], seed: 8)
-    for _ in 0..<2 { try session.run(["a": a]) { _ in } }
-    var best = 0.0
-    for _ in 0..<3 {
-        var runs = 0
-        let start = now()
-        while now() - start < 0.5 {
-            try session.run(["a": a]) { _ in }
-            runs += 1
-        }
-        best = max(best, 2 * Double(n * n * n) * Double(runs) / (now() - start) / 1e9)
-    }
-    return best
-}
 
 // MARK: - Main
 
@@ -315,7 +292,7 @@ func run(_ options: Options) throws {
     for threads in options.threads {
         let peak = fmaPeak(threads: threads)
         peaks[threads] = peak
-        let gemm = try sgemmRate(threads: threads)
+        let gemm = try sgemmRate(m: 1024, k: 1024, n: 1024, threads: threads) / 1e9
         print("  threads=\(threads): peak \(format(peak, 1)) GFLOP/s, sgemm \(format(gemm, 1)) GFLOP/s = \(format(100 * gemm / max(peak, 1e-9), 1))% of peak")
     }
     if let one = peaks[1], one > 0 {

@@ -175,27 +175,6 @@ func int8GemmRate(m: Int, k: Int, n: Int, threads: Int) -> Double {
     return best
 }
 
-/// FLOP/s of an M×K by K×N (constant) MatMul through the engine, best of 3 measurements of ≥ 0.5 s.
-func sgemmRate(m: Int, k: Int, n: Int, threads: Int) throws -> Double {
-    let b = input([k, n], seed: 7)
-    let graph = Graph(name: "sgemm", nodes: [Node(name: "matmul", opType: "MatMul", inputs: ["a", "b"], outputs: ["c"])],
-                      initializers: ["b": b],
-                      inputs: [ValueInfo(name: "a", shape: [.fixed(m), .fixed(k)])], outputs: [ValueInfo(name: "c", shape: nil)])
-    let session = Session(model: try Model(graph: graph, opset: 17), threads: threads)
-    let a = input([m, k], seed: 8)
-    for _ in 0..<2 { try session.run(["a": a]) { _ in } }
-    var best = 0.0
-    for _ in 0..<3 {
-        var runs = 0
-        let start = now()
-        while now() - start < 0.5 {
-            try session.run(["a": a]) { _ in }
-            runs += 1
-        }
-        best = max(best, 2 * Double(m * n * k) * Double(runs) / (now() - start))
-    }
-    return best
-}
 
 // MARK: - Models (those of engine-ratios)
 
