@@ -1,6 +1,5 @@
 import COpenBLAS
 import CStokeKernels
-import Dispatch
 
 /// Matrix products, convolution, pooling, normalization and reductions.
 enum LinearOps {
@@ -439,7 +438,7 @@ enum LinearOps {
                     }
                 }
             }
-            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+            if parts == 1 { work(0) } else { ParallelRegion.shared.run(parts: parts, work) }
         }
     }
 
@@ -474,7 +473,7 @@ enum LinearOps {
                                                    reluFlag, poolFlag, workspaces[part].pointer.assumingMemoryBound(to: Float.self),
                                                    y + first * outImage)
             }
-            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+            if parts == 1 { work(0) } else { ParallelRegion.shared.run(parts: parts, work) }
         }
     }
 
@@ -599,7 +598,7 @@ enum LinearOps {
                     return
                 }
                 let (xAddress, yAddress) = unsafe (UInt(bitPattern: s.floats(ix)), UInt(bitPattern: s.floats(iy)))
-                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                ParallelRegion.shared.run(parts: parts) { part in
                     let first = part * perPart, count = min(perPart, planes - first)
                     guard count > 0, let x = unsafe UnsafePointer<Float>(bitPattern: xAddress),
                           let y = unsafe UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }

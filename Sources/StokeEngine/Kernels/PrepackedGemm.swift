@@ -1,5 +1,4 @@
 import CStokeKernels
-import Dispatch
 
 /// Constant GEMM operands packed once at plan time into the panel layout of Stoke's AVX-512
 /// kernel (`stoke_sgemm_avx512_prepacked`): a Gemm/MatMul's weights (B) or a Conv's filters (A).
@@ -66,15 +65,10 @@ enum GemmSplit {
             return
         }
         let span = ((total + parts - 1) / parts + tile - 1) / tile * tile
-        withoutActuallyEscaping(part) { part in
-            // The parts write disjoint rows or columns of the output; the closure only reads the rest.
-            struct Body: @unchecked Sendable { let run: (Bool, Int, Int) -> Void }
-            let body = Body(run: part)
-            DispatchQueue.concurrentPerform(iterations: parts) { index in
-                let first = index * span
-                let count = min(span, total - first)
-                if count > 0 { body.run(byRows, first, count) }
-            }
+        ParallelRegion.shared.run(parts: parts) { index in
+            let first = index * span
+            let count = min(span, total - first)
+            if count > 0 { part(byRows, first, count) }
         }
     }
 }

@@ -1,4 +1,3 @@
-import Dispatch
 import CStokeKernels
 
 // QuantizeLinear and DequantizeLinear (opsets 10–21): the reference semantics every fused INT8
@@ -344,7 +343,7 @@ extension QuantizedOps {
                                               state.bias, zero, lo, hi, y + first * n, n)
                 }
             }
-            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+            if parts == 1 { work(0) } else { ParallelRegion.shared.run(parts: parts, work) }
         }
     }
 
@@ -399,7 +398,7 @@ extension QuantizedOps {
                                             multiplier.baseAddress!, state.bias, zero, lo, hi, layout, workspace, y + first * outImage)
                 }
             }
-            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+            if parts == 1 { work(0) } else { ParallelRegion.shared.run(parts: parts, work) }
         }
     }
 
@@ -427,7 +426,7 @@ extension QuantizedOps {
                     var window = geometry
                     unsafe stoke_maxpool2d_nhwc_u8(x + first * inImage, Int64(count), Int64(channels), &window, y + first * outImage)
                 }
-                if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+                if parts == 1 { work(0) } else { ParallelRegion.shared.run(parts: parts, work) }
             }
         }
         return .kernel([(.uint8, Array(x.shape[..<2]) + outSpatial)]) { s in

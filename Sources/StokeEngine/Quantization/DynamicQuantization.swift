@@ -1,5 +1,4 @@
 import CStokeKernels
-import Dispatch
 
 /// The op type dynamic quantization gives a Gemm or MatMul with constant weights: weights per output
 /// channel symmetric s8 (packed once per plan), activations quantized per batch on the fly (asymmetric
@@ -133,7 +132,7 @@ enum QuantizedOps {
                     }
                 }
             }
-            if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
+            if parts == 1 { work(0) } else { ParallelRegion.shared.run(parts: parts, work) }
         }
     }
 }
