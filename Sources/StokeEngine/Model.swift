@@ -100,8 +100,9 @@ public struct Model: Sendable {
     }
 
     private var parameterValues: [[Float]] {
-        // Scales and zero points of Q/DQ nodes are quantization metadata, not parameters.
-        let metadata = Set(graph.nodes.filter { $0.opType == "QuantizeLinear" || $0.opType == "DequantizeLinear" }.flatMap { $0.inputs.dropFirst() })
+        // Scales and zero points of Q/DQ nodes are quantization metadata, and a Dropout's ratio is
+        // configuration: neither is a parameter.
+        let metadata = Set(graph.nodes.filter { ["QuantizeLinear", "DequantizeLinear", "Dropout"].contains($0.opType) }.flatMap { $0.inputs.dropFirst() })
         let weights = graph.initializers.filter { !metadata.contains($0.key) && ($0.value.elementType == .float32 || $0.value.elementType == .int8) }
             .map(\.value.floats)
         let biases = graph.nodes.compactMap { node -> [Float]? in

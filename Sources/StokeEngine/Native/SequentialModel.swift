@@ -141,8 +141,12 @@ public struct SequentialModel: Sendable {
                 nodes.append(Node(name: name, opType: "BatchNormalization",
                                   inputs: [current, parameter("weight"), parameter("bias"), parameter("running_mean"), parameter("running_var")],
                                   outputs: [output], attributes: ["epsilon": .float(epsilon)]))
-            case .dropout:
-                nodes.append(Node(name: name, opType: "Dropout", inputs: [current], outputs: [output]))
+            case let .dropout(probability):
+                // Opset 12+ takes the ratio as an input (a scalar constant), not an attribute; without it
+                // a round trip through ONNX would come back as the default 0.5.
+                let ratio = "\(index).ratio"
+                initializers[ratio] = Tensor(shape: [], floats: [probability])
+                nodes.append(Node(name: name, opType: "Dropout", inputs: [current, ratio], outputs: [output]))
             }
             current = output
         }
