@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import StokeBench
 import StokeEngine
-import StokeLoader
 import StokeStore
 
 struct Distill: ParsableCommand {
@@ -51,28 +50,15 @@ struct Distill: ParsableCommand {
             var results: [String: Any] = ["epochs": epochs, "temperature": temperature, "alpha": alpha]
 
             func trainStudent(distilled: Bool) throws -> Trainer {
-                let model = try SequentialModel(layers: layers, sampleShape: field.sampleShape, seed: seed)
                 var options = TrainingOptions()
                 options.learningRate = lr
                 options.schedule = .cosine(epochs: epochs)
                 options.seed = seed
-                let trainer = try Trainer(model: model, options: options)
-                var loaderOptions = LoaderOptions()
-                loaderOptions.fields = [field.name, "label"]
-                loaderOptions.batchSize = batchSize
-                loaderOptions.seed = seed
-                loaderOptions.workers = 1
-                loaderOptions.outputTypes[field.name] = .f32
-                let loader = try Loader(store: trainStore, options: loaderOptions)
-                for epochNumber in 0..<epochs {
-                    trainer.startEpoch(epochNumber)
-                    let progress = ProgressLine(total: trainStore.sampleCount, label: "\(distilled ? "distilling" : "student alone") \(epochNumber + 1)/\(epochs)")
-                    let epoch = try loader.epoch(epochNumber)
-                    _ = try trainEpoch(trainer, epoch: epoch, field: field.name, progress: progress,
-                                       teacher: distilled ? (session, teacherInput, teacherOutput, temperature, alpha) : nil)
-                    progress.finish()
+                return try fineTune(SequentialModel(layers: layers, sampleShape: field.sampleShape, seed: seed), store: store, options: options,
+                                    epochs: epochs, seed: seed, batchSize: batchSize,
+                                    teacher: distilled ? (session, teacherInput, teacherOutput, temperature, alpha) : nil) { epochNumber in
+                    "\(distilled ? "distilling" : "student alone") \(epochNumber + 1)/\(epochs)"
                 }
-                return trainer
             }
 
             let distilled = try trainStudent(distilled: true)

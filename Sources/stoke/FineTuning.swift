@@ -16,11 +16,14 @@ func loadSequentialModel(_ path: String) throws -> SequentialModel {
 }
 
 /// Trains `model` for `epochs` on a labeled store, fed by the loader (shuffled by `seed`, normalized
-/// as the store records), and returns the trainer (its model, and after quantization-aware training
-/// its learned ranges).
+/// as the store records), optionally distilling from a teacher's logits on the same batches, and
+/// returns the trainer (its model, and after quantization-aware training its learned ranges).
 ///
-/// - Parameter label: the progress line's label for an epoch number (0-based).
-func fineTune(_ model: SequentialModel, store path: String, options: TrainingOptions, epochs: Int, seed: UInt64,
+/// - Parameters:
+///   - batchSize: samples per training step.
+///   - label: the progress line's label for an epoch number (0-based).
+func fineTune(_ model: SequentialModel, store path: String, options: TrainingOptions, epochs: Int, seed: UInt64, batchSize: Int = 128,
+              teacher: (session: Session, input: String, output: String, temperature: Float, alpha: Float)? = nil,
               label: (Int) -> String) throws -> Trainer {
     let trainer = try Trainer(model: model, options: options)
     let store = try Store(path: path)
@@ -30,7 +33,7 @@ func fineTune(_ model: SequentialModel, store path: String, options: TrainingOpt
     }
     var loaderOptions = LoaderOptions()
     loaderOptions.fields = [field.name, "label"]
-    loaderOptions.batchSize = 128
+    loaderOptions.batchSize = batchSize
     loaderOptions.seed = seed
     loaderOptions.workers = 1
     loaderOptions.outputTypes[field.name] = .f32
@@ -38,7 +41,7 @@ func fineTune(_ model: SequentialModel, store path: String, options: TrainingOpt
     for epochNumber in 0..<epochs {
         trainer.startEpoch(epochNumber)
         let progress = ProgressLine(total: store.sampleCount, label: label(epochNumber))
-        _ = try trainEpoch(trainer, epoch: try loader.epoch(epochNumber), field: field.name, progress: progress)
+        _ = try trainEpoch(trainer, epoch: try loader.epoch(epochNumber), field: field.name, progress: progress, teacher: teacher)
         progress.finish()
     }
     return trainer

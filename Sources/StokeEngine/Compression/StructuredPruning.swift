@@ -158,34 +158,4 @@ extension SequentialModel {
         default: false
         }
     }
-
-    /// The sample shape `layer` (at position `index`) produces from `input`, as `outputSampleShape`
-    /// computes it for the whole model.
-    ///
-    /// - Throws: `EngineError.invalidModel` naming the layer when it does not fit `input`.
-    static func outputShape(of layer: Layer, at index: Int, input shape: [Int]) throws(EngineError) -> [Int] {
-        func fail(_ detail: String) -> EngineError { .invalidModel("layer \(index) (\(layer)): \(detail); input shape \(shape)") }
-        func pooled(_ extent: Int, _ kernel: Int, _ stride: Int, _ padding: Int) throws(EngineError) -> Int {
-            guard kernel > 0, stride > 0, extent + 2 * padding >= kernel else { throw fail("window does not fit") }
-            return (extent + 2 * padding - kernel) / stride + 1
-        }
-        switch layer {
-        case let .linear(inFeatures, outFeatures, _):
-            guard shape == [inFeatures] else { throw fail("expects [\(inFeatures)] features") }
-            return [outFeatures]
-        case let .conv2d(inChannels, outChannels, kernel, stride, padding, _):
-            guard shape.count == 3, shape[0] == inChannels else { throw fail("expects [\(inChannels), H, W]") }
-            return [outChannels, try pooled(shape[1], kernel, stride, padding), try pooled(shape[2], kernel, stride, padding)]
-        case let .maxPool2d(kernel, stride), let .avgPool2d(kernel, stride):
-            guard shape.count == 3 else { throw fail("expects [C, H, W]") }
-            return [shape[0], try pooled(shape[1], kernel, stride ?? kernel, 0), try pooled(shape[2], kernel, stride ?? kernel, 0)]
-        case .flatten:
-            return [shape.reduce(1, *)]
-        case let .batchNorm(features, _):
-            guard shape.first == features else { throw fail("expects \(features) channels on axis 1") }
-            return shape
-        case .relu, .dropout:
-            return shape
-        }
-    }
 }
