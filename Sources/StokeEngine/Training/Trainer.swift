@@ -44,8 +44,9 @@ public struct TrainingOptions: Sendable {
 
 /// Trains a `SequentialModel` (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, BatchNorm, Flatten, Dropout)
 /// with softmax cross-entropy or a distillation loss, on batches the caller feeds (a loader's).
-/// Linear layers are one GEMM per pass; Conv2d layers are im2col plus one GEMM per image and pass
-/// (col2im for the input gradient), on the engine's GEMM backend with `Trainer.setThreads` threads.
+/// Linear layers are one GEMM per pass; Conv2d layers are one im2col matrix for the whole batch and one
+/// GEMM per pass (col2im for the input gradient), on the engine's GEMM backend with
+/// `Trainer.setThreads` threads.
 /// BatchNorm uses batch statistics in training steps and its running statistics (updated like
 /// PyTorch's, unbiased variance) in `logits` and the exported model. Buffers are sized once per batch
 /// size. Deterministic: the same model seed, options and batches give the same weights.
