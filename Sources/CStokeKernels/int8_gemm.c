@@ -1,3 +1,4 @@
+#include <math.h>
 #include "CStokeKernels.h"
 #include <string.h>
 
@@ -93,11 +94,17 @@ typedef struct {
     int32_t y_zero_point, lo, hi;
 } epilogue;
 
+/// A product bounded to ±2^30 before the integer conversion, so a huge multiplier saturates (instead
+/// of undefined behaviour in C, or INT_MIN from cvtps2dq) and NaN gives the low bound; every path
+/// applies the same bound, so they stay bit-identical.
+#define STOKE_REQUANT_BOUND 1073741824.0f
+static inline float bounded(float v) { return fminf(fmaxf(v, -STOKE_REQUANT_BOUND), STOKE_REQUANT_BOUND); }
+
 /// The requantization every path must reproduce bit for bit: one f32 multiply, round half to even
 /// (the default rounding mode, as cvtps2dq does), zero point, clamp.
 static inline uint8_t requantize_scalar(const epilogue *e, size_t column, int32_t value) {
     if (e->bias_s32) value += e->bias_s32[column];
-    int32_t q = (int32_t)__builtin_nearbyintf((float)value * e->multiplier[column]) + e->y_zero_point;
+    int32_t q = (int32_t)__builtin_nearbyintf(bounded((float)value * e->multiplier[column])) + e->y_zero_point;
     return (uint8_t)(q < e->lo ? e->lo : q > e->hi ? e->hi : q);
 }
 
@@ -146,6 +153,7 @@ static void store16(const epilogue *e, size_t column, size_t valid, __m512i acc,
     if (e->requantize) {
         if (e->bias_s32) value = _mm512_add_epi32(value, _mm512_maskz_loadu_epi32(mask, e->bias_s32 + column));
         __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(value), _mm512_maskz_loadu_ps(mask, e->multiplier + column));
+        f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(-STOKE_REQUANT_BOUND)), _mm512_set1_ps(STOKE_REQUANT_BOUND));
         __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
                                      _mm512_set1_epi32(e->y_zero_point));
         q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(e->lo)), _mm512_set1_epi32(e->hi));
@@ -199,6 +207,7 @@ static inline void vnni_requant_tile(const size_t NB, size_t quads, size_t full_
     for (size_t r = 0; r < VNNI_ROWS; r++)
         for (size_t p = 0; p < NB; p++) {
             __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][p], rp->offset[p])), rp->multiplier[p]);
+            f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(-STOKE_REQUANT_BOUND)), _mm512_set1_ps(STOKE_REQUANT_BOUND));
             __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zero);
             q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
             _mm_mask_storeu_epi8(out + r * ldc + p * 16, rp->mask[p], _mm512_cvtepi32_epi8(q));
@@ -412,13 +421,14 @@ static void quantize_avx512(const float *x, size_t n, float inverse_scale, int32
     __m512i zp = _mm512_set1_epi32(zero_point), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m512i r = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), inv);
+        v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-STOKE_REQUANT_BOUND)), _mm512_set1_ps(STOKE_REQUANT_BOUND));
+        __m512i r = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, zp), lo), hi);
         _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtepi32_epi8(r));
     }
     for (; i < n; i++) {
-        float v = x[i] * inverse_scale;
-        int32_t r = (int32_t)__builtin_nearbyintf(v) + zero_point;
+        int32_t r = (int32_t)__builtin_nearbyintf(bounded(x[i] * inverse_scale)) + zero_point;
         q[i] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
     }
 }
@@ -433,7 +443,7 @@ void stoke_quantize_u8(const float *x, size_t n, float scale, int32_t zero_point
     }
 #endif
     for (size_t i = 0; i < n; i++) {
-        int32_t r = (int32_t)__builtin_nearbyintf(x[i] * inverse) + zero_point;
+        int32_t r = (int32_t)__builtin_nearbyintf(bounded(x[i] * inverse)) + zero_point;
         q[i] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
     }
 }

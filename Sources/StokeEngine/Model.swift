@@ -64,13 +64,37 @@ public struct Model: Sendable {
     /// Loads an ONNX model from the bytes of a serialized ModelProto.
     public static func load(onnxBytes bytes: [UInt8], options: OptimizationOptions = .init()) throws(EngineError) -> Model {
         let model = try ONNXDecoder.decodeModel(bytes)
+        try rejectInternalOperators(model.graph)
         return try Model(graph: model.graph, opset: model.opsetVersion, options: options)
+    }
+
+    /// Stoke's fused operators (`Stoke…`) and their `stoke.…` attributes are made by its passes from
+    /// checked parameters; a file that spells them itself would bypass those checks, so it is refused.
+    static func rejectInternalOperators(_ graph: Graph) throws(EngineError) {
+        for node in graph.nodes {
+            if node.opType.hasPrefix("Stoke") {
+                throw EngineError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.name)
+            }
+            if let key = node.attributes.keys.first(where: { $0.hasPrefix("stoke.") }) {
+                throw EngineError.invalidModel("node '\(node.name)' (\(node.opType)): attribute '\(key)' is internal to Stoke")
+            }
+        }
     }
 
     /// Builds a model from a graph (native models and tests), validating and optimizing it.
     public init(graph: Graph, opset: Int64, options: OptimizationOptions = .init()) throws(EngineError) {
         for node in graph.nodes where !OperatorRegistry.supports(node) {
             throw EngineError.unsupportedOperator(op: node.opType, domain: node.domain, node: node.name)
+        }
+        // Every supported operator reads a first input (except Constant) and writes a first output; the
+        // passes and planners rely on both, so a node without them is refused here, by name.
+        for node in graph.nodes {
+            guard let output = node.outputs.first, !output.isEmpty else {
+                throw EngineError.invalidModel("node '\(node.name)' (\(node.opType)) has no output")
+            }
+            if node.opType != "Constant", node.inputs.first?.isEmpty ?? true {
+                throw EngineError.invalidModel("node '\(node.name)' (\(node.opType)) has no first input")
+            }
         }
         var graph = graph
         sourceGraph = graph

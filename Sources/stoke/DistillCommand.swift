@@ -32,6 +32,7 @@ struct Distill: ParsableCommand {
         guard epochs > 0, batchSize > 0, lr > 0 else { throw UsageError("--epochs, --batch-size and --lr must be positive") }
         guard temperature > 0, (0...1).contains(alpha) else { throw UsageError("--temperature must be positive and --alpha in [0, 1]") }
         try Train.validateArch(arch)
+        try checkOutputPath(output, inputs: [store, teacher, eval])
     }
 
     func run() throws {

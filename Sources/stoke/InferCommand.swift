@@ -9,7 +9,7 @@ struct Infer: ParsableCommand {
         abstract: "Stream a store through a model: samples/s, latency, data wait, accuracy.",
         discussion: "Example: stoke infer mlp.onnx test.h5 --sweep batch-size=1,8,32,128,512 --max-latency-ms 5")
 
-    @Argument(help: "The model (.onnx).") var model: String
+    @Argument(help: "The model (.onnx or Stoke .h5).") var model: String
     @Argument(help: "The store to stream.") var store: String
     @Option(name: .long, help: "Samples per batch.") var batchSize = 256
     @Option(name: .long, help: "Loader worker threads (default: chosen for this machine).") var workers: Int?
@@ -30,6 +30,11 @@ struct Infer: ParsableCommand {
         guard batchSize > 0 else { throw UsageError("--batch-size must be positive") }
         if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
         if let threads, threads <= 0 { throw UsageError("--threads must be positive") }
+        if let output {
+            guard sweep.isEmpty else { throw UsageError("--output writes one run's predictions: it does not combine with --sweep") }
+            try checkOutputPath(output, option: "--output", inputs: [model, store])
+        }
+        if maxLatencyMs != nil, sweep.isEmpty { throw UsageError("--max-latency-ms picks a setting of --sweep: give --sweep too") }
         if let report {
             guard !sweep.isEmpty else { throw UsageError("--report needs --sweep") }
             guard report.hasSuffix(".svg") || report.hasSuffix(".html") else { throw UsageError("--report must end in .svg or .html") }

@@ -41,6 +41,7 @@ struct Prune: ParsableCommand {
         guard norm == 1 || norm == 2 else { throw UsageError("--n must be 1 or 2") }
         guard epochs > 0, lr > 0, iterations > 0 else { throw UsageError("--epochs, --iterations and --lr must be positive") }
         guard iterations == 1 || finetune != nil else { throw UsageError("--iterations \(iterations) needs --finetune STORE: without fine-tuning, rounds add nothing") }
+        try checkOutputPath(output, inputs: [model, finetune, eval])
     }
 
     func run() throws {

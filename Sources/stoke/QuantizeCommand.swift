@@ -53,6 +53,17 @@ struct Quantize: ParsableCommand {
         guard calibrationSamples > 0 else { throw UsageError("--calibration-samples must be positive") }
         if let threads, threads < 1 { throw UsageError("--threads must be at least 1") }
         if let maxAccuracyDrop, !(maxAccuracyDrop >= 0) { throw UsageError("--max-accuracy-drop must be a non-negative number of percentage points") }
+        try checkOutputPath(output, inputs: [model, calibrate, qat, eval])
+        if calibrate == nil {
+            for (flag, given) in [("--method", method != .minmax), ("--percentile", percentile != 99.99), ("--calibration-samples", calibrationSamples != 1024)] where given {
+                throw UsageError("\(flag) applies to calibration: add --calibrate STORE")
+            }
+        }
+        if qat == nil {
+            for (flag, given) in [("--epochs", epochs != 1), ("--lr", lr != 1e-4), ("--seed", seed != 0)] where given {
+                throw UsageError("\(flag) applies to quantization-aware training: add --qat STORE")
+            }
+        }
         switch resolvedMode {
         case .static:
             guard calibrate != nil || qat != nil else {

@@ -95,3 +95,21 @@ struct UsageError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+/// Checks, before any work starts, that `output` can be written: its folder exists and is writable,
+/// and it is none of the command's inputs (writing a model over its training store, or a quantized
+/// model over its source, would destroy the input).
+func checkOutputPath(_ output: String, option: String = "-o", inputs: [String?]) throws {
+    let url = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
+    let folder = url.deletingLastPathComponent().path
+    var isDirectory: ObjCBool = false
+    guard unsafe FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw UsageError("\(option) \(output): the folder \(folder) does not exist")
+    }
+    guard FileManager.default.isWritableFile(atPath: folder) else {
+        throw UsageError("\(option) \(output): the folder \(folder) is not writable")
+    }
+    for input in inputs.compactMap({ $0 }) where URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath() == url {
+        throw UsageError("\(option) \(output) is also an input of this command; write the result to another file")
+    }
+}

@@ -41,6 +41,7 @@ struct Train: ParsableCommand {
         guard ["constant", "step", "cosine"].contains(schedule) else { throw UsageError("--schedule '\(schedule)': use constant, step or cosine") }
         guard (0..<1).contains(dropout) else { throw UsageError("--dropout must be in [0, 1)") }
         try Train.validateArch(arch)
+        try checkOutputPath(output, inputs: [store, eval])
     }
 
     /// Checks --arch's spelling before any file is opened.

@@ -288,7 +288,9 @@ extension QuantizedOps {
         var bias: [Int32]? = nil
         if case let .floats(values)? = c.node.attributes["stoke.bias"] {
             guard values.count == channels else { throw c.fail("bias has \(values.count) values for \(channels) channels") }
-            bias = values.enumerated().map { Int32(max(-2_147_483_520, min(2_147_483_520, ($0.element / scale($0.offset)).rounded(.toNearestOrEven)))) }
+            // Bounded to ±2^30 so bias plus accumulator (|Σ u8·s8| ≤ k·255·128) stays inside int32 for any
+            // reduction up to 32,896 long, instead of wrapping.
+            bias = values.enumerated().map { Int32(max(-1_073_741_824, min(1_073_741_824, ($0.element / scale($0.offset)).rounded(.toNearestOrEven)))) }
         }
         let zero = Int32(try c.int("stoke.y_zero_point", 0))
         let relu = try c.int("stoke.relu", 0) != 0

@@ -136,6 +136,7 @@ extension Model {
         }
         var model: Model
         do throws(EngineError) {
+            try Model.rejectInternalOperators(graph)
             model = try Model(graph: graph, opset: Int64(record.opset), options: options)
             if quantization == "dynamic" { model = try model.quantizedDynamic() }
         } catch {

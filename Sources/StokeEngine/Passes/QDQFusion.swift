@@ -65,6 +65,12 @@ enum QDQMatcher {
             guard let zero = graph.initializers[node.inputs[2]], zero.elementType == .uint8, zero.count == 1 else { return nil }
             return ActivationQuantization(scale: scale, zeroPoint: Int32(zero.uint8s[0]))
         }
+        // Without a zero point the type is QuantizeLinear's output_dtype (uint8 by default); a
+        // DequantizeLinear's input could be int8, which these byte kernels do not take, so it only
+        // fuses when that input is a uint8 constant.
+        if node.opType == "DequantizeLinear" {
+            guard graph.initializers[node.inputs[0]]?.elementType == .uint8 else { return nil }
+        }
         if case let .int(type)? = node.attributes["output_dtype"], type != 2 { return nil }
         return ActivationQuantization(scale: scale, zeroPoint: 0)
     }
@@ -152,7 +158,8 @@ enum QDQMatcher {
     /// A bias as a float constant or as `DQ(int32 constant, scale)`, dequantized to `count` floats.
     static func bias(_ graph: Graph, _ name: String, producer: [String: Int], count: Int) -> [Float]? {
         if let tensor = graph.initializers[name] {
-            guard tensor.elementType == .float32, tensor.count == count else { return nil }
+            // [N] or [1, N]: a [N, 1] column would broadcast along rows instead.
+            guard tensor.elementType == .float32, tensor.count == count, tensor.shape.last == count || tensor.shape.isEmpty else { return nil }
             return tensor.floats
         }
         guard let index = producer[name] else { return nil }
@@ -162,7 +169,7 @@ enum QDQMatcher {
               let scaleTensor = graph.initializers[node.inputs[1]], scaleTensor.elementType == .float32,
               scaleTensor.count == 1 || scaleTensor.count == count else { return nil }
         if node.inputs.count > 2, !node.inputs[2].isEmpty {
-            guard let zero = graph.initializers[node.inputs[2]], zero.int64s.allSatisfy({ $0 == 0 }) else { return nil }
+            guard let zero = graph.initializers[node.inputs[2]], zero.elementType == .int64, zero.int64s.allSatisfy({ $0 == 0 }) else { return nil }
         }
         let scales = scaleTensor.floats
         return values.int64s.enumerated().map { Float($0.element) * scales[scaleTensor.count == 1 ? 0 : $0.offset] }

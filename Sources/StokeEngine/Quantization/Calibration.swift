@@ -77,9 +77,10 @@ struct RangeObserver {
             for bin in (Self.bins / 2)..<Self.bins { counts[bin] = 0 }
             limit *= 2
         }
-        let perUnit = Float(Self.bins) / limit
         for value in values where value.isFinite {
-            counts[min(Self.bins - 1, Int(abs(value) * perUnit))] += 1
+            // Dividing by the limit (not multiplying by bins/limit, which overflows to inf for a limit
+            // near the smallest floats) keeps the bin finite whatever the data's scale.
+            counts[Int(min(Float(Self.bins - 1), abs(value) / limit * Float(Self.bins)))] += 1
         }
     }
 
