@@ -93,6 +93,11 @@ public enum ArrayFile {
         let file = try HDF5.openFile(path, writable: false)
         let root = try HDF5.openGroup(file.id, "/", context)
         var arrays: [NamedArray] = []
+        // No dataset can hold more than deflate's best ratio (about 1032:1) times the whole file: a
+        // larger dataspace (unwritten, or a hostile header) is refused before its bytes are allocated.
+        let fileBytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+        let scaled = fileBytes.multipliedReportingOverflow(by: 1032)
+        let largestArray = min(1 << 40, max(1 << 26, scaled.overflow ? Int.max : scaled.partialValue))
         for name in try HDF5.datasetNames(in: root.id, context) {
             let arrayContext = H5Context(path: path, object: name)
             let dataset = try HDF5.openDataset(root.id, name, arrayContext)
@@ -105,8 +110,8 @@ public enum ArrayFile {
                 let product = partial.0.multipliedReportingOverflow(by: dimension)
                 return (product.partialValue, partial.1 || product.overflow)
             }
-            guard !overflow, count <= 1 << 40 else {
-                throw .invalidStore(path: path, reason: "array '\(name)' of shape \(dims) is too large")
+            guard !overflow, count <= largestArray else {
+                throw .invalidStore(path: path, reason: "array '\(name)' of shape \(dims) is larger than a file of \(fileBytes) bytes can hold")
             }
             var bytes = [UInt8](repeating: 0, count: count)
             if count > 0 {

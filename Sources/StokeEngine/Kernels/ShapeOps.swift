@@ -28,7 +28,9 @@ enum ShapeOps {
         let raw = try c.int("axis", 1)
         let axis = raw < 0 ? raw + x.shape.count : raw
         guard axis >= 0, axis <= x.shape.count else { throw c.fail("axis \(raw) out of range for rank \(x.shape.count)") }
-        return .alias(x.type, [x.shape[..<axis].reduce(1, *), x.shape[axis...].reduce(1, *)])
+        let (outer, inner) = (elementCount(Array(x.shape[..<axis])), elementCount(Array(x.shape[axis...])))
+        guard outer <= maximumElementCount, inner <= maximumElementCount else { throw c.fail("input shape \(x.shape) has too many values") }
+        return .alias(x.type, [outer, inner])
     }
 
     static func reshape(_ c: OpContext) throws(EngineError) -> OpPlan {

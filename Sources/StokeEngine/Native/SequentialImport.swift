@@ -32,13 +32,18 @@ extension SequentialModel {
             throw EngineError.invalidModel("sequential import: input '\(input.name)' must declare a shape [batch, ...]")
         }
         let sampleShape = try dims.dropFirst().map { dimension throws(EngineError) -> Int in
-            guard case let .fixed(extent) = dimension, extent > 0 else {
+            guard case let .fixed(extent) = dimension, extent > 0, extent <= maximumElementCount else {
                 throw EngineError.invalidModel("sequential import: input '\(input.name)' has shape \(dims); every axis after the batch axis must be fixed")
             }
             return extent
         }
+        guard elementCount(sampleShape) <= 1 << 26 else {
+            throw EngineError.invalidModel("sequential import: input '\(input.name)' samples of \(dims.dropFirst()) are too large to import")
+        }
         var importer = SequentialImporter(graph: graph, opset: model.opset, sampleShape: sampleShape)
-        if case let .fixed(batch) = dims[0] { importer.batch = batch }
+        // The declared batch only sizes the sample the flatten check evaluates: a small positive one is
+        // kept (a graph may depend on it), anything else is replaced by the default.
+        if case let .fixed(batch) = dims[0], (1...64).contains(batch) { importer.batch = batch }
         try importer.run(from: input.name, to: output)
         var imported = try SequentialModel(layers: importer.layers, sampleShape: sampleShape)
         for (name, value) in importer.parameters { try imported.setParameter(name, value) }
@@ -277,7 +282,7 @@ private struct SequentialImporter {
                 }
                 pending.append(index)
             }
-            let sample = Tensor(shape: [batch] + shape, floats: [Float](repeating: 0, count: batch * shape.reduce(1, *)))
+            let sample = Tensor(shape: [batch] + shape, floats: [Float](repeating: 0, count: elementCount([batch] + shape)))
             for index in pending.sorted() {
                 let producerNode = graph.nodes[index]
                 let inputs = producerNode.inputs.map { name -> Tensor? in name.isEmpty ? nil : (name == source ? sample : known[name] ?? constant(name)) }
@@ -289,7 +294,7 @@ private struct SequentialImporter {
             target = computed
         }
         guard target.elementType == .int64, target.count == 2 else { throw refuse("target shape \(target) is not [batch, features]") }
-        let features = shape.reduce(1, *)
+        let features = elementCount(shape)
         var dims = target.int64s.map(Int.init)
         if dims[0] == 0 { dims[0] = batch }
         if dims[1] == 0 { dims[1] = shape.first ?? 1 }

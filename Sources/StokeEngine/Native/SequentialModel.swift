@@ -40,6 +40,24 @@ public struct SequentialModel: Sendable {
     public init(layers: [Layer], sampleShape: [Int], seed: UInt64 = 0) throws(EngineError) {
         self.layers = layers
         self.sampleShape = sampleShape
+        self.parameters = [:]
+        // Shapes first, then sizes, then weights: a model (or a model file) whose layers do not fit or
+        // whose parameters would not fit in memory is refused before anything is allocated.
+        guard sampleShape.allSatisfy({ $0 > 0 }), elementCount(sampleShape) <= maximumElementCount else {
+            throw EngineError.invalidModel("sample shape \(sampleShape) is empty or too large")
+        }
+        _ = try outputSampleShape()
+        for (index, layer) in layers.enumerated() {
+            let shape: [Int]
+            switch layer {
+            case let .linear(inFeatures, outFeatures, _): shape = [outFeatures, inFeatures]
+            case let .conv2d(inChannels, outChannels, kernelSize, _, _, _): shape = [outChannels, inChannels, kernelSize, kernelSize]
+            default: continue
+            }
+            guard shape.allSatisfy({ $0 > 0 }), elementCount(shape) <= maximumElementCount else {
+                throw EngineError.invalidModel("layer \(index) (\(layer)): \(shape) weights are empty or too large")
+            }
+        }
         var generator = SplitMix64(seed: seed)
         var parameters: [String: Tensor] = [:]
         func uniform(_ shape: [Int], bound: Float) -> Tensor {
@@ -52,7 +70,7 @@ public struct SequentialModel: Sendable {
                 parameters["\(index).weight"] = uniform([outFeatures, inFeatures], bound: bound)
                 if bias { parameters["\(index).bias"] = uniform([outFeatures], bound: bound) }
             case let .conv2d(inChannels, outChannels, kernelSize, _, _, bias):
-                let bound = 1 / Float(inChannels * kernelSize * kernelSize).squareRoot()
+                let bound = 1 / Float(elementCount([inChannels, kernelSize, kernelSize])).squareRoot()
                 parameters["\(index).weight"] = uniform([outChannels, inChannels, kernelSize, kernelSize], bound: bound)
                 if bias { parameters["\(index).bias"] = uniform([outChannels], bound: bound) }
             case let .batchNorm(features, _):
@@ -64,7 +82,6 @@ public struct SequentialModel: Sendable {
             }
         }
         self.parameters = parameters
-        _ = try outputSampleShape()
     }
 
     /// Replaces a parameter (e.g. with trained or PyTorch weights); the shape must match.
@@ -90,7 +107,9 @@ public struct SequentialModel: Sendable {
     static func outputShape(of layer: Layer, at index: Int, input shape: [Int]) throws(EngineError) -> [Int] {
         func fail(_ detail: String) -> EngineError { .invalidModel("layer \(index) (\(layer)): \(detail); input shape \(shape)") }
         func pooled(_ extent: Int, _ kernel: Int, _ stride: Int, _ padding: Int) throws(EngineError) -> Int {
-            guard kernel > 0, stride > 0, extent + 2 * padding >= kernel else { throw fail("window does not fit") }
+            // Bounded first, so a hostile padding or extent cannot overflow the arithmetic below.
+            guard kernel > 0, stride > 0, padding >= 0, padding < 1 << 31, extent < 1 << 31, kernel < 1 << 31,
+                  extent + 2 * padding >= kernel else { throw fail("window does not fit") }
             return (extent + 2 * padding - kernel) / stride + 1
         }
         switch layer {
@@ -104,7 +123,9 @@ public struct SequentialModel: Sendable {
             guard shape.count == 3 else { throw fail("expects [C, H, W]") }
             return [shape[0], try pooled(shape[1], kernel, stride ?? kernel, 0), try pooled(shape[2], kernel, stride ?? kernel, 0)]
         case .flatten:
-            return [shape.reduce(1, *)]
+            let count = elementCount(shape)
+            guard count <= maximumElementCount else { throw fail("\(shape) has too many values") }
+            return [count]
         case let .batchNorm(features, _):
             guard shape.first == features else { throw fail("expects \(features) channels on axis 1") }
             return shape
