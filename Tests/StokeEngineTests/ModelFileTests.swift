@@ -184,6 +184,12 @@ struct ModelFileTests {
         Self.expectModelFileError(path, field: "stoke_model.version", containing: "99") { _ = try Model.load(path: path) }
         path = try damaged { _, attributes in attributes["stoke_model"] = "{not json" }
         Self.expectModelFileError(path, field: "stoke_model") { _ = try Model.load(path: path) }
+        // Hostile sizes are refused before anything is allocated: a conv of 2^40 filters, a padding that
+        // would overflow the window arithmetic.
+        path = try damaged(editSpec(#""out_channels":4,"#, #""out_channels":1099511627776,"#))
+        Self.expectModelFileError(path, field: "stoke_model.layers") { _ = try Model.load(path: path) }
+        path = try damaged(editSpec(#""padding":1"#, #""padding":4611686018427387904"#))
+        Self.expectModelFileError(path, field: "stoke_model.layers", containing: "window does not fit") { _ = try Model.load(path: path) }
         // Layers that do not chain: conv 1 -> 4 channels followed by BatchNorm over 5.
         path = try damaged(editSpec(#""features":4"#, #""features":5"#))
         Self.expectModelFileError(path, field: "stoke_model.layers", containing: "layer 1") { _ = try Model.load(path: path) }
