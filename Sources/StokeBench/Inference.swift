@@ -65,6 +65,9 @@ public struct StreamingInference {
 
     public static func run(model: Model, storePath: String, options: Options) throws -> Result {
         let store = try Store(path: storePath)
+        guard store.attributes["stoke_model"] == nil else {
+            throw StoreError.invalidArgument("\(storePath) is a model file, not a store of samples")
+        }
         let inputName = try options.inputField ?? {
             guard let field = store.fields.first(where: { $0.name != options.labelField && !$0.sampleShape.isEmpty }) else {
                 throw StoreError.invalidArgument("\(storePath): no field to feed the model (use --input-field)")
@@ -75,6 +78,12 @@ public struct StreamingInference {
         let labels = store.fields.first { $0.name == options.labelField && $0.sampleShape.isEmpty }
         guard let modelInput = model.inputs.first else { throw StoreError.invalidArgument("the model has no input") }
         guard let modelOutput = model.outputs.first else { throw StoreError.invalidArgument("the model has no output") }
+        if let declared = modelInput.shape?.dropFirst(), declared.allSatisfy({ if case .fixed = $0 { true } else { false } }) {
+            let expected = declared.reduce(1) { if case .fixed(let extent) = $1 { $0 * extent } else { $0 } }
+            guard expected == inputField.sampleShape.reduce(1, *) else {
+                throw StoreError.invalidArgument("\(storePath): field '\(inputName)' holds samples of \(inputField.sampleShape), the model's input '\(modelInput.name)' takes [\(declared.map(\.description).joined(separator: ", "))]")
+            }
+        }
 
         let budget = threadBudget(cores: ProcessInfo.processInfo.activeProcessorCount, loaderWorkers: options.loaderWorkers, engineThreads: options.engineThreads)
         var loaderOptions = LoaderOptions()
@@ -135,9 +144,12 @@ public struct StreamingInference {
                 if options.outputPath != nil { predictionsOut.append(Int64(prediction)) }
                 guard row < batchLabels.count else { continue }
                 let label = Int(batchLabels[row])
+                guard label >= 0 && label < classes else {
+                    throw StoreError.invalidArgument("\(storePath): label \(label) of sample \(done + row) (field '\(options.labelField)') is outside the model's \(classes) classes")
+                }
                 labelled += 1
                 if label == prediction { correct += 1 }
-                if label >= 0 && label < classes { confusion[label][prediction] += 1 }
+                confusion[label][prediction] += 1
             }
             done += count
         }

@@ -39,10 +39,8 @@ struct Distill: ParsableCommand {
         try reportingErrors {
             let teacherModel = teacherInt8 ? try loadModel(teacher).quantizedDynamic() : try loadModel(teacher)
             let trainStore = try Store(path: store)
-            guard let field = trainStore.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
-                  trainStore.fields.contains(where: { $0.name == "label" }) else {
-                throw UsageError("\(store): needs a sample field and a 'label' field")
-            }
+            let field = try trainingField(of: trainStore, path: store)
+            if let eval { try checkEvalStore(eval, field: field.name, sampleShape: field.sampleShape) }
             let layers = try Train.layers(arch, sampleShape: field.sampleShape, dropout: 0)
             guard let teacherInput = teacherModel.inputs.first?.name, let teacherOutput = teacherModel.outputs.first?.name else {
                 throw UsageError("\(teacher): the teacher has no input or output")

@@ -27,10 +27,7 @@ func fineTune(_ model: SequentialModel, store path: String, options: TrainingOpt
               label: (Int) -> String) throws -> Trainer {
     let trainer = try Trainer(model: model, options: options)
     let store = try Store(path: path)
-    guard let field = store.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
-          store.fields.contains(where: { $0.name == "label" }) else {
-        throw UsageError("\(path): needs a sample field and a 'label' field")
-    }
+    let field = try trainingField(of: store, path: path)
     var loaderOptions = LoaderOptions()
     loaderOptions.fields = [field.name, "label"]
     loaderOptions.batchSize = batchSize
@@ -45,4 +42,27 @@ func fineTune(_ model: SequentialModel, store path: String, options: TrainingOpt
         progress.finish()
     }
     return trainer
+}
+
+/// Checks a `--eval` store before any training starts: a store (not a model file) with the training
+/// field's name and sample shape and a `label` field, so a wrong store fails at once, not after the
+/// first epoch.
+func checkEvalStore(_ path: String, field: String, sampleShape: [Int]) throws {
+    guard isStore(path) else { throw UsageError("--eval \(path) is not a store of samples") }
+    let store = try Store(path: path)
+    guard let evalField = store.fields.first(where: { $0.name == field }), evalField.sampleShape == sampleShape,
+          store.fields.contains(where: { $0.name == "label" && $0.sampleShape.isEmpty }) else {
+        let listed = store.fields.map { "\($0.name) \($0.sampleShape)" }.joined(separator: ", ")
+        throw UsageError("--eval \(path): needs a field '\(field)' of \(sampleShape) and a 'label' field like the training store (fields: \(listed))")
+    }
+}
+
+/// The sample field a labeled training store feeds (its first non-label field with a sample shape),
+/// refusing a store without one or without a `label` field.
+func trainingField(of store: Store, path: String) throws -> Field {
+    guard let field = store.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
+          store.fields.contains(where: { $0.name == "label" }) else {
+        throw UsageError("\(path): needs a sample field and a 'label' field")
+    }
+    return field
 }

@@ -57,10 +57,8 @@ struct Train: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let trainStore = try Store(path: store)
-            guard let imageField = trainStore.fields.first(where: { $0.name != "label" && !$0.sampleShape.isEmpty }),
-                  trainStore.fields.contains(where: { $0.name == "label" }) else {
-                throw UsageError("\(store): needs a sample field and a 'label' field")
-            }
+            let imageField = try trainingField(of: trainStore, path: store)
+            if let eval { try checkEvalStore(eval, field: imageField.name, sampleShape: imageField.sampleShape) }
             let layers = try Train.layers(arch, sampleShape: imageField.sampleShape, dropout: dropout)
             let model = try SequentialModel(layers: layers, sampleShape: imageField.sampleShape, seed: seed)
             var options = TrainingOptions()

@@ -49,4 +49,44 @@ struct TrainCLITests {
             #expect(result.stderr.contains(text), "\(arch): \(result.stderr)")
         }
     }
+
+    @Test("outputs that would destroy an input or land in a missing folder, wrong --eval stores and out-of-range labels fail at once with one line")
+    func outputsAndStoresCheckedFirst() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(try execute(stokeBinary, ["demo", "--generated", "--samples", "300", "--directory", directory, "--data-only"]).status == 0)
+        let train = "\(directory)/train.h5", test = "\(directory)/test.h5"
+        let before = try Data(contentsOf: URL(fileURLWithPath: train))
+        let cases: [([String], String)] = [
+            (["train", train, "--arch", "mlp:784-10", "-o", train], "is also an input"),
+            (["train", train, "--arch", "mlp:784-10", "-o", "\(directory)/nowhere/m.h5"], "does not exist"),
+            (["train", train, "--arch", "mlp:784-10", "-o", "\(directory)/m.h5", "--eval", "\(directory)/none.h5"], "none.h5"),
+        ]
+        for (arguments, message) in cases {
+            let result = try execute(stokeBinary, arguments)
+            let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
+            #expect(result.status != 0 && lines.count == 1 && result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: train)) == before, "the training store is untouched")
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/m.h5"), "nothing written before the --eval check")
+
+        // A model whose output has 3 classes against labels 0-9: infer names the label instead of reporting 0%.
+        let model = "\(directory)/three.h5"
+        #expect(try execute(stokeBinary, ["train", train, "--arch", "mlp:784-3", "-o", model, "--epochs", "1"]).status != 0,
+                "training itself refuses labels beyond the classes")
+        let small = try execute(stokeBinary, ["train", train, "--arch", "mlp:784-10", "-o", "\(directory)/ten.h5", "--epochs", "1"])
+        try #require(small.status == 0, "\(small.stderr)")
+        let asStore = try execute(stokeBinary, ["infer", "\(directory)/ten.h5", "\(directory)/ten.h5"])
+        #expect(asStore.status != 0 && asStore.stderr.contains("is a model file, not a store"), "\(asStore.stderr)")
+        let made = try execute(venvPython, ["-c", """
+            import numpy as np, sys; d = sys.argv[1]
+            np.save(d + '/x.npy', np.zeros((40, 1, 28, 28), np.uint8)); np.save(d + '/y.npy', np.arange(40, dtype=np.int64) + 5)
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        #expect(try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/x.npy", "--labels", "\(directory)/y.npy", "-o", "\(directory)/big.h5"]).status == 0)
+        let badLabels = try execute(stokeBinary, ["infer", "\(directory)/ten.h5", "\(directory)/big.h5"])
+        #expect(badLabels.status != 0 && badLabels.stderr.contains("outside the model's 10 classes"), "\(badLabels.stderr)")
+        let overInput = try execute(stokeBinary, ["infer", "\(directory)/ten.h5", test, "--output", test])
+        #expect(overInput.status != 0 && overInput.stderr.contains("is also an input"), "\(overInput.stderr)")
+    }
 }

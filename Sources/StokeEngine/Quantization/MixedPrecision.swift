@@ -123,6 +123,9 @@ public enum MixedPrecision {
     }
 
     /// Top-1 accuracy of the first output's argmax against the labels; nil when no batch has labels.
+    ///
+    /// - Throws: `EngineError.badInput` for a label outside the model's classes (an accuracy of 0
+    ///   against the wrong store would steer the mixed-precision policy silently).
     public static func accuracy(of model: Model, _ batches: [EvaluationBatch], threads: Int = 1) throws(EngineError) -> Double? {
         let labeled = batches.filter { $0.labels != nil }
         guard !labeled.isEmpty else { return nil }
@@ -133,6 +136,9 @@ public enum MixedPrecision {
             let classes = values.count / labels.count
             guard classes > 0 else { continue }
             for (row, label) in labels.enumerated() {
+                guard (0..<Int64(classes)).contains(label) else {
+                    throw EngineError.badInput("label \(label) of sample \(total + row) is outside the model's \(classes) classes")
+                }
                 var best = 0
                 for column in 1..<classes where values[row * classes + column] > values[row * classes + best] { best = column }
                 if Int64(best) == label { correct += 1 }
