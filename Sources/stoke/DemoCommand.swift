@@ -63,7 +63,11 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw UsageError("--directory \(directory): cannot create it (\((error as NSError).localizedDescription))")
+            }
             let useFashion = !generated && FileManager.default.fileExists(atPath: Demo.fashionMNIST + "/train-images-idx3-ubyte.gz")
             let dataset = useFashion ? "Fashion-MNIST (\(Demo.fashionMNIST))" : "a generated dataset with Fashion-MNIST's shapes (Fashion-MNIST is not installed)"
             if !json { print("stoke demo: \(dataset)") }
@@ -302,7 +306,7 @@ struct Demo: ParsableCommand {
     /// `report.json` and a `report.html` with the variants table and a plot of accuracy against samples/s.
     private func writeReport(_ document: [String: Any]) throws {
         let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .prettyPrinted])
-        try data.write(to: URL(fileURLWithPath: "\(directory)/report.json"))
+        try data.write(to: URL(fileURLWithPath: "\(directory)/report.json"), options: .atomic)
         let variants = document["variants"] as? [[String: Any]] ?? []
         let chart = Report.lineChart(
             title: "Accuracy against throughput", xLabel: "samples/s", yLabel: "test accuracy",

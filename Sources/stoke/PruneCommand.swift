@@ -67,7 +67,7 @@ struct Prune: ParsableCommand {
                 rounds.append(entry)
             }
             if output.lowercased().hasSuffix(".onnx") {
-                try Data(current.onnx()).write(to: URL(fileURLWithPath: output))
+                try Data(current.onnx()).write(to: URL(fileURLWithPath: output), options: .atomic)
             } else {
                 try current.save(to: output, metadata: ["pruned_from": model, "method": method.rawValue, "amount": "\(amount)"])
             }
