@@ -96,6 +96,10 @@ public struct Model: Sendable {
                 throw EngineError.invalidModel("node '\(node.name)' (\(node.opType)) has no first input")
             }
         }
+        let available = Set(graph.nodes.flatMap(\.outputs) + graph.inputs.map(\.name) + graph.initializers.keys)
+        for output in graph.outputs where !available.contains(output.name) {
+            throw EngineError.invalidModel("graph output '\(output.name)' is never produced")
+        }
         var graph = graph
         sourceGraph = graph
         try GraphPasses.topologicalSort(&graph)

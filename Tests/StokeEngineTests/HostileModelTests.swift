@@ -24,6 +24,10 @@ struct HostileModelTests {
         #expect(throws: EngineError.invalidModel("node 'flat' (Flatten) has no first input")) {
             try Model(graph: GraphBuilding.graph([noInput], inputs: ["x"], outputs: ["y"]), opset: 17)
         }
+        let relu = Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["y"])
+        #expect(throws: EngineError.invalidModel("graph output 'ghost' is never produced")) {
+            try Model(graph: GraphBuilding.graph([relu], inputs: ["x"], outputs: ["ghost"]), opset: 17)
+        }
         let noOutput = Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: [])
         #expect(throws: EngineError.invalidModel("node 'relu' (Relu) has no output")) {
             try Model(graph: GraphBuilding.graph([noOutput], inputs: ["x"], outputs: ["y"]), opset: 17)
