@@ -462,6 +462,9 @@ enum HDF5 {
         if H5Tis_variable_str(fileType.id) > 0 {
             let memoryType = H5Type(owning: try checkID(H5Tcopy(chdf5_c_s1()), "H5Tcopy", context))
             try check(H5Tset_size(memoryType.id, Int(bitPattern: UInt(bitPattern: -1))), "H5Tset_size", context)
+            // h5py writes str attributes as variable-length UTF-8; HDF5 will not convert UTF-8 to the
+            // ASCII memory type, so the memory type takes the file's character set.
+            try check(H5Tset_cset(memoryType.id, H5Tget_cset(fileType.id)), "H5Tset_cset", context)
             var pointer: UnsafeMutablePointer<CChar>? = nil
             try check(unsafe H5Aread(attribute.id, memoryType.id, &pointer), "H5Aread", context)
             defer { unsafe H5free_memory(pointer) }

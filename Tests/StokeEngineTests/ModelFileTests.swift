@@ -117,6 +117,28 @@ struct ModelFileTests {
         }
     }
 
+    @Test("attributes h5py rewrote as variable-length UTF-8 strings still load")
+    func h5pyStringAttributes() throws {
+        let directory = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("mlp.h5").path
+        let native = try SequentialModel(layers: [.linear(inFeatures: 6, outFeatures: 3)], sampleShape: [6], seed: 5)
+        try native.save(to: path, metadata: ["note": "saved by stoke"])
+        let script = """
+        import h5py, sys
+        with h5py.File(sys.argv[1], "r+") as f:
+            for key in list(f.attrs):
+                value = f.attrs[key]
+                value = value.decode() if isinstance(value, bytes) else str(value)
+                del f.attrs[key]
+                f.attrs[key] = value  # h5py's default: variable-length UTF-8
+        """
+        let (status, output) = try TestSupport.runPython(["-c", script, path])
+        try #require(status == 0, "h5py failed: \(output)")
+        let (loaded, metadata) = try SequentialModel.loadWithMetadata(path: path)
+        #expect(loaded.layers == native.layers && metadata["note"] == "saved by stoke")
+    }
+
     @Test func missingAndCorruptFilesNameTheFile() throws {
         let directory = try Self.scratch()
         defer { try? FileManager.default.removeItem(at: directory) }
