@@ -37,11 +37,8 @@ typedef void (*normalize_run_fn)(const uint8_t *, float *, size_t, float, float)
 
 static normalize_run_fn pick_run(void) {
 #if defined(__x86_64__)
-    switch (stoke_cpu_active()) {
-    case STOKE_CPU_AVX512_VNNI: return normalize_run_avx512;
-    case STOKE_CPU_AVX2: return normalize_run_avx2;
-    default: break;
-    }
+    if (stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F)) return normalize_run_avx512;
+    if (stoke_cpu_has(STOKE_CPU_FEATURE_AVX2 | STOKE_CPU_FEATURE_FMA)) return normalize_run_avx2;
 #endif
     return normalize_run_portable;
 }
@@ -81,7 +78,7 @@ static void copy_stream_avx512(uint8_t *dst, const uint8_t *src, size_t n) {
 void stoke_copy_rows_streaming(void *dst, const void *src, size_t nbytes) {
 #if defined(__x86_64__)
 
-    if (stoke_cpu_active() == STOKE_CPU_AVX512_VNNI && nbytes >= 4096) {
+    if (stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F) && nbytes >= 4096) {
         copy_stream_avx512((uint8_t *)dst, (const uint8_t *)src, nbytes);
         return;
     }

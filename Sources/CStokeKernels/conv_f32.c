@@ -95,7 +95,7 @@ static float conv_at(const float *padded, int64_t channels, const stoke_window2d
             for (int64_t kx = 0; kx < g->kernel_w; kx++, t++)
                 sum += wf[t * CV_NF] * padded[c * l->plane + (oy + ky * g->dilation_h) * l->wp + ox + kx * g->dilation_w];
     float v = sum + bias;
-    return relu ? (v > 0.0f ? v : 0.0f) : v;
+    return relu ? (v < 0.0f ? 0.0f : v) : v;  // NaN stays NaN
 }
 
 static void conv_portable(const float *padded, int64_t channels, int64_t filters, const stoke_window2d *g, const conv_layout *l,
@@ -171,8 +171,8 @@ static void conv_tile2(const float *x, const float *w, int64_t channels, int64_t
         __m512 b = _mm512_set1_ps(bias ? bias[f] : 0.0f);
         __m512 top = _mm512_add_ps(a0[f], b), bottom = _mm512_add_ps(a1[f], b);
         if (relu) {
-            top = _mm512_max_ps(top, zero);
-            bottom = _mm512_max_ps(bottom, zero);
+            top = _mm512_max_ps(zero, top);  // zero first: NaN stays NaN
+            bottom = _mm512_max_ps(zero, bottom);
         }
         if (pool) {
             // Lane 2i of pairs(v) is max(v[2i], v[2i + 1]) in the reference order (the odd lane
@@ -212,7 +212,7 @@ static void conv_tile1(const float *x, const float *w, int64_t channels, int64_t
 #pragma clang loop unroll(full)
     for (int f = 0; f < CV_NF; f++) {
         __m512 v = _mm512_add_ps(a0[f], _mm512_set1_ps(bias ? bias[f] : 0.0f));
-        if (relu) v = _mm512_max_ps(v, zero);
+        if (relu) v = _mm512_max_ps(zero, v);  // zero first: NaN stays NaN
         _mm512_mask_storeu_ps(y + f * y_plane, f < filters_left ? store : 0, v);
     }
 }
@@ -260,6 +260,14 @@ static void conv_avx512(const float *padded, int64_t channels, int64_t filters, 
 }
 #endif
 
+int stoke_conv2d_direct_vectorized(void) {
+#if defined(__x86_64__)
+    return stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F | STOKE_CPU_FEATURE_AVX512VL | STOKE_CPU_FEATURE_FMA);
+#else
+    return 0;
+#endif
+}
+
 int stoke_conv2d_direct_f32(const float *x, int64_t images, int64_t channels, int64_t filters, const stoke_window2d *g,
                             const float *packed, const float *bias, int relu, int pool2x2, float *workspace, float *y) {
     if (!stoke_conv2d_direct_supported(g) || channels <= 0 || filters <= 0) return -3;
@@ -270,10 +278,7 @@ int stoke_conv2d_direct_f32(const float *x, int64_t images, int64_t channels, in
     memset(workspace, 0, (size_t)l.padded_floats * sizeof(float));
     int64_t in_image = channels * g->in_h * g->in_w;
     int64_t out_image = filters * (pool2x2 ? (g->out_h / 2) * (g->out_w / 2) : g->out_h * g->out_w);
-    int fast = 0;
-#if defined(__x86_64__)
-    fast = stoke_cpu_active() != STOKE_CPU_PORTABLE && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-#endif
+    int fast = stoke_conv2d_direct_vectorized();
     for (int64_t image = 0; image < images; image++) {
 #if defined(__x86_64__)
         if (fast) {

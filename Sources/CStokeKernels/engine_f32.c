@@ -9,7 +9,7 @@
 
 static inline float unary_one(int op, float v, float alpha, float beta) {
     switch (op) {
-    case STOKE_UNARY_RELU: return v > 0.0f ? v : 0.0f;
+    case STOKE_UNARY_RELU: return v < 0.0f ? 0.0f : v;  // NaN stays NaN
     case STOKE_UNARY_LEAKY_RELU: return v >= 0.0f ? v : v * alpha;
     case STOKE_UNARY_SIGMOID: return v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
     case STOKE_UNARY_TANH: return tanhf(v);
@@ -41,7 +41,7 @@ void stoke_unary_f32(int op, const float *x, float *y, size_t n, float alpha, fl
     // The hot activations get their own loops so the compiler vectorizes them.
     switch (op) {
     case STOKE_UNARY_RELU:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];  // NaN stays NaN
         return;
     case STOKE_UNARY_LEAKY_RELU:
         for (size_t i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? x[i] : x[i] * alpha;

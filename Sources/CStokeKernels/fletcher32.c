@@ -84,7 +84,7 @@ static uint32_t fletcher32_avx2(const uint8_t *data, size_t nbytes) {
 
 uint32_t stoke_fletcher32(const uint8_t *data, size_t nbytes) {
 #if defined(__x86_64__)
-    if (stoke_cpu_active() >= STOKE_CPU_AVX2) return fletcher32_avx2(data, nbytes);
+    if (stoke_cpu_has(STOKE_CPU_FEATURE_AVX2)) return fletcher32_avx2(data, nbytes);
 #endif
     return fletcher32_scalar(data, nbytes);
 }

@@ -225,7 +225,7 @@ static void quantize_linear_avx512(const float *x, size_t n, float scale, int32_
 
 void stoke_quantize_linear_u8(const float *x, size_t n, float scale, int32_t zero_point, uint8_t *q) {
 #if defined(__x86_64__)
-    if (stoke_cpu_active() == STOKE_CPU_AVX512_VNNI) {
+    if (stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F | STOKE_CPU_FEATURE_AVX512BW)) {
         quantize_linear_avx512(x, n, scale, zero_point, q);
         return;
     }

@@ -16,9 +16,8 @@ typedef struct {
 static size_t header_and_sums(size_t n) { return ROUND_UP(sizeof(int8_header) + 4 * ROUND_UP(n, 16), 64); }
 
 static int clamp_level(int level) {
-    int best = (int)stoke_cpu_probe();
-    if (level > best) level = best;
-    return level < 0 ? 0 : level;
+    if (level == STOKE_CPU_AVX512_VNNI && stoke_cpu_level_supported(STOKE_CPU_AVX512_VNNI)) return level;
+    return level != STOKE_CPU_PORTABLE && stoke_cpu_level_supported(STOKE_CPU_AVX2) ? STOKE_CPU_AVX2 : STOKE_CPU_PORTABLE;
 }
 
 size_t stoke_int8_packed_bytes(size_t k, size_t n, int level) {
@@ -167,7 +166,7 @@ static void store16(const epilogue *e, size_t column, size_t valid, __m512i acc,
     __m512 scale = _mm512_mul_ps(_mm512_set1_ps(e->a_scale), _mm512_maskz_loadu_ps(mask, e->b_scale + column));
     __m512 f = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(value));
     if (e->bias) f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(mask, e->bias + column));
-    if (e->relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
+    if (e->relu) f = _mm512_max_ps(_mm512_setzero_ps(), f);  // zero first: NaN stays NaN
     _mm512_mask_storeu_ps(out, mask, f);
 }
 
@@ -379,7 +378,7 @@ void stoke_minmax_f32(const float *x, size_t n, float *min_out, float *max_out) 
     float lo = 0, hi = 0;
     size_t i = 0;
 #if defined(__x86_64__)
-    if (n >= 16 && stoke_cpu_active() == STOKE_CPU_AVX512_VNNI) {
+    if (n >= 16 && stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F)) {
         extern void stoke_minmax_avx512(const float *, size_t, float *, float *);
         stoke_minmax_avx512(x, n, &lo, &hi);
         *min_out = lo;
@@ -437,7 +436,7 @@ static void quantize_avx512(const float *x, size_t n, float inverse_scale, int32
 void stoke_quantize_u8(const float *x, size_t n, float scale, int32_t zero_point, uint8_t *q) {
     float inverse = scale > 0 ? 1.0f / scale : 0.0f;
 #if defined(__x86_64__)
-    if (stoke_cpu_active() == STOKE_CPU_AVX512_VNNI) {
+    if (stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F | STOKE_CPU_FEATURE_AVX512BW)) {
         quantize_avx512(x, n, inverse, zero_point, q);
         return;
     }

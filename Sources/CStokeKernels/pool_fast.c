@@ -57,7 +57,7 @@ static void maxpool2x2_portable(const float *x, int64_t planes, int64_t in_h, in
 
 void stoke_maxpool2x2_f32(const float *x, int64_t planes, int64_t in_h, int64_t in_w, float *y) {
 #if defined(__x86_64__)
-    if (stoke_cpu_active() != STOKE_CPU_PORTABLE && __builtin_cpu_supports("avx512f")) {
+    if (stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F)) {
         maxpool2x2_avx512(x, planes, in_h, in_w, y);
         return;
     }

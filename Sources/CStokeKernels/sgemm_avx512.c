@@ -98,8 +98,8 @@ static void micro_kernel(size_t kc, const float *ap, const float *bp, size_t b_s
             y1 = _mm512_add_ps(y1, cb1);
         }
         if (relu) {
-            y0 = _mm512_max_ps(y0, zero);
-            y1 = _mm512_max_ps(y1, zero);
+            y0 = _mm512_max_ps(zero, y0);  // zero first: NaN stays NaN
+            y1 = _mm512_max_ps(zero, y1);
         }
         _mm512_mask_storeu_ps(row, m0, y0);
         _mm512_mask_storeu_ps(row + 16, m1, y1);
@@ -114,7 +114,7 @@ int stoke_sgemm_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k, f
 int stoke_sgemm_avx512_fused(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                              const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
                              const float *row_bias, const float *col_bias, int relu) {
-    if (!__builtin_cpu_supports("avx512f")) return -1;
+    if (!stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F | STOKE_CPU_FEATURE_FMA)) return -1;
     if (m == 0 || n == 0) return 0;
     if (k == 0) {
         for (size_t i = 0; i < m; i++)
@@ -122,7 +122,7 @@ int stoke_sgemm_avx512_fused(int trans_a, int trans_b, size_t m, size_t n, size_
                 float v = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
                 if (row_bias) v += row_bias[i];
                 if (col_bias) v += col_bias[j];
-                c[i * ldc + j] = relu && v < 0.0f ? 0.0f : v;
+                c[i * ldc + j] = relu && v < 0.0f ? 0.0f : v;  // NaN stays NaN
             }
         return 0;
     }

@@ -122,8 +122,8 @@ static inline void tile_body(size_t kc, const float *ap, size_t a_row, size_t a_
         y0 = _mm512_add_ps(y0, cb0);
         y1 = _mm512_add_ps(y1, cb1);
         if (relu) {
-            y0 = _mm512_max_ps(y0, zero);
-            y1 = _mm512_max_ps(y1, zero);
+            y0 = _mm512_max_ps(zero, y0);  // zero first: NaN stays NaN
+            y1 = _mm512_max_ps(zero, y1);
         }
         _mm512_mask_storeu_ps(row, m0, y0);
         _mm512_mask_storeu_ps(row + 16, m1, y1);
@@ -146,7 +146,7 @@ int stoke_sgemm_avx512_prepacked(size_t m, size_t n, size_t k,
                                  const float *a, size_t lda, const float *packed_a, size_t packed_a_rows, size_t packed_a_first_row,
                                  const float *b, size_t ldb, const float *packed_b, size_t packed_b_columns, size_t packed_b_first_column,
                                  float *c, size_t ldc, const float *row_bias, const float *col_bias, int relu) {
-    if (!__builtin_cpu_supports("avx512f")) return -1;
+    if (!stoke_cpu_has(STOKE_CPU_FEATURE_AVX512F | STOKE_CPU_FEATURE_FMA)) return -1;
     if (m == 0 || n == 0) return 0;
     if ((packed_a == NULL) == (a == NULL) || (packed_b == NULL) == (b == NULL)) return -3;
     if ((packed_a && packed_a_first_row % PK_MR) || (packed_b && packed_b_first_column % PK_NR)) return -3;

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StokeBench
+import StokeEngine
 import StokeLoader
 import StokePack
 import StokeStore
@@ -62,7 +63,7 @@ struct Bench: ParsableCommand {
                 progress.finish()
                 if let report { try writeReport(result, to: report) }
                 if json {
-                    printJSON(result.json)
+                    printJSON(result.json.merging(["kernel_set": KernelSet.current.jsonObject]) { $1 })
                 } else {
                     printTable(result)
                 }
@@ -154,7 +155,7 @@ struct Bench: ParsableCommand {
                     })
                 }
                 if json {
-                    printJSON(result.json)
+                    printJSON(result.json.merging(["kernel_set": KernelSet.current.jsonObject]) { $1 })
                     return
                 }
                 print(String(format: "%@: %d chunks of %@ sampled; storage reads %.0f MB/s warm, %.0f MB/s cold (%.0f%% resident after eviction); %d cores",

@@ -66,7 +66,7 @@ struct Infer: ParsableCommand {
             if sweep.isEmpty {
                 base.outputPath = output
                 let result = try StreamingInference.run(model: loaded, storePath: store, options: base)
-                if json { printJSON(result.json) } else { printResult(result) }
+                if json { printJSON(result.json.merging(["kernel_set": KernelSet.current.jsonObject]) { $1 }) } else { printResult(result) }
                 return
             }
             var settings: [([String: Int], StreamingInference.Options)] = [([:], base)]
@@ -101,6 +101,7 @@ struct Infer: ParsableCommand {
                 var document: [String: Any] = [
                     "sweep": results.map { entry in entry.1.json.merging(["setting": entry.0]) { $1 } },
                     "recommended": ["throughput": fastest.0],
+                    "kernel_set": KernelSet.current.jsonObject,
                 ]
                 if let maxLatencyMs {
                     document["recommended"] = ["throughput": fastest.0, "latency_bound": underBound?.0 ?? NSNull(), "max_latency_ms": maxLatencyMs]

@@ -170,6 +170,7 @@ struct Run: ParsableCommand {
                 document["profile"] = profileRows
             }
             if json {
+                document["kernel_set"] = KernelSet.current.jsonObject
                 printJSON(document)
                 return
             }

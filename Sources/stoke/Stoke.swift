@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StokeEngine
 import StokeStore
 
 @main
@@ -9,6 +10,16 @@ struct Stoke: ParsableCommand {
         abstract: "Keeps a model fed: packs data into compressed HDF5 stores and streams them back.",
         version: StokeVersion.string,
         subcommands: [Pack.self, Inspect.self, Verify.self, Index.self, Bench.self, Run.self, Infer.self, Train.self, Distill.self, Prune.self, Quantize.self, Demo.self])
+
+    /// Reads `STOKE_CPU` once, before any command runs: the whole process uses that kernel set; a
+    /// value that is not one exits with status 2 and a message naming the accepted values.
+    static func main() {
+        if let problem = KernelSet.applyEnvironment() {
+            FileHandle.standardError.write(Data("stoke: error: \(problem)\n".utf8))
+            Foundation.exit(2)
+        }
+        Self.main(nil)
+    }
 }
 
 /// Runs a command body; any error becomes one line on stderr and exit status 1.

@@ -13,7 +13,8 @@ private struct Bits {
 }
 
 /// Every level the CPU has, plus portable.
-private let levels: [Int32] = (0...Int32(stoke_cpu_probe().rawValue)).map { $0 }
+/// Every kernel set this machine supports (within STOKE_CPU), so each path is checked where it can run.
+private let levels: [Int32] = (0..<Int32(STOKE_CPU_LEVEL_COUNT)).filter { stoke_cpu_level_supported($0) != 0 }
 
 /// B packed for `level`, at a 64-byte aligned offset inside the returned array (and that offset).
 private func packedWeights(_ b: [Int8], k: Int, n: Int, level: Int32) -> (bytes: [UInt8], offset: Int) {

@@ -3,21 +3,66 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// CPU feature levels Stoke's kernels dispatch on, best first.
+/// CPU features Stoke's kernels dispatch on, probed once with cpuid (with the xgetbv check that the
+/// OS saves the AVX / AVX-512 registers). Kernels ask `stoke_cpu_has` for the features they use.
+enum {
+    STOKE_CPU_FEATURE_AVX2 = 1u << 0,
+    STOKE_CPU_FEATURE_FMA = 1u << 1,
+    STOKE_CPU_FEATURE_F16C = 1u << 2,
+    STOKE_CPU_FEATURE_AVX512F = 1u << 3,
+    STOKE_CPU_FEATURE_AVX512BW = 1u << 4,
+    STOKE_CPU_FEATURE_AVX512VL = 1u << 5,
+    STOKE_CPU_FEATURE_AVX512VNNI = 1u << 6,
+    STOKE_CPU_FEATURE_AVXVNNI = 1u << 7,   ///< AVX-VNNI (VEX-encoded vpdpbusd on 256-bit registers)
+};
+
+/// Kernel sets: the feature sets `STOKE_CPU` (and `stoke_cpu_force`) can restrict a process (a thread)
+/// to. Not an order: AVX-VNNI without AVX-512 and AVX-512 without VNNI both exist.
 typedef enum {
-    STOKE_CPU_PORTABLE = 0,
-    STOKE_CPU_AVX2 = 1,
-    STOKE_CPU_AVX512_VNNI = 2,
+    STOKE_CPU_PORTABLE = 0,      ///< "portable": plain C
+    STOKE_CPU_AVX2 = 1,          ///< "avx2": AVX2, FMA, F16C
+    STOKE_CPU_AVX_VNNI = 2,      ///< "avx-vnni": avx2 + AVX-VNNI
+    STOKE_CPU_AVX512 = 3,        ///< "avx512": avx2 + AVX-512F/BW/VL
+    STOKE_CPU_AVX512_VNNI = 4,   ///< "avx512-vnni": every feature Stoke uses
 } stoke_cpu_level;
 
-/// The best kernel level this CPU supports (probed once with cpuid; thread-safe).
+/// Number of kernel sets (`stoke_cpu_level` values are 0 ..< this).
+#define STOKE_CPU_LEVEL_COUNT 5
+
+/// The features this CPU and OS support (probed once; thread-safe), before any restriction.
+uint32_t stoke_cpu_probed_features(void);
+
+/// The features kernels called from this thread may use: the probed ones, restricted by `STOKE_CPU`
+/// (read from the environment on first use) and by `stoke_cpu_force` on this thread.
+uint32_t stoke_cpu_features(void);
+
+/// 1 when every feature in `features` (STOKE_CPU_FEATURE_* bits) may be used now, else 0.
+int stoke_cpu_has(uint32_t features);
+
+/// The features a kernel set allows (all bits for avx512-vnni), or 0 for an unknown set.
+uint32_t stoke_cpu_level_features(int level);
+
+/// The name of a kernel set ("portable", "avx2", "avx-vnni", "avx512", "avx512-vnni"), or "?".
+const char *_Nonnull stoke_cpu_level_name(int level);
+
+/// The kernel set a name means, or -1 for a name that is none of `stoke_cpu_level_name`'s.
+int stoke_cpu_parse_level(const char *_Nonnull name);
+
+/// Restricts the whole process to a kernel set (what `STOKE_CPU` does; the CLI calls it at start-up
+/// after validating the name). -1 lifts the restriction.
+void stoke_cpu_set_process_level(int level);
+
+/// 1 when this CPU has every feature of kernel set `level` and the process restriction allows it.
+int stoke_cpu_level_supported(int level);
+
+/// The best kernel set this CPU supports within the process restriction.
 stoke_cpu_level stoke_cpu_probe(void);
 
-/// Forces the level kernels called from this thread use (tests check every path); a level above the
-/// CPU's is clamped. Pass -1 to return to the probed level. Other threads are not affected.
+/// Restricts the kernels called from this thread to kernel set `level` (tests check every path);
+/// features the CPU lacks stay off. Pass -1 to return to the process's set. Other threads are not affected.
 void stoke_cpu_force(int level);
 
-/// The level kernels use now: the probed one unless forced.
+/// The best kernel set whose features are all usable now on this thread.
 stoke_cpu_level stoke_cpu_active(void);
 
 /// HDF5's shuffle filter (id 2): byte `b` of element `i` goes to `dst[b * count + i]`, where

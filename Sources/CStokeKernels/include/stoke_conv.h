@@ -7,6 +7,10 @@
 /// Whether `stoke_conv2d_direct_f32` handles this geometry: stride 1 (any kernel, padding, dilation).
 int stoke_conv2d_direct_supported(const stoke_window2d *_Nonnull g);
 
+/// 1 when `stoke_conv2d_direct_f32` has a vector path for the kernel set in use on this thread, else 0
+/// (then it runs a portable loop, correct but slower than im2col + GEMM).
+int stoke_conv2d_direct_vectorized(void);
+
 /// Floats `stoke_conv2d_direct_pack` writes for [filters, channels, kernel_h, kernel_w] weights.
 size_t stoke_conv2d_direct_packed_count(int64_t filters, int64_t channels, int64_t kernel_h, int64_t kernel_w);
 

@@ -19,6 +19,12 @@ public enum GemmBackend: String, Sendable, CaseIterable {
         return calibrate()
     }()
 
+    /// `selected`, or OpenBLAS when the kernel set in use on this thread lacks what the Stoke kernel
+    /// needs (AVX-512F and FMA): what plans and calls use, so a forced lower set never reaches it.
+    public static var current: GemmBackend {
+        selected == .stokeAVX512 && stoke_cpu_has(UInt32(STOKE_CPU_FEATURE_AVX512F | STOKE_CPU_FEATURE_FMA)) == 0 ? .openBLAS : selected
+    }
+
     /// OpenBLAS's name for the kernel family it chose (e.g. "SkylakeX", "Haswell", "Prescott").
     public static var openBLASCoreName: String {
         guard let name = unsafe openblas_get_corename() else { return "unknown" }
@@ -57,9 +63,9 @@ enum EngineThreads {
 }
 
 /// When stride-1, single-group convolutions with constant filters use the direct kernel
-/// (conv_f32.c) instead of im2col + GEMM. `STOKE_CONV=im2col` keeps im2col + GEMM, for comparisons.
+/// (conv_f32.c) instead of im2col + GEMM, on kernel sets where it has a vector path. `STOKE_CONV=im2col` keeps im2col + GEMM, for comparisons.
 enum DirectConv {
-    static let enabled: Bool = stoke_cpu_probe().rawValue >= STOKE_CPU_AVX512_VNNI.rawValue
+    static let enabled: Bool = stoke_conv2d_direct_vectorized() != 0
         && ProcessInfo.processInfo.environment["STOKE_CONV"] != "im2col"
 
     /// Whether the direct kernel beats im2col + GEMM for this geometry. Its tiles are 16 output

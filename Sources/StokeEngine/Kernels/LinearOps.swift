@@ -10,7 +10,7 @@ enum LinearOps {
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                       beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
                       rowBias: UnsafePointer<Float>? = nil, columnBias: UnsafePointer<Float>? = nil, relu: Bool = false) {
-        unsafe sgemm(backend: GemmBackend.selected, threads: EngineThreads.current, transA: transA, transB: transB, m: m, n: n, k: k,
+        unsafe sgemm(backend: GemmBackend.current, threads: EngineThreads.current, transA: transA, transB: transB, m: m, n: n, k: k,
                      alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, y: y, ldy: ldy,
                      rowBias: rowBias, columnBias: columnBias, relu: relu)
     }
@@ -356,11 +356,11 @@ enum LinearOps {
         // With a fused pool and packed filters, images go through the GEMM two at a time: their
         // column matrices side by side make N = 2 x plane, so fewer columns are lost to the last,
         // partial 32-column tile (a 14x14 plane fills 7 tiles at 87.5%; two fill 13 at 94%).
-        let paired = fusedPool && group == 1 && !pointwise && act <= 1 && GemmBackend.selected == .stokeAVX512
+        let paired = fusedPool && group == 1 && !pointwise && act <= 1 && GemmBackend.current == .stokeAVX512
             && PrepackedGemm.enabled && w.constant != nil
         let pairStride = (2 * plane + 15) / 16 * 16
         let columnBytes = pointwise ? 0 : colRows * (paired ? pairStride : columnStride) * 4
-        let backend = GemmBackend.selected
+        let backend = GemmBackend.current
         let parts = backend == .stokeAVX512 ? max(1, min(EngineThreads.current, batch)) : 1
         let gemmThreads = parts > 1 ? 1 : EngineThreads.current
         let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: columnBytes) }

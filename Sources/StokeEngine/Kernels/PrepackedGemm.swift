@@ -7,7 +7,7 @@ import CStokeKernels
 /// original row stride.
 enum PrepackedGemm {
     /// Whether plans should pack constant weights: only Stoke's kernel reads packed panels.
-    static var enabled: Bool { GemmBackend.selected == .stokeAVX512 }
+    static var enabled: Bool { GemmBackend.current == .stokeAVX512 }
 
     /// op(B) [k, n] packed; `transB` when `b` is stored [n, k] (PyTorch Linear weights).
     static func packB(_ b: Tensor, k: Int, n: Int, transB: Bool) -> TensorStorage {
