@@ -48,10 +48,11 @@ struct Quantize: ParsableCommand {
 
     var resolvedMode: Mode { mode ?? (calibrate != nil || qat != nil ? .static : .dynamic) }
 
-    func validate() throws {
+    mutating func validate() throws {
         guard percentile > 0, percentile <= 100 else { throw UsageError("--percentile must be in (0, 100], got \(percentile)") }
         guard calibrationSamples > 0 else { throw UsageError("--calibration-samples must be positive") }
         if let threads, threads < 1 { throw UsageError("--threads must be at least 1") }
+        threads = threads.map { clampedEngineThreads($0) }
         if let maxAccuracyDrop, !(maxAccuracyDrop >= 0) { throw UsageError("--max-accuracy-drop must be a non-negative number of percentage points") }
         try checkOutputPath(output, inputs: [model, calibrate, qat, eval])
         if calibrate == nil {

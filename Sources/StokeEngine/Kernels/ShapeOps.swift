@@ -192,6 +192,7 @@ enum ShapeOps {
         let shape = try c.checkedShape(intValues(shapeTensor))
         var fill = Tensor(shape: [1], floats: [0])
         if case let .tensor(t)? = c.node.attributes["value"] { fill = t }
+        try c.checkOutput(fill.elementType, shape, constant: true)
         switch fill.elementType {
         case .float32: return .constants([Tensor(shape: shape, floats: [Float](repeating: fill.floats.first ?? 0, count: elementCount(shape)))])
         case .int64: return .constants([Tensor(shape: shape, int64s: [Int64](repeating: fill.int64s.first ?? 0, count: elementCount(shape)))])
@@ -371,6 +372,7 @@ enum ShapeOps {
         func count(_ span: Double, _ step: Double) throws(EngineError) -> Int {
             let value = (span / step).rounded(.up)
             guard value.isFinite, value <= Double(maximumElementCount) else { throw c.fail("range of \(value) elements") }
+            try c.checkOutput(start.elementType, [max(0, Int(value))], constant: true)
             return max(0, Int(value))
         }
         switch start.elementType {
