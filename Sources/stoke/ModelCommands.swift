@@ -103,9 +103,10 @@ struct ModelReport {
         // shapes are; a shape the engine refuses is named instead of the MACs.
         do {
             let session = Session(model: model)
-            let total = try session.costs(inputShapes: shapes).reduce(0) { $0 + $1.macs }
+            let total = try session.costs(inputShapes: shapes).reduce(0) { $0 + $1.macs } / (model.fixedBatchSize ?? 1)
             let arena = try session.memoryPlan(inputShapes: shapes).arenaBytes
-            (macs, activationBytes, macsNote) = (total, arena, "per sample (symbolic dimensions taken as 1)")
+            let note = model.fixedBatchSize.map { "per sample (the model's fixed batch of \($0) divided out)" } ?? "per sample (symbolic dimensions taken as 1)"
+            (macs, activationBytes, macsNote) = (total, arena, note)
         } catch {
             (macs, activationBytes, macsNote) = (nil, nil, "unknown: \(error)")
         }
