@@ -134,6 +134,18 @@ struct ConformanceTests {
         Self.check(generated.appendingPathComponent("node"), suite: "node", minimumPassed: 640)
     }
 
+    @Test("LRN (AlexNet/Inception style) passes the ONNX node cases and matches onnxruntime")
+    func localResponseNormalization() throws {
+        let generated = try TestSupport.generatedDirectory.get()
+        for (suite, name) in [("node", "test_lrn"), ("node", "test_lrn_default"), ("interop", "lrn")] {
+            let outcome = CaseRunner.run(caseDirectory: generated.appendingPathComponent(suite).appendingPathComponent(name))
+            guard case .passed = outcome else {
+                Issue.record("\(suite)/\(name): \(outcome)")
+                continue
+            }
+        }
+    }
+
     @Test("MLP, CNN and layout ops match onnxruntime")
     func interop() throws {
         let generated = try TestSupport.generatedDirectory.get()

@@ -1,5 +1,6 @@
 import COpenBLAS
 import CStokeKernels
+import Glibc
 
 /// Matrix products, convolution, pooling, normalization and reductions.
 enum LinearOps {
@@ -684,6 +685,40 @@ enum LinearOps {
                 }
             }
             unsafe stoke_channel_affine_f32(s.floats(ix), s.floats(iy), batch, channels, spatial, scale, shift)
+        }
+    }
+
+    /// LRN (local response normalization across channels, AlexNet/Inception v1; opsets 1 and 13):
+    /// y = x / (bias + alpha / size · Σ x²)^beta, the sum over channels c − ⌊(size−1)/2⌋ … c + ⌈(size−1)/2⌉
+    /// clipped to [0, C), at each position of [N, C, spatial...].
+    static func localResponseNormalization(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.float32Input(0)
+        guard x.shape.count >= 3 else { throw c.fail("input \(x.shape) needs [N, C, spatial...]") }
+        let size = try c.int("size", 0)
+        guard size > 0, size <= 1 << 20 else { throw c.fail("size \(size) must be a positive number of channels") }
+        let alpha = try c.float("alpha", 1e-4), beta = try c.float("beta", 0.75), bias = try c.float("bias", 1)
+        let (batch, channels) = (x.shape[0], x.shape[1])
+        let spatial = x.shape[2...].reduce(1, *)
+        let (below, above) = ((size - 1) / 2, (size - 1) - (size - 1) / 2)
+        let scale = alpha / Float(size)
+        // One plane of squared sums, reused for every (image, channel).
+        let sums = try c.workspace(bytes: [spatial, 4], "squared-sum plane")
+        let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+        return .kernel([(.float32, x.shape)]) { s in
+            let (input, output) = unsafe (s.floats(ix), s.floats(iy))
+            let sum = unsafe sums.pointer.assumingMemoryBound(to: Float.self)
+            for image in 0..<batch {
+                let base = image * channels * spatial
+                for channel in 0..<channels {
+                    unsafe sum.update(repeating: 0, count: spatial)
+                    for neighbor in max(0, channel - below)...min(channels - 1, channel + above) {
+                        let plane = unsafe input + base + neighbor * spatial
+                        for k in 0..<spatial { unsafe sum[k] += plane[k] * plane[k] }
+                    }
+                    let (from, to) = unsafe (input + base + channel * spatial, output + base + channel * spatial)
+                    for k in 0..<spatial { unsafe to[k] = from[k] / powf(bias + scale * sum[k], beta) }
+                }
+            }
         }
     }
 

@@ -42,6 +42,7 @@ enum OperatorRegistry {
         "Tile": ShapeOps.tile,
         "ConvTranspose": LinearOps.convTranspose,
         "InstanceNormalization": LinearOps.instanceNormalization,
+        "LRN": LinearOps.localResponseNormalization,
         "Equal": ElementwiseOps.compare(0),
         "Less": ElementwiseOps.compare(1),
         "LessOrEqual": ElementwiseOps.compare(2),

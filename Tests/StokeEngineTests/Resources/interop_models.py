@@ -109,6 +109,22 @@ def mixed():
     return make_model("mixed", nodes, inits, inp, out, opset=20), (3, 4, 6, 24)
 
 
+def lrn():
+    """AlexNet/ZFNet-style Caffe-era block: Conv -> Relu -> LRN -> MaxPool, then a second LRN of size 3 (opset 9)."""
+    nodes, inits = [], []
+    inits += [weight("conv1.weight", 8, 3, 3, 3), weight("conv1.bias", 8, scale=0.1)]
+    nodes.append(helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["c1"], pads=[1, 1, 1, 1], name="conv1"))
+    nodes.append(helper.make_node("Relu", ["c1"], ["r1"], name="relu1"))
+    nodes.append(helper.make_node("LRN", ["r1"], ["n1"], size=5, alpha=1e-4, beta=0.75, bias=2.0, name="norm1"))
+    nodes.append(helper.make_node("MaxPool", ["n1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], name="pool1"))
+    inits += [weight("conv2.weight", 16, 8, 3, 3)]
+    nodes.append(helper.make_node("Conv", ["p1", "conv2.weight"], ["c2"], name="conv2"))
+    nodes.append(helper.make_node("LRN", ["c2"], ["out"], size=3, alpha=0.5, beta=0.6, bias=1.0, name="norm2"))
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 16, 5, 5])
+    return make_model("lrn", nodes, inits, inp, out, opset=9), (2, 3, 16, 16)
+
+
 def session(model, threads):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -133,7 +149,7 @@ def write_case(out_dir, name, model, shape):
 
 def main():
     out = sys.argv[1]
-    for name, (model, shape) in (("mlp", mlp()), ("cnn", cnn()), ("mixed", mixed())):
+    for name, (model, shape) in (("mlp", mlp()), ("cnn", cnn()), ("mixed", mixed()), ("lrn", lrn())):
         write_case(out, name, model, shape)
     print(f"wrote interop cases to {out}/interop (onnx {onnx.__version__}, onnxruntime {ort.__version__})")
 
