@@ -132,6 +132,33 @@ struct HostileModelCLITests {
         }
     }
 
+    @Test("r22: infer reads u8, i8, u16, i16, i32 and i64 labels, checks each is a class of the model, and refuses float labels")
+    func integerLabels() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Self.python(Self.header + """
+            import h5py
+            r = np.random.default_rng(0); x = r.random((40, 8), dtype=np.float32); y = r.integers(0, 4, 40)
+            save('id', [h.make_node('Identity', ['x'], ['y'])], inputs=[h.make_tensor_value_info('x', T.FLOAT, ['N', 8])])
+            for t in ('u1', 'i1', 'u2', 'i2', 'i4', 'i8'):
+                with h5py.File(t + '.h5', 'w') as f: f.create_dataset('data', data=x, chunks=(8, 8)); f.create_dataset('label', data=y.astype(t), chunks=(8,))
+            with h5py.File('big.h5', 'w') as f: f.create_dataset('data', data=x); f.create_dataset('label', data=np.full(40, 300, 'u2'))
+            with h5py.File('float.h5', 'w') as f: f.create_dataset('data', data=x); f.create_dataset('label', data=y.astype('f4'))
+            np.save('expected.npy', np.array([(x.argmax(1) == y).mean()]))
+            """, in: directory)
+        let expected = try execute(venvPython, ["-c", "import sys, numpy as np; print(np.load(sys.argv[1])[0])", "\(directory)/expected.npy"])
+        let accuracy = Double(expected.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        for type in ["u1", "i1", "u2", "i2", "i4", "i8"] {
+            let infer = try execute(stokeBinary, ["infer", "\(directory)/id.onnx", "\(directory)/\(type).h5", "--json"])
+            #expect(infer.status == 0, "\(type): \(infer.stderr)")
+            #expect(abs((jsonObject(infer.stdout)?["accuracy"] as? Double ?? -1) - accuracy) < 1e-9, "\(type): \(infer.stdout)")
+        }
+        let big = try execute(stokeBinary, ["infer", "\(directory)/id.onnx", "\(directory)/big.h5"])
+        #expect(big.status == 1 && big.stderr.contains("label 300 of sample 0") && big.stderr.contains("outside the model's 8 classes"), "\(big.stderr)")
+        let float = try execute(stokeBinary, ["infer", "\(directory)/id.onnx", "\(directory)/float.h5"])
+        #expect(float.status == 1 && float.stderr.contains("label field 'label' is f32; labels must be integers"), "\(float.stderr)")
+    }
+
     @Test("r13: a 5,000-node graph (JSON over 64 KiB) is saved as a graph model file that Stoke and h5py read")
     func largeGraphModelFile() throws {
         let directory = temporaryDirectory()
