@@ -139,7 +139,7 @@ struct ModelReport {
         print("MACs: " + (macs.map { "\($0) \(macsNote)" } ?? macsNote))
         if let activationBytes {
             let budget = MemoryBudget.current.bytes
-            print("activations: \(formatBytes(activationBytes)) per sample"
+            print("activations: \(formatBytes(activationBytes)) " + (model.fixedBatchSize.map { "per run (the model's fixed batch of \($0))" } ?? "per sample")
                   + (activationBytes > budget ? " (more than the memory budget of \(formatBytes(budget)): run and infer will refuse it)" : ""))
         }
     }
