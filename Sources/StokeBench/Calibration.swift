@@ -10,7 +10,9 @@ public enum CalibrationRun {
     /// - Parameters:
     ///   - storePath: a store whose first non-label field is the model's input.
     ///   - samples: how many samples to observe (fewer if the store is smaller).
-    ///   - batchSize: samples per batch fed to the FP32 model.
+    ///   - batchSize: samples per batch fed to the FP32 model (a model with a fixed batch size is fed
+    ///     at it instead; a short last batch then repeats its own samples, which leaves the observed
+    ///     ranges unchanged).
     /// - Returns: the calibration table of `method` over the observed samples.
     public static func run(model: Model, storePath: String, samples: Int, method: CalibrationMethod,
                            batchSize: Int = 256) throws -> CalibrationTable {
@@ -24,9 +26,10 @@ public enum CalibrationRun {
         }
         guard let input = model.inputs.first else { throw StoreError.invalidArgument("the model has no input") }
         let budget = StreamingInference.threadBudget(cores: ProcessInfo.processInfo.activeProcessorCount, loaderWorkers: nil, engineThreads: nil)
+        let fixedBatch = model.fixedBatchSize
         var options = LoaderOptions()
         options.fields = [field.name]
-        options.batchSize = batchSize
+        options.batchSize = fixedBatch ?? max(1, min(batchSize, samples))
         options.order = .sequential
         options.workers = budget.loader
         options.outputTypes[field.name] = .f32
@@ -34,11 +37,18 @@ public enum CalibrationRun {
         let calibrator = try Calibrator(model: model, method: method)
         let total = min(samples, store.sampleCount)
         let epoch = try loader.epoch(0)
-        while calibrator.samplesObserved < total, let batch = try epoch.next() {
-            let count = min(batch.count, total - calibrator.samplesObserved)
+        var observed = 0
+        while observed < total, let batch = try epoch.next() {
+            let count = min(batch.count, total - observed)
             let values = try batch.values(field.name, as: Float.self)
             let perSample = field.sampleShape.reduce(1, *)
-            try calibrator.observe([input.name: Tensor(shape: [count] + field.sampleShape, floats: Array(values[..<(count * perSample)]))])
+            var rows = count, fed = Array(values[..<(count * perSample)])
+            if let fixedBatch, count < fixedBatch {
+                fed = (0..<fixedBatch).flatMap { row in values[(row % count) * perSample..<(row % count + 1) * perSample] }
+                rows = fixedBatch
+            }
+            try calibrator.observe([input.name: Tensor(shape: [rows] + field.sampleShape, floats: fed)])
+            observed += count
         }
         return try calibrator.table()
     }

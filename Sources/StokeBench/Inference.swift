@@ -85,10 +85,17 @@ public struct StreamingInference {
             }
         }
 
+        if let labels { try Self.checkLabelType(labels.dtype, field: labels.name, path: storePath) }
+
+        let total = min(store.sampleCount, options.maxSamples ?? Int.max)
+        // A model with a fixed batch size runs only at it (a short last batch is padded); otherwise a
+        // batch never holds more samples than the run streams.
+        let fixedBatch = model.fixedBatchSize
+        let batchSize = fixedBatch ?? max(1, min(options.batchSize, total))
         let budget = threadBudget(cores: ProcessInfo.processInfo.activeProcessorCount, loaderWorkers: options.loaderWorkers, engineThreads: options.engineThreads)
         var loaderOptions = LoaderOptions()
         loaderOptions.fields = [inputName] + (labels.map { [$0.name] } ?? [])
-        loaderOptions.batchSize = options.batchSize
+        loaderOptions.batchSize = batchSize
         loaderOptions.order = .sequential
         loaderOptions.workers = budget.loader
         loaderOptions.prefetch = options.prefetch
@@ -98,9 +105,9 @@ public struct StreamingInference {
         let session = Session(model: model, threads: budget.engine)
 
         let sampleShape = inputField.sampleShape
-        let total = min(store.sampleCount, options.maxSamples ?? Int.max)
+        let width = sampleShape.reduce(1, *)
         var latencies: [Double] = []
-        latencies.reserveCapacity(total / max(1, options.batchSize) + 1)
+        latencies.reserveCapacity(total / batchSize + 1)
         var waitSeconds = 0.0
         var correct = 0, labelled = 0
         var confusion: [[Int]] = []
@@ -115,14 +122,13 @@ public struct StreamingInference {
             guard let batch = try epoch.next() else { break }
             waitSeconds += seconds(since: waitStart)
             let count = min(batch.count, total - done)
-            let batchLabels: [Int64] = try labels.map { try batch.values($0.name, as: Int64.self) } ?? []
+            let batchLabels: [Int64] = try labels.map { try Self.integerLabels(batch, field: $0.name) } ?? []
             let computeStart = ContinuousClock.now
-            let predictions: [Int] = unsafe try batch.withField(inputName) { bytes, _ in
-                let floats = unsafe bytes.assumingMemoryBound(to: Float.self)
-                let span = unsafe Span(_unsafeElements: UnsafeBufferPointer(rebasing: floats[0..<(count * sampleShape.reduce(1, *))]))
-                return try session.run(input: modelInput.name, shape: [count] + sampleShape, data: span) { outputs in
+            // Runs `rows` samples (at least `count`, more when padded to a fixed batch) and predicts the first `count`.
+            func predict(_ span: Span<Float>, rows: Int) throws -> [Int] {
+                try session.run(input: modelInput.name, shape: [rows] + sampleShape, data: span) { outputs in
                     try outputs.withFloats(modelOutput.name) { logits in
-                        let width = logits.count / max(1, count)
+                        let width = logits.count / max(1, rows)
                         if classes == 0 {
                             classes = width
                             confusion = Array(repeating: Array(repeating: 0, count: width), count: width)
@@ -138,6 +144,16 @@ public struct StreamingInference {
                         return result
                     }
                 }
+            }
+            let predictions: [Int] = unsafe try batch.withField(inputName) { bytes, _ in
+                let floats = unsafe bytes.assumingMemoryBound(to: Float.self)
+                let values = unsafe UnsafeBufferPointer(rebasing: floats[0..<(count * width)])
+                if let fixedBatch, count < fixedBatch {
+                    var padded = [Float](repeating: 0, count: fixedBatch * width)
+                    for index in 0..<(count * width) { unsafe padded[index] = values[index] }
+                    return try predict(padded.span, rows: fixedBatch)
+                }
+                return try predict(unsafe Span(_unsafeElements: values), rows: count)
             }
             latencies.append(seconds(since: computeStart) * 1e3)
             for (row, prediction) in predictions.enumerated() {
@@ -184,7 +200,38 @@ public struct StreamingInference {
             latencyP99: percentile(0.99), firstBatchMilliseconds: firstBatch, dataWaitFraction: waitFraction,
             accuracy: labelled > 0 ? Double(correct) / Double(labelled) : nil, confusion: confusion,
             loaderWorkers: budget.loader, engineThreads: budget.engine, threadChoice: budget.why, bottleneck: bottleneck,
-            batchSize: options.batchSize, residentBytes: residentBytes(), peakResidentBytes: peakResidentBytes())
+            batchSize: batchSize, residentBytes: residentBytes(), peakResidentBytes: peakResidentBytes())
+    }
+
+    /// Refuses a label field that is not an integer type `integerLabels` reads.
+    static func checkLabelType(_ dtype: DType, field: String, path: String) throws {
+        guard labelTypes.contains(dtype.rawValue) else {
+            throw StoreError.invalidArgument("\(path): label field '\(field)' is \(dtype.rawValue); labels must be integers (\(labelTypes.joined(separator: ", ")))")
+        }
+    }
+
+    /// The integer types a label field may have (by `DType` raw value; u32 when the store reads it).
+    static let labelTypes = ["u8", "i8", "u16", "i16", "u32", "i32", "i64"]
+
+    /// A batch's label field widened to Int64, whatever integer type the store keeps it in.
+    /// Whether each label is a class of the model is checked where it is used.
+    public static func integerLabels(_ batch: borrowing Batch, field: String) throws -> [Int64] {
+        try unsafe batch.withField(field) { bytes, layout in
+            func widen<T: BinaryInteger & BitwiseCopyable>(_ type: T.Type) -> [Int64] {
+                unsafe bytes.assumingMemoryBound(to: T.self).map { Int64($0) }
+            }
+            switch layout.dtype.rawValue {
+            case "u8": return widen(UInt8.self)
+            case "i8": return widen(Int8.self)
+            case "u16": return widen(UInt16.self)
+            case "i16": return widen(Int16.self)
+            case "u32": return widen(UInt32.self)
+            case "i32": return widen(Int32.self)
+            case "i64": return widen(Int64.self)
+            default:
+                throw StoreError.invalidArgument("label field '\(field)' is \(layout.dtype.rawValue); labels must be integers (\(labelTypes.joined(separator: ", ")))")
+            }
+        }
     }
 
     private static func seconds(since start: ContinuousClock.Instant) -> Double {

@@ -1,3 +1,5 @@
+import StokeStore
+
 /// Everything that can go wrong while reading, planning or running a model.
 ///
 /// Each case carries enough context (field path, node name, operator) to fix the model or the call
@@ -25,6 +27,10 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     /// A Stoke HDF5 model file could not be written or read: `field` is what is at fault (`file`,
     /// an attribute path such as `stoke_model.layers[2].kernel_size`, or `dataset 0.weight`).
     case modelFile(path: String, field: String, detail: String)
+    /// A tensor, workspace or plan sized from the model and its inputs would need more memory than
+    /// `MemoryBudget.current` allows; refused before anything is allocated. `node` and `op` name the
+    /// node whose output or workspace asked (both empty for a whole plan's activations).
+    case memoryBudget(op: String, node: String, MemoryBudgetError)
 
     public var description: String {
         switch self {
@@ -48,6 +54,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
             return "cannot read \(path): \(detail)"
         case let .modelFile(path, field, detail):
             return "model file \(path): \(field): \(detail)"
+        case let .memoryBudget(op, node, budget):
+            return node.isEmpty && op.isEmpty ? budget.description : "\(op) node '\(node)': \(budget)"
         }
     }
 }

@@ -49,6 +49,14 @@ public struct Model: Sendable {
     /// Outputs a run produces.
     public var outputs: [ValueInfo] { graph.outputs }
 
+    /// The batch size the first input declares when its leading axis is a fixed number (1 for
+    /// `torch.onnx.export`'s default), nil when it is symbolic or undeclared. Every run must feed
+    /// exactly this many samples, so measuring, calibrating and streaming use it as their batch size.
+    public var fixedBatchSize: Int? {
+        guard let first = inputs.first?.shape?.first, case let .fixed(value) = first, value > 0 else { return nil }
+        return value
+    }
+
     /// Loads an ONNX model file (`.onnx`, protobuf ModelProto with embedded weights).
     ///
     /// - Throws: `EngineError.io` if the file cannot be read; `.malformedProtobuf` naming the
@@ -95,6 +103,26 @@ public struct Model: Sendable {
             if node.opType != "Constant", node.inputs.first?.isEmpty ?? true {
                 throw EngineError.invalidModel("node '\(node.name)' (\(node.opType)) has no first input")
             }
+        }
+        // Every value has one definition (a graph input, an initializer or one node's output), as ONNX
+        // requires: a second one would silently replace the first for every later reader.
+        var definedBy: [String: String] = [:]
+        for input in graph.inputs {
+            if definedBy[input.name] != nil { throw EngineError.invalidModel("graph input '\(input.name)' is declared twice") }
+            definedBy[input.name] = "graph input '\(input.name)'"
+        }
+        for name in graph.initializers.keys where definedBy[name] == nil { definedBy[name] = "initializer '\(name)'" }
+        for node in graph.nodes {
+            for output in node.outputs where !output.isEmpty {
+                if let previous = definedBy[output] {
+                    throw EngineError.invalidModel("value '\(output)' is defined twice: by \(previous) and by node '\(node.name)' (\(node.opType))")
+                }
+                definedBy[output] = "node '\(node.name)' (\(node.opType))"
+            }
+        }
+        var listed = Set<String>()
+        for output in graph.outputs where !listed.insert(output.name).inserted {
+            throw EngineError.invalidModel("graph output '\(output.name)' is listed twice")
         }
         let available = Set(graph.nodes.flatMap(\.outputs) + graph.inputs.map(\.name) + graph.initializers.keys)
         for output in graph.outputs where !available.contains(output.name) {

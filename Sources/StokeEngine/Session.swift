@@ -1,5 +1,6 @@
 import COpenBLAS
 import Dispatch
+import StokeStore
 
 /// Runs a `Model`. A session owns plans (one per distinct set of input shapes, built on first use)
 /// and their arenas, so steady-state runs allocate nothing. Not thread-safe: use one session per
@@ -8,6 +9,9 @@ public final class Session {
     public let model: Model
     /// Threads OpenBLAS uses inside this session's kernels.
     public let threads: Int
+    /// What each plan's activations, workspaces and folded constants are checked against before they
+    /// are allocated (`EngineError.memoryBudget`).
+    public let memoryBudget: MemoryBudget
     private var plans: [PlanKey: ExecutionPlan] = [:]
     /// The most recently used plan: steady-state runs with unchanged shapes skip the hash lookup.
     private var lastPlan: (PlanKey, ExecutionPlan)?
@@ -23,10 +27,13 @@ public final class Session {
     /// Integer inputs up to this many elements are treated as plan-time constants.
     static let specializedIntegerInputLimit = 64
 
-    /// - Parameter threads: OpenBLAS thread count for GEMMs (the engine's whole thread budget;
-    ///   the process-wide OpenBLAS setting is changed to it).
-    public init(model: Model, threads: Int = 1) {
+    /// - Parameters:
+    ///   - threads: OpenBLAS thread count for GEMMs (the engine's whole thread budget; the
+    ///     process-wide OpenBLAS setting is changed to it).
+    ///   - memoryBudget: the most bytes one plan may allocate (default: the process's budget).
+    public init(model: Model, threads: Int = 1, memoryBudget: MemoryBudget = .current) {
         self.model = model
+        self.memoryBudget = memoryBudget
         self.threads = max(1, threads)
         copenblas_set_threads(Int32(self.threads))
         EngineThreads.set(self.threads)
@@ -36,7 +43,10 @@ public final class Session {
     public static var openBLASThreads: Int { Int(copenblas_get_threads()) }
 
     /// The plan for these input shapes, building it (shape inference, folding, arena) if new.
-    private func plan(shapes: [[Int]], types: [ElementType], integerInputs: [Tensor?]? = nil) throws(EngineError) -> ExecutionPlan {
+    /// With `shapesOnly` the plan is built without allocating activations or workspaces and is not
+    /// kept (it cannot run): for shapes, costs and arena sizes.
+    private func plan(shapes: [[Int]], types: [ElementType], integerInputs: [Tensor?]? = nil,
+                      shapesOnly: Bool = false) throws(EngineError) -> ExecutionPlan {
         let integerInputs = integerInputs ?? [Tensor?](repeating: nil, count: shapes.count)
         let key = PlanKey(shapes: shapes, types: types, integerValues: integerInputs.map { $0?.int64s })
         if let plan = plans[key] {
@@ -70,21 +80,27 @@ public final class Session {
                 }
             }
         }
+        guard shapes.count == model.inputs.count, types.count == model.inputs.count else {
+            throw EngineError.badInput("\(shapes.count) input shapes for \(model.inputs.count) inputs")
+        }
         let plan = try ExecutionPlan(graph: model.graph, opset: model.opset, inputShapes: shapes, inputTypes: types,
-                                     inputConstants: integerInputs)
+                                     inputConstants: integerInputs, budget: memoryBudget, shapesOnly: shapesOnly)
+        if shapesOnly { return plan }
         plans[key] = plan
         lastPlan = (key, plan)
         return plan
     }
 
     /// Arena bytes of the plan for these input shapes, and the bytes it would take without reuse.
+    /// Planned for shapes only: nothing of that size is allocated (so it also answers for shapes
+    /// whose activations exceed the memory budget).
     public func memoryPlan(inputShapes: [String: [Int]]) throws(EngineError) -> (arenaBytes: Int, unsharedBytes: Int) {
         let shapes = try model.inputs.map { (input) throws(EngineError) -> [Int] in
             guard let shape = inputShapes[input.name] else { throw EngineError.badInput("missing input '\(input.name)'") }
             return shape
         }
         let types = model.inputs.map { $0.onnxElementType == 0 ? ElementType.float32 : ElementType(onnxCode: $0.onnxElementType) }
-        let plan = try plan(shapes: shapes, types: types)
+        let plan = try plan(shapes: shapes, types: types, shapesOnly: true)
         return (plan.arenaBytes, plan.unsharedBytes)
     }
 
@@ -169,14 +185,15 @@ public final class Session {
     }
 
     /// Per-node multiply-accumulates of one run with these input shapes (for `inspect`-style
-    /// reports); nodes folded away at plan time do not appear.
+    /// reports); nodes folded away at plan time do not appear. Planned for shapes only: no
+    /// activation or workspace is allocated.
     public func costs(inputShapes: [String: [Int]]) throws(EngineError) -> [NodeCost] {
         let shapes = try model.inputs.map { (input) throws(EngineError) -> [Int] in
             guard let shape = inputShapes[input.name] else { throw EngineError.badInput("missing input '\(input.name)'") }
             return shape
         }
         let types = model.inputs.map { $0.onnxElementType == 0 ? ElementType.float32 : ElementType(onnxCode: $0.onnxElementType) }
-        return try plan(shapes: shapes, types: types).steps.map { NodeCost(node: $0.node, opType: $0.opType, macs: $0.macs) }
+        return try plan(shapes: shapes, types: types, shapesOnly: true).steps.map { NodeCost(node: $0.node, opType: $0.opType, macs: $0.macs) }
     }
 
     /// Runs the model `repeats` times and reports the time each node took, summed over the runs.

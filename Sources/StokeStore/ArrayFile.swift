@@ -55,7 +55,8 @@ public enum ArrayFile {
         let temporary = path + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let context = H5Context(path: temporary)
         do throws(StoreError) {
-            let file = try HDF5.createFile(temporary)
+            // An attribute over 64 KiB (a graph model's JSON of thousands of nodes) needs dense storage.
+            let file = try HDF5.createFile(temporary, denseAttributes: attributes.values.contains { $0.utf8.count > 60_000 })
             do {
                 let root = try HDF5.openGroup(file.id, "/", context)
                 for array in arrays {

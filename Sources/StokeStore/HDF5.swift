@@ -91,10 +91,23 @@ enum HDF5 {
 
     // MARK: - Files and groups
 
-    static func createFile(_ path: String) throws(StoreError) -> H5File {
+    /// - Parameter denseAttributes: write the 1.8 file format with the root's attributes in dense
+    ///   storage, which holds attributes over the 64 KiB a compact (1.6 format) attribute may take.
+    static func createFile(_ path: String, denseAttributes: Bool = false) throws(StoreError) -> H5File {
         _ = ready
-        let id = unsafe H5Fcreate(path, chdf5_acc_excl(), h5Default, h5Default)
-        return H5File(owning: try checkID(id, "H5Fcreate", H5Context(path: path)))
+        let context = H5Context(path: path)
+        guard denseAttributes else {
+            let id = unsafe H5Fcreate(path, chdf5_acc_excl(), h5Default, h5Default)
+            return H5File(owning: try checkID(id, "H5Fcreate", context))
+        }
+        let access = try checkID(H5Pcreate(chdf5_plist_file_access()), "H5Pcreate", context)
+        defer { H5Pclose(access) }
+        try check(H5Pset_libver_bounds(access, H5F_LIBVER_V18, H5F_LIBVER_V18), "H5Pset_libver_bounds", context)
+        let creation = try checkID(H5Pcreate(chdf5_plist_file_create()), "H5Pcreate", context)
+        defer { H5Pclose(creation) }
+        try check(H5Pset_attr_phase_change(creation, 0, 0), "H5Pset_attr_phase_change", context)
+        let id = unsafe H5Fcreate(path, chdf5_acc_excl(), creation, access)
+        return H5File(owning: try checkID(id, "H5Fcreate", context))
     }
 
     static func openFile(_ path: String, writable: Bool) throws(StoreError) -> H5File {

@@ -26,10 +26,11 @@ struct Infer: ParsableCommand {
     @Flag(name: .long, help: "Quantize Gemm/MatMul dynamically to INT8 (per-channel s8 weights, per-batch u8 activations).") var int8 = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
-    func validate() throws {
+    mutating func validate() throws {
         guard batchSize > 0 else { throw UsageError("--batch-size must be positive") }
         if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
         if let threads, threads <= 0 { throw UsageError("--threads must be positive") }
+        threads = threads.map { clampedEngineThreads($0) }
         if let output {
             guard sweep.isEmpty else { throw UsageError("--output writes one run's predictions: it does not combine with --sweep") }
             try checkOutputPath(output, option: "--output", inputs: [model, store])
@@ -80,7 +81,7 @@ struct Infer: ParsableCommand {
                         switch knob {
                         case "batch-size": options.batchSize = number
                         case "workers": options.loaderWorkers = number
-                        default: options.engineThreads = number
+                        default: options.engineThreads = clampedEngineThreads(number, option: "--sweep threads=")
                         }
                         return (current.0.merging([knob: number]) { $1 }, options)
                     }

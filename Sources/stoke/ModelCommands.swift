@@ -42,12 +42,45 @@ func sanitizedFileName(_ name: String) -> String {
     return cleaned.isEmpty || cleaned.hasPrefix(".") ? "_" + cleaned : cleaned
 }
 
+/// One `.npy` file name per output, in the model's order: the sanitized name, and when two names
+/// sanitize alike (`a/b` and `a_b`), the later one gets `-2`, `-3`, … so no output overwrites another.
+/// `renamed` lists the outputs whose file is not simply their sanitized name.
+func outputFileNames(_ names: [String]) -> (files: [String: String], renamed: [(name: String, file: String)]) {
+    var files: [String: String] = [:], taken = Set<String>(), renamed: [(String, String)] = []
+    for name in names where files[name] == nil {
+        let base = sanitizedFileName(name)
+        var file = base + ".npy", suffix = 1
+        while taken.contains(file) {
+            suffix += 1
+            file = "\(base)-\(suffix).npy"
+        }
+        if suffix > 1 { renamed.append((name, file)) }
+        taken.insert(file)
+        files[name] = file
+    }
+    return (files, renamed)
+}
+
+/// The most engine threads a command accepts: 4 per core, at least 8. More threads than that only
+/// wait for cores, and each one costs a stack and a workspace (`--threads 100000` used to start them all).
+let engineThreadLimit = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount)
+
+/// `requested` engine threads, lowered to `engineThreadLimit` with a note on stderr when above it.
+func clampedEngineThreads(_ requested: Int, option: String = "--threads") -> Int {
+    guard requested > engineThreadLimit else { return requested }
+    FileHandle.standardError.write(Data(
+        "stoke: note: \(option) \(requested) is more than 4 per core (\(ProcessInfo.processInfo.activeProcessorCount) cores); using \(engineThreadLimit)\n".utf8))
+    return engineThreadLimit
+}
+
 /// What `stoke inspect MODEL` prints.
 struct ModelReport {
     let path: String
     let model: Model
     let macs: Int?
     let macsNote: String
+    /// Bytes of intermediate and output values one sample needs (the plan's arena, with reuse).
+    let activationBytes: Int?
 
     init(path: String) throws {
         self.path = path
@@ -62,12 +95,20 @@ struct ModelReport {
                 return 1
             }
         }
-        if concrete, let costs = try? Session(model: model).costs(inputShapes: shapes) {
-            macs = costs.reduce(0) { $0 + $1.macs }
-            macsNote = "per sample (symbolic dimensions taken as 1)"
-        } else {
-            macs = nil
-            macsNote = "unknown: an input declares no shape"
+        guard concrete else {
+            (macs, activationBytes, macsNote) = (nil, nil, "unknown: an input declares no shape")
+            return
+        }
+        // Planned for shapes only: nothing activation-sized is allocated, however large the model's
+        // shapes are; a shape the engine refuses is named instead of the MACs.
+        do {
+            let session = Session(model: model)
+            let total = try session.costs(inputShapes: shapes).reduce(0) { $0 + $1.macs } / (model.fixedBatchSize ?? 1)
+            let arena = try session.memoryPlan(inputShapes: shapes).arenaBytes
+            let note = model.fixedBatchSize.map { "per sample (the model's fixed batch of \($0) divided out)" } ?? "per sample (symbolic dimensions taken as 1)"
+            (macs, activationBytes, macsNote) = (total, arena, note)
+        } catch {
+            (macs, activationBytes, macsNote) = (nil, nil, "unknown: \(error)")
         }
     }
 
@@ -82,6 +123,8 @@ struct ModelReport {
             "parameters": model.parameterCount,
         ]
         if let macs { document["macs"] = macs }
+        if let activationBytes { document["activation_bytes"] = activationBytes }
+        if macs == nil { document["macs_note"] = macsNote }
         return document
     }
 
@@ -94,6 +137,11 @@ struct ModelReport {
                 + model.outputs.map { ["output", $0.name, shape($0), "\($0.onnxElementType)"] })
         print("operators: " + model.operatorCounts.map { "\($0.op) ×\($0.count)" }.joined(separator: ", "))
         print("MACs: " + (macs.map { "\($0) \(macsNote)" } ?? macsNote))
+        if let activationBytes {
+            let budget = MemoryBudget.current.bytes
+            print("activations: \(formatBytes(activationBytes)) " + (model.fixedBatchSize.map { "per run (the model's fixed batch of \($0))" } ?? "per sample")
+                  + (activationBytes > budget ? " (more than the memory budget of \(formatBytes(budget)): run and infer will refuse it)" : ""))
+        }
     }
 }
 
@@ -111,10 +159,23 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "Quantize Gemm/MatMul dynamically to INT8 (per-channel s8 weights, per-batch u8 activations).") var int8 = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
-    func validate() throws {
+    mutating func validate() throws {
         guard threads > 0 else { throw UsageError("--threads must be positive") }
+        threads = clampedEngineThreads(threads)
         if let repeatCount, repeatCount <= 0 { throw UsageError("--repeat must be positive") }
-        for entry in input where !entry.contains("=") { throw UsageError("--input '\(entry)': expected NAME=FILE.npy") }
+        var names = Set<String>()
+        for entry in input {
+            guard let (name, file) = Self.splitInput(entry), !name.isEmpty, !file.isEmpty else {
+                throw UsageError("--input '\(entry)': expected NAME=FILE.npy with a non-empty NAME and FILE")
+            }
+            guard names.insert(name).inserted else { throw UsageError("--input '\(entry)': input '\(name)' is given twice") }
+        }
+    }
+
+    /// `NAME=FILE` split at the first `=`; nil without one.
+    static func splitInput(_ entry: String) -> (name: String, file: String)? {
+        guard let equals = entry.firstIndex(of: "=") else { return nil }
+        return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
     }
 
     func run() throws {
@@ -122,12 +183,12 @@ struct Run: ParsableCommand {
             let loaded = int8 ? try loadModel(model).quantizedDynamic() : try loadModel(model)
             var inputs: [String: Tensor] = [:]
             for entry in input {
-                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-                guard let data = FileManager.default.contents(atPath: parts[1]) else { throw UsageError("\(parts[1]): cannot read") }
+                guard let (name, file) = Self.splitInput(entry) else { throw UsageError("--input '\(entry)': expected NAME=FILE.npy") }
+                guard let data = FileManager.default.contents(atPath: file) else { throw UsageError("\(file): cannot read") }
                 do {
-                    inputs[parts[0]] = try NPY.decode([UInt8](data))
+                    inputs[name] = try NPY.decode([UInt8](data))
                 } catch {
-                    throw UsageError("\(parts[1]): \(error)")
+                    throw UsageError("\(file): \(error)")
                 }
             }
             let missing = loaded.inputs.map(\.name).filter { inputs[$0] == nil }
@@ -137,8 +198,13 @@ struct Run: ParsableCommand {
             var written: [String: String] = [:]
             if let outputDir {
                 try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+                let (files, renamed) = outputFileNames(loaded.outputs.map(\.name))
+                for (name, file) in renamed {
+                    FileHandle.standardError.write(Data(
+                        "stoke: note: output '\(name)' is written to \(file): another output's name already maps to \(sanitizedFileName(name)).npy\n".utf8))
+                }
                 for (name, tensor) in outputs {
-                    let path = outputDir + "/" + sanitizedFileName(name) + ".npy"
+                    let path = outputDir + "/" + (files[name] ?? sanitizedFileName(name) + ".npy")
                     try Data(NPY.encode(tensor)).write(to: URL(fileURLWithPath: path), options: .atomic)
                     written[name] = path
                 }

@@ -31,6 +31,8 @@ struct ModelMetrics {
         let params = model.parameterCount
         let nonzeros = model.nonzeroParameterCount
         let macs = samplewiseMACs(model)
+        // A model with a fixed batch size runs only at it.
+        let batchSize = model.fixedBatchSize ?? batchSize
         if let eval {
             var options = StreamingInference.Options()
             options.batchSize = batchSize

@@ -48,10 +48,11 @@ struct Quantize: ParsableCommand {
 
     var resolvedMode: Mode { mode ?? (calibrate != nil || qat != nil ? .static : .dynamic) }
 
-    func validate() throws {
+    mutating func validate() throws {
         guard percentile > 0, percentile <= 100 else { throw UsageError("--percentile must be in (0, 100], got \(percentile)") }
         guard calibrationSamples > 0 else { throw UsageError("--calibration-samples must be positive") }
         if let threads, threads < 1 { throw UsageError("--threads must be at least 1") }
+        threads = threads.map { clampedEngineThreads($0) }
         if let maxAccuracyDrop, !(maxAccuracyDrop >= 0) { throw UsageError("--max-accuracy-drop must be a non-negative number of percentage points") }
         try checkOutputPath(output, inputs: [model, calibrate, qat, eval])
         if calibrate == nil {
@@ -225,8 +226,12 @@ enum StoreBatches {
     static let evaluationLimit = 10_000
 
     /// Up to `maxSamples` samples of `store` in order, normalized as the store records, as batches of
-    /// `batchSize` with their labels when the store has a `label` field.
+    /// `batchSize` with their labels when the store has a `label` field (of any integer type). A model
+    /// with a fixed batch size gets batches of exactly that size: a short last batch is dropped, or
+    /// when it is the only one, filled up by repeating its samples (and labels).
     static func load(store path: String, model: Model, maxSamples: Int, batchSize: Int = 256) throws -> [EvaluationBatch] {
+        let fixedBatch = model.fixedBatchSize
+        let batchSize = fixedBatch ?? batchSize
         let (field, sampleShape) = try ModelInputField.find(store: path, model: model)
         let store = try Store(path: path)
         let hasLabels = store.fields.contains { $0.name == "label" && $0.sampleShape.isEmpty }
@@ -245,9 +250,15 @@ enum StoreBatches {
             let count = min(batch.count, maxSamples - done)
             let values = try batch.values(field, as: Float.self)
             let width = sampleShape.reduce(1, *)
-            let labels = hasLabels ? Array(try batch.values("label", as: Int64.self).prefix(count)) : nil
-            batches.append(EvaluationBatch(inputs: [inputName: Tensor(shape: [count] + sampleShape, floats: Array(values.prefix(count * width)))],
-                                           labels: labels))
+            var labels = hasLabels ? Array(try StreamingInference.integerLabels(batch, field: "label").prefix(count)) : nil
+            var floats = Array(values.prefix(count * width)), rows = count
+            if let fixedBatch, count < fixedBatch {
+                if !batches.isEmpty { break }
+                floats = (0..<fixedBatch).flatMap { row in floats[(row % count) * width..<(row % count + 1) * width] }
+                labels = labels.map { values in (0..<fixedBatch).map { values[$0 % count] } }
+                rows = fixedBatch
+            }
+            batches.append(EvaluationBatch(inputs: [inputName: Tensor(shape: [rows] + sampleShape, floats: floats)], labels: labels))
             done += count
         }
         return batches

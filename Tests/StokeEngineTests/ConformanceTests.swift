@@ -134,6 +134,51 @@ struct ConformanceTests {
         Self.check(generated.appendingPathComponent("node"), suite: "node", minimumPassed: 640)
     }
 
+    @Test("LRN (AlexNet/Inception style) passes the ONNX node cases and matches onnxruntime")
+    func localResponseNormalization() throws {
+        let generated = try TestSupport.generatedDirectory.get()
+        for (suite, name) in [("node", "test_lrn"), ("node", "test_lrn_default"), ("interop", "lrn")] {
+            let outcome = CaseRunner.run(caseDirectory: generated.appendingPathComponent(suite).appendingPathComponent(name))
+            guard case .passed = outcome else {
+                Issue.record("\(suite)/\(name): \(outcome)")
+                continue
+            }
+        }
+    }
+
+    /// Issue 19: the Caffe2 SqueezeNet 1.0 with ConstantOfShape weights gave probability 0 for classes
+    /// 996-999 where onnxruntime gave 0.001. Not buffer reuse: with constant weights the logits are
+    /// all equal and about 1e31, and OpenBLAS's Haswell/Zen SGEMM computes the last 4 of conv10's 1,000
+    /// rows with another micro-kernel, one ulp (1.2e24) lower; softmax of such inputs is exactly 0 for
+    /// them. This checks the structure (Dropout's mask, Softmax as the last node, reuse of the arena)
+    /// against onnxruntime, that requesting every intermediate changes nothing, and the softmax of
+    /// logits one ulp apart at 1e31.
+    @Test("SqueezeNet 1.0 as Caffe2 exports it (opset 9, Dropout mask, Softmax over 1,000) matches onnxruntime")
+    func squeezeNet() throws {
+        let generated = try TestSupport.generatedDirectory.get()
+        let directory = generated.appendingPathComponent("interop").appendingPathComponent("squeezenet")
+        let outcome = CaseRunner.run(caseDirectory: directory)
+        guard case .passed = outcome else {
+            Issue.record("squeezenet differs from onnxruntime: \(outcome)")
+            return
+        }
+        // Every intermediate as a graph output: nothing is shared in the arena, and the probabilities stay the same.
+        let model = try Model.load(onnx: directory.appendingPathComponent("model.onnx").path)
+        var graph = model.sourceGraph
+        let produced = graph.nodes.flatMap(\.outputs).filter { !$0.isEmpty && !graph.outputs.map(\.name).contains($0) }
+        graph.outputs += produced.map { ValueInfo(name: $0, onnxElementType: 0, shape: nil) }
+        let everything = try Model(graph: graph, opset: model.opset)
+        let input = try Tensor.decodeONNX(try TestSupport.readBytes(directory.appendingPathComponent("test_data_set_0/input_0.pb"))).tensor
+        let plain = try #require(try Session(model: model).run(["input": input])["softmaxout_1"]).floats
+        let all = try #require(try Session(model: everything).run(["input": input])["softmaxout_1"]).floats
+        #expect(zip(plain, all).allSatisfy { abs($0 - $1) <= 1e-6 * max(abs($1), 1e-3) }, "\(zip(plain, all).map { abs($0 - $1) }.max() ?? 0)")
+        // The issue's softmax input: 1,000 equal logits at 1.04e31 of which the last 4 are one ulp lower.
+        let top: Float = 1.0409301e31
+        let logits = (0..<1000).map { $0 < 996 ? top : top.nextDown }
+        let probabilities = try GraphBuilding.runNode("Softmax", [Tensor(shape: [1, 1000, 1, 1], floats: logits)], opset: 9).floats
+        #expect(probabilities[996...].allSatisfy { $0 == 0 } && probabilities[..<996].allSatisfy { abs($0 - 1 / 996) < 1e-9 })
+    }
+
     @Test("MLP, CNN and layout ops match onnxruntime")
     func interop() throws {
         let generated = try TestSupport.generatedDirectory.get()

@@ -34,6 +34,27 @@ struct HostileModelTests {
         }
     }
 
+    @Test("a value defined twice (two nodes, or a node and an input or initializer) and an output listed twice are refused by name")
+    func duplicateDefinitions() throws {
+        let relu = Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["y"])
+        let sigmoid = Node(name: "sigmoid", opType: "Sigmoid", inputs: ["x"], outputs: ["y"])
+        let twice = ONNXExport.serialize(graph: GraphBuilding.graph([relu, sigmoid], inputs: ["x"], outputs: ["y"]), opset: 13)
+        #expect(throws: EngineError.invalidModel("value 'y' is defined twice: by node 'relu' (Relu) and by node 'sigmoid' (Sigmoid)")) {
+            try Model.load(onnxBytes: twice)
+        }
+        let overInput = Node(name: "neg", opType: "Neg", inputs: ["x"], outputs: ["x"])
+        #expect(throws: EngineError.invalidModel("value 'x' is defined twice: by graph input 'x' and by node 'neg' (Neg)")) {
+            try Model(graph: GraphBuilding.graph([overInput], inputs: ["x"], outputs: ["x"]), opset: 13)
+        }
+        let overWeight = Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["w"])
+        #expect(throws: EngineError.invalidModel("value 'w' is defined twice: by initializer 'w' and by node 'relu' (Relu)")) {
+            try Model(graph: GraphBuilding.graph([overWeight], inputs: ["x"], outputs: ["w"], initializers: ["w": GraphBuilding.random([4], seed: 3)]), opset: 13)
+        }
+        #expect(throws: EngineError.invalidModel("graph output 'y' is listed twice")) {
+            try Model(graph: GraphBuilding.graph([relu], inputs: ["x"], outputs: ["y", "y"]), opset: 13)
+        }
+    }
+
     @Test("histogram calibration of values near the smallest floats gives a finite range", arguments: [CalibrationMethod.percentile(99.9), .mse])
     func tinyValuesCalibrate(method: CalibrationMethod) throws {
         let gemm = Node(name: "fc", opType: "Gemm", inputs: ["x", "w"], outputs: ["y"], attributes: ["transB": .int(1)])

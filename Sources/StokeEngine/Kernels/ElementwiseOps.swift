@@ -325,7 +325,7 @@ enum ElementwiseOps {
             for (k, axisIndex) in toLast.enumerated() { backStrides[k] = dense[axisIndex] }
             let cols = x.shape[axis]
             let rows = cols == 0 ? 0 : x.count / cols
-            let work = TensorStorage(byteCount: 2 * x.count * 4)
+            let work = try c.workspace(bytes: [2, x.count, 4], "transposition workspace")
             let r = Int32(rank)
             let count = x.count
             return .kernel([(.float32, x.shape)]) { s in

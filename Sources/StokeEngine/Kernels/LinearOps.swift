@@ -1,5 +1,6 @@
 import COpenBLAS
 import CStokeKernels
+import Glibc
 
 /// Matrix products, convolution, pooling, normalization and reductions.
 enum LinearOps {
@@ -180,6 +181,7 @@ enum LinearOps {
         let (act, actAlpha) = try c.fusedActivation()
         let (ia, ib, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
         let outputs: [(ElementType, [Int])] = [(.float32, shape)]
+        try c.checkOutput(.float32, shape)
         let total = elementCount(shape)
 
         if bBatch.allSatisfy({ $0 == 1 }) {
@@ -324,6 +326,9 @@ enum LinearOps {
         let plane = Int(g.out_h * g.out_w), inPlane = Int(g.in_h * g.in_w)
         let storedPlane = fusedPool ? Int(g.out_h / 2) * Int(g.out_w / 2) : plane
         let outputs: [(ElementType, [Int])] = [(.float32, shape)]
+        // The output and everything sized from it (im2col columns, pooling scratch) are checked before
+        // any of it is allocated: a few bytes of pads must not turn into a terabyte workspace.
+        try c.checkOutput(.float32, shape)
         if elementCount(shape) == 0 { return .kernel(outputs) { _ in } }
 
         if group == channels && filters == channels && group > 1 && !fusedPool {
@@ -343,8 +348,8 @@ enum LinearOps {
             g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
         if DirectConv.enabled, group == 1, channels > 0, !pointwise, act <= 1, let weights = w.constant, unsafe stoke_conv2d_direct_supported(&g) != 0,
            DirectConv.pays(channels: channels, g) {
-            return directConv(g, weights: weights, batch: batch, channels: channels, filters: filters, slots: (ix, ib, iy),
-                              relu: act == 1, pool: fusedPool, outputs: outputs)
+            return try directConv(c, g, weights: weights, batch: batch, channels: channels, filters: filters, slots: (ix, ib, iy),
+                                  relu: act == 1, pool: fusedPool, outputs: outputs)
         }
         // Each image is one im2col and one GEMM per group, written straight into the output with
         // bias and ReLU applied as the GEMM stores its tiles (the column matrix of one image stays
@@ -359,18 +364,18 @@ enum LinearOps {
         let paired = fusedPool && group == 1 && !pointwise && act <= 1 && GemmBackend.current == .stokeAVX512
             && PrepackedGemm.enabled && w.constant != nil
         let pairStride = (2 * plane + 15) / 16 * 16
-        let columnBytes = pointwise ? 0 : colRows * (paired ? pairStride : columnStride) * 4
+        let columnBytes = pointwise ? [0] : [colRows, paired ? pairStride : columnStride, 4]
         let backend = GemmBackend.current
         let parts = backend == .stokeAVX512 ? max(1, min(EngineThreads.current, batch)) : 1
         let gemmThreads = parts > 1 ? 1 : EngineThreads.current
-        let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: columnBytes) }
+        let workspaces = try c.workspaces(parts, bytes: columnBytes, "im2col workspace")
         // Constant filters with Stoke's kernel: each group's [groupFilters, colRows] block packed once.
         let packedFilters: [TensorStorage]? = backend == .stokeAVX512 && PrepackedGemm.enabled
             ? w.constant.map { weights in (0..<group).map { PrepackedGemm.packA(weights, offset: $0 * groupFilters * colRows, m: groupFilters, k: colRows, lda: colRows) } }
             : nil
         // With a fused MaxPool each image's full-resolution output goes to a per-thread scratch
         // plane set (filters x plane floats, tens of KiB: it stays in L1/L2) and is pooled from there.
-        let poolScratch = (0..<(fusedPool ? parts : 0)).map { _ in TensorStorage(byteCount: filters * plane * (paired ? 2 : 1) * 4) }
+        let poolScratch = try c.workspaces(fusedPool ? parts : 0, bytes: [filters, plane, paired ? 2 : 1, 4], "pooling scratch")
         let imagesPerPart = (batch + parts - 1) / parts
         let geometry = g
         let hasBias = ib >= 0
@@ -445,8 +450,8 @@ enum LinearOps {
     /// A stride-1, single-group Conv on the direct kernel (conv_f32.c): filters packed once here,
     /// images split across the session's threads, each thread with its own workspace (a
     /// zero-bordered copy of one image, tens of KiB for small CNNs).
-    static func directConv(_ g: stoke_window2d, weights: Tensor, batch: Int, channels: Int, filters: Int, slots: (x: Int, bias: Int, y: Int),
-                           relu: Bool, pool: Bool, outputs: [(ElementType, [Int])]) -> OpPlan {
+    static func directConv(_ c: OpContext, _ g: stoke_window2d, weights: Tensor, batch: Int, channels: Int, filters: Int,
+                           slots: (x: Int, bias: Int, y: Int), relu: Bool, pool: Bool, outputs: [(ElementType, [Int])]) throws(EngineError) -> OpPlan {
         let geometry = g
         let (kh, kw) = (Int64(g.kernel_h), Int64(g.kernel_w))
         let packed = TensorStorage(byteCount: stoke_conv2d_direct_packed_count(Int64(filters), Int64(channels), kh, kw) * 4)
@@ -454,7 +459,7 @@ enum LinearOps {
                                         packed.pointer.assumingMemoryBound(to: Float.self))
         let parts = max(1, min(EngineThreads.current, batch))
         let workspaceFloats = unsafe withUnsafePointer(to: geometry) { unsafe stoke_conv2d_direct_workspace_count(Int64(channels), $0) }
-        let workspaces = (0..<parts).map { _ in TensorStorage(byteCount: workspaceFloats * 4) }
+        let workspaces = try c.workspaces(parts, bytes: [workspaceFloats, 4], "direct convolution workspace")
         let imagesPerPart = (batch + parts - 1) / parts
         let inImage = channels * Int(g.in_h * g.in_w)
         let outImage = filters * (pool ? Int(g.out_h / 2) * Int(g.out_w / 2) : Int(g.out_h * g.out_w))
@@ -533,6 +538,7 @@ enum LinearOps {
         }
         guard outs.allSatisfy({ $0 > 0 }) else { throw c.fail("output shape \(outs) (pads \(pads)) is invalid") }
         let shape = try c.checkedShape([batch, filters] + outs)
+        try c.checkOutput(.float32, shape)
         // The window maps output positions (its "input" plane) to input positions (its "output" grid).
         let two = spatial == 2
         var g = stoke_window2d(in_h: Int64(two ? outs[0] : 1), in_w: Int64(outs[spatial - 1]),
@@ -548,7 +554,7 @@ enum LinearOps {
         let taps = kernel.reduce(1, *)
         let rows = groupOut * taps
         let inPlane = inputs.reduce(1, *), outPlane = outs.reduce(1, *)
-        let workspace = TensorStorage(byteCount: rows * inPlane * 4)
+        let workspace = try c.workspace(bytes: [rows, inPlane, 4], "col2im workspace")
         let (ix, iw, iy) = (c.inputSlots[0], c.inputSlots[1], c.outputSlots[0])
         let ib = bias == nil ? -1 : c.inputSlots[2]
         return .kernel([(.float32, shape)]) { s in
@@ -682,6 +688,40 @@ enum LinearOps {
         }
     }
 
+    /// LRN (local response normalization across channels, AlexNet/Inception v1; opsets 1 and 13):
+    /// y = x / (bias + alpha / size · Σ x²)^beta, the sum over channels c − ⌊(size−1)/2⌋ … c + ⌈(size−1)/2⌉
+    /// clipped to [0, C), at each position of [N, C, spatial...].
+    static func localResponseNormalization(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let x = try c.float32Input(0)
+        guard x.shape.count >= 3 else { throw c.fail("input \(x.shape) needs [N, C, spatial...]") }
+        let size = try c.int("size", 0)
+        guard size > 0, size <= 1 << 20 else { throw c.fail("size \(size) must be a positive number of channels") }
+        let alpha = try c.float("alpha", 1e-4), beta = try c.float("beta", 0.75), bias = try c.float("bias", 1)
+        let (batch, channels) = (x.shape[0], x.shape[1])
+        let spatial = x.shape[2...].reduce(1, *)
+        let (below, above) = ((size - 1) / 2, (size - 1) - (size - 1) / 2)
+        let scale = alpha / Float(size)
+        // One plane of squared sums, reused for every (image, channel).
+        let sums = try c.workspace(bytes: [spatial, 4], "squared-sum plane")
+        let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
+        return .kernel([(.float32, x.shape)]) { s in
+            let (input, output) = unsafe (s.floats(ix), s.floats(iy))
+            let sum = unsafe sums.pointer.assumingMemoryBound(to: Float.self)
+            for image in 0..<batch {
+                let base = image * channels * spatial
+                for channel in 0..<channels {
+                    unsafe sum.update(repeating: 0, count: spatial)
+                    for neighbor in max(0, channel - below)...min(channels - 1, channel + above) {
+                        let plane = unsafe input + base + neighbor * spatial
+                        for k in 0..<spatial { unsafe sum[k] += plane[k] * plane[k] }
+                    }
+                    let (from, to) = unsafe (input + base + channel * spatial, output + base + channel * spatial)
+                    for k in 0..<spatial { unsafe to[k] = from[k] / powf(bias + scale * sum[k], beta) }
+                }
+            }
+        }
+    }
+
     /// InstanceNormalization: each [N, C] plane normalized by its own mean and variance, then
     /// scaled and shifted per channel.
     static func instanceNormalization(_ c: OpContext) throws(EngineError) -> OpPlan {
@@ -690,12 +730,14 @@ enum LinearOps {
         let (batch, channels) = (x.shape[0], x.shape[1])
         guard scale.count == channels, bias.count == channels else { throw c.fail("scale/B need \(channels) values") }
         let spatial = x.shape[2...].reduce(1, *)
-        let ones = Tensor(shape: [spatial], floats: [Float](repeating: 1, count: spatial))
+        // Unit scale for the plane-wise layer norm: one float per spatial position.
+        let ones = try c.workspace(bytes: [spatial, 4], "unit scale")
+        if !c.shapesOnly { unsafe ones.pointer.initializeMemory(as: Float.self, repeating: 1, count: spatial) }
         let epsilon = try c.float("epsilon", 1e-5)
         let (ix, isc, ib, iy) = (c.inputSlots[0], c.inputSlots[1], c.inputSlots[2], c.outputSlots[0])
         return .kernel([(.float32, x.shape)]) { s in
             unsafe stoke_layer_norm_f32(s.floats(ix), s.floats(iy), batch * channels, spatial,
-                                        ones.storage.pointer.assumingMemoryBound(to: Float.self), nil, epsilon)
+                                        ones.pointer.assumingMemoryBound(to: Float.self), nil, epsilon)
             unsafe stoke_channel_affine_f32(s.floats(iy), s.floats(iy), batch, channels, spatial, s.floats(isc), s.floats(ib))
         }
     }

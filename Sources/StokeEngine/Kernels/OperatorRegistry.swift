@@ -1,4 +1,5 @@
 import CStokeKernels
+import StokeStore
 
 /// The operators the engine implements, by ONNX op type (default domain).
 enum OperatorRegistry {
@@ -41,6 +42,7 @@ enum OperatorRegistry {
         "Tile": ShapeOps.tile,
         "ConvTranspose": LinearOps.convTranspose,
         "InstanceNormalization": LinearOps.instanceNormalization,
+        "LRN": LinearOps.localResponseNormalization,
         "Equal": ElementwiseOps.compare(0),
         "Less": ElementwiseOps.compare(1),
         "LessOrEqual": ElementwiseOps.compare(2),
@@ -114,13 +116,14 @@ enum OperatorRegistry {
         return QuantizedOps.acceptingNarrowIntegers(planner)
     }
 
-    /// Runs `node` on constant inputs now and returns its outputs (constant folding).
-    static func evaluate(_ node: Node, opset: Int64, inputs: [Tensor?]) throws(EngineError) -> [Tensor] {
+    /// Runs `node` on constant inputs now and returns its outputs (constant folding); what it makes is
+    /// checked against `budget` first.
+    static func evaluate(_ node: Node, opset: Int64, inputs: [Tensor?], budget: MemoryBudget = .current) throws(EngineError) -> [Tensor] {
         let planner = try planner(for: node)
         let inputCount = inputs.count
         let context = OpContext(node: node, opset: opset, inputs: inputs.map { $0.map(PlanValue.init) },
                                 inputSlots: Array(0..<inputCount),
-                                outputSlots: Array(inputCount..<(inputCount + node.outputs.count)))
+                                outputSlots: Array(inputCount..<(inputCount + node.outputs.count)), budget: budget)
         switch try planner(context) {
         case let .constants(tensors):
             return tensors
@@ -128,9 +131,15 @@ enum OperatorRegistry {
             guard let source = inputs.first ?? nil else { throw context.fail("alias of a missing input") }
             return [source.reshaped(shape)]
         case let .kernel(specs, kernel):
-            for spec in specs where elementCount(spec.1) > maximumElementCount {
-                throw context.fail("output shape \(spec.1) is too large")
+            // Outputs made now are constants: checked together against the budget even when planning shapes.
+            for (index, spec) in specs.enumerated() { try context.checkOutput(spec.0, spec.1, index: index, constant: true) }
+            var total: Int? = 0
+            for spec in specs {
+                guard let sum = total, let bytes = MemoryBudget.product([elementCount(spec.1), spec.0.byteCount]) else { total = nil; break }
+                let (next, overflow) = sum.addingReportingOverflow(bytes)
+                total = overflow ? nil : next
             }
+            try context.checkBudget(total, for: "outputs folded at plan time", always: true)
             let outputs = specs.map { Tensor(zeros: $0.0, shape: $0.1) }
             let table = SlotTable(count: inputCount + max(outputs.count, node.outputs.count))
             for (index, tensor) in inputs.enumerated() {

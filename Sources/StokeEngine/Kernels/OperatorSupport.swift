@@ -1,6 +1,8 @@
 // Plan-time operator interface. Each operator checks its inputs' shapes, computes its outputs'
 // shapes, and returns a kernel closure bound to slot indices, so running a plan allocates nothing.
 
+import StokeStore
+
 /// The run-time table of buffer addresses, one per value slot of a plan.
 ///
 /// Kernels read their inputs and write their outputs through it; the plan sets graph inputs'
@@ -64,6 +66,12 @@ struct OpContext {
     let inputs: [PlanValue?]
     let inputSlots: [Int]
     let outputSlots: [Int]
+    /// What outputs, workspaces and constants sized by this node are checked against before they are
+    /// allocated.
+    var budget: MemoryBudget = .current
+    /// Planning only for shapes and costs (`inspect`): the plan never runs, so workspaces are not
+    /// allocated (`workspaces` returns placeholders) and activations are not checked against the budget.
+    var shapesOnly = false
 
     var name: String { node.name }
     var op: String { node.opType }
@@ -142,6 +150,40 @@ struct OpContext {
             throw fail("shape \(shape) is negative or larger than \(maximumElementCount) elements")
         }
         return shape
+    }
+
+    /// Throws `EngineError.memoryBudget` naming this node when `bytes` (nil: the size overflowed) is
+    /// above the budget. Skipped while planning shapes only, unless `always` (constants made now).
+    func checkBudget(_ bytes: Int?, for what: @autoclosure () -> String, always: Bool = false) throws(EngineError) {
+        if shapesOnly && !always { return }
+        do {
+            try budget.check(bytes ?? -1, for: what())
+        } catch {
+            throw .memoryBudget(op: op, node: name, error)
+        }
+    }
+
+    /// Checks an output of `type` and `shape` (element cap and memory budget) before anything of that
+    /// size, or derived from it, is allocated. `constant`: the value is made now, even when planning
+    /// shapes only.
+    func checkOutput(_ type: ElementType, _ shape: [Int], index: Int = 0, constant: Bool = false) throws(EngineError) {
+        _ = try checkedShape(shape)
+        let label = index < node.outputs.count ? "output '\(node.outputs[index])'" : "output \(index)"
+        try checkBudget(MemoryBudget.product([elementCount(shape), type.byteCount]), for: "\(label) \(shape) of \(type)", always: constant)
+    }
+
+    /// `count` scratch blocks of the product of `byteFactors` bytes each (one per thread, say), checked
+    /// together against the budget with overflow-safe arithmetic; placeholders when planning shapes only.
+    func workspaces(_ count: Int, bytes byteFactors: [Int], _ what: String) throws(EngineError) -> [TensorStorage] {
+        if shapesOnly { return (0..<count).map { _ in TensorStorage(byteCount: 0) } }
+        let each = MemoryBudget.product(byteFactors)
+        try checkBudget(MemoryBudget.product([each ?? -1, count]), for: count > 1 ? "\(what) (\(count) threads)" : what)
+        return (0..<count).map { _ in TensorStorage(byteCount: each ?? 0) }
+    }
+
+    /// One scratch block of the product of `byteFactors` bytes (see `workspaces`).
+    func workspace(bytes byteFactors: [Int], _ what: String) throws(EngineError) -> TensorStorage {
+        try workspaces(1, bytes: byteFactors, what)[0]
     }
 
     /// Normalizes a possibly negative axis against `rank`.

@@ -199,7 +199,7 @@ extension QuantizedOps {
             let inputCount = c.inputs.count, outputCount = c.node.outputs.count
             let inner = OpContext(node: c.node, opset: c.opset, inputs: widened,
                                   inputSlots: c.inputSlots.indices.map { c.inputSlots[$0] < 0 ? -1 : $0 },
-                                  outputSlots: Array(inputCount..<(inputCount + outputCount)))
+                                  outputSlots: Array(inputCount..<(inputCount + outputCount)), budget: c.budget, shapesOnly: c.shapesOnly)
             func narrowed(_ tensor: Tensor) -> Tensor {
                 guard narrowing, tensor.elementType == .int64 else { return tensor }
                 let values = tensor.int64s
@@ -213,9 +213,14 @@ extension QuantizedOps {
                 throw c.unsupported("\(type) inputs")
             case let .kernel(specs, kernel):
                 let table = SlotTable(count: inputCount + outputCount)
-                let inputScratch = narrow.map { (index: $0, storage: TensorStorage(byteCount: 8 * c.inputs[$0]!.count)) }
-                let outputScratch = specs.map { spec in
-                    narrowing && spec.0 == .int64 ? TensorStorage(byteCount: 8 * elementCount(spec.1)) : nil
+                for (index, spec) in specs.enumerated() { try c.checkOutput(spec.0, spec.1, index: index) }
+                var inputScratch: [(index: Int, storage: TensorStorage)] = []
+                for index in narrow {
+                    inputScratch.append((index, try c.workspace(bytes: [8, c.inputs[index]?.count ?? 0], "int64 copy of input \(index)")))
+                }
+                var outputScratch: [TensorStorage?] = []
+                for (index, spec) in specs.enumerated() {
+                    outputScratch.append(narrowing && spec.0 == .int64 ? try c.workspace(bytes: [8, elementCount(spec.1)], "int64 output \(index)") : nil)
                 }
                 let outerSpecs = specs.map { spec in (narrowing && spec.0 == .int64 ? type : spec.0, spec.1) }
                 let inputSlots = c.inputSlots, outputSlots = c.outputSlots
@@ -260,14 +265,14 @@ extension QuantizedOps {
         let multiplier: [Float]
         let bias: [Int32]?
 
-        init(weights: [Int8], k: Int, n: Int, multiplier: [Float], bias: [Int32]?, workspaceBytes: Int, parts: Int) {
+        init(weights: [Int8], k: Int, n: Int, multiplier: [Float], bias: [Int32]?, workspaces: [TensorStorage]) {
             let level = Int32(stoke_cpu_active().rawValue)
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(64, stoke_int8_packed_bytes(k, n, level)), alignment: 64)
             unsafe weights.withUnsafeBufferPointer { source in
                 unsafe stoke_int8_pack_b(source.baseAddress!, n, k, n, level, buffer)
             }
             unsafe packed = buffer
-            workspaces = (0..<parts).map { _ in TensorStorage(byteCount: workspaceBytes) }
+            self.workspaces = workspaces
             self.multiplier = multiplier
             self.bias = bias
         }
@@ -331,7 +336,7 @@ extension QuantizedOps {
         let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
         // Rows split across the session's threads in blocks the micro-kernel fills (6 rows).
         let parts = max(1, min(EngineThreads.current, m / 48))
-        let state = StaticLinear(weights: b, k: k, n: n, multiplier: multiplier, bias: bias, workspaceBytes: 0, parts: 0)
+        let state = StaticLinear(weights: b, k: k, n: n, multiplier: multiplier, bias: bias, workspaces: [])
         let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
         let rowsPerPart = (m + parts - 1) / parts
         return .kernel([(.uint8, Array(x.shape.dropLast()) + [n])]) { s in
@@ -381,13 +386,15 @@ extension QuantizedOps {
         let (multiplier, bias, zero, lo, hi) = try requantization(c, channels: filters)
         let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
         let parts = max(1, min(EngineThreads.current, batch))
-        let state = StaticLinear(weights: b, k: k, n: filters, multiplier: multiplier, bias: bias,
-                                 workspaceBytes: unsafe stoke_qconv2d_workspace_bytes(Int64(channels), &g, filters), parts: parts)
+        let outputShape = outputNHWC ? [batch] + outSpatial + [filters] : [batch, filters] + outSpatial
+        try c.checkOutput(.uint8, outputShape)
+        let workspaces = try c.workspaces(parts, bytes: [unsafe stoke_qconv2d_workspace_bytes(Int64(channels), &g, filters)], "INT8 patch workspace")
+        let state = StaticLinear(weights: b, k: k, n: filters, multiplier: multiplier, bias: bias, workspaces: workspaces)
         let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
         let imagesPerPart = (batch + parts - 1) / parts
         let (inImage, outImage) = (channels * Int(g.in_h * g.in_w), filters * Int(g.out_h * g.out_w))
         let geometry = g
-        return .kernel([(.uint8, outputNHWC ? [batch] + outSpatial + [filters] : [batch, filters] + outSpatial)]) { s in
+        return .kernel([(.uint8, outputShape)]) { s in
             let (input, output) = unsafe (UInt(bitPattern: s.raw(ix)), UInt(bitPattern: s.raw(iy)))
             let work: @Sendable (Int) -> Void = { part in
                 let first = part * imagesPerPart, images = min(imagesPerPart, batch - first)

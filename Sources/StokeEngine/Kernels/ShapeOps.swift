@@ -8,7 +8,8 @@ enum ShapeOps {
     }
 
     static func dropout(_ c: OpContext) throws(EngineError) -> OpPlan {
-        // Inference: Dropout is the identity and the optional mask is all true (ones).
+        // Inference: Dropout is the identity and the optional mask is all true (ones): of the input's
+        // type before opset 10 (Dropout-7), boolean (int64 here, as every boolean) from opset 10.
         if c.opset >= 12, let mode = try c.constantInput(2, "training_mode"), mode.int64s.first ?? 0 != 0 {
             throw c.unsupported("training_mode=true")
         }
@@ -16,10 +17,17 @@ enum ShapeOps {
         guard c.node.outputs.count > 1, !c.node.outputs[1].isEmpty else { return .alias(x.type, x.shape) }
         let (ix, iy, mask) = (c.inputSlots[0], c.outputSlots[0], c.outputSlots[1])
         let bytes = x.count * x.type.byteCount, count = x.count
-        var one: Int64 = 1
-        return .kernel([(x.type, x.shape), (.int64, x.shape)]) { s in
+        let maskType: ElementType = c.opset < 10 ? x.type : .int64
+        let one: Tensor
+        switch maskType {
+        case .float32: one = Tensor(shape: [], floats: [1])
+        case .int64: one = Tensor(shape: [], int64s: [1])
+        case .uint8: one = Tensor(shape: [], uint8s: [1])
+        case .int8: one = Tensor(shape: [], int8s: [1])
+        }
+        return .kernel([(x.type, x.shape), (maskType, x.shape)]) { s in
             unsafe s.raw(iy).copyMemory(from: s.raw(ix), byteCount: bytes)
-            unsafe stoke_fill(s.raw(mask), &one, count, 8)
+            unsafe stoke_fill(s.raw(mask), one.storage.pointer, count, maskType.byteCount)
         }
     }
 
@@ -192,6 +200,7 @@ enum ShapeOps {
         let shape = try c.checkedShape(intValues(shapeTensor))
         var fill = Tensor(shape: [1], floats: [0])
         if case let .tensor(t)? = c.node.attributes["value"] { fill = t }
+        try c.checkOutput(fill.elementType, shape, constant: true)
         switch fill.elementType {
         case .float32: return .constants([Tensor(shape: shape, floats: [Float](repeating: fill.floats.first ?? 0, count: elementCount(shape)))])
         case .int64: return .constants([Tensor(shape: shape, int64s: [Int64](repeating: fill.int64s.first ?? 0, count: elementCount(shape)))])
@@ -371,6 +380,7 @@ enum ShapeOps {
         func count(_ span: Double, _ step: Double) throws(EngineError) -> Int {
             let value = (span / step).rounded(.up)
             guard value.isFinite, value <= Double(maximumElementCount) else { throw c.fail("range of \(value) elements") }
+            try c.checkOutput(start.elementType, [max(0, Int(value))], constant: true)
             return max(0, Int(value))
         }
         switch start.elementType {

@@ -150,8 +150,8 @@ public enum MixedPrecision {
 }
 
 extension Model {
-    /// Multiply-accumulates per sample of each node, symbolic dimensions taken as 1 (empty when an
-    /// input declares no shape).
+    /// Multiply-accumulates per sample of each node, symbolic dimensions taken as 1 and a fixed
+    /// batch divided out (empty when an input declares no shape).
     ///
     /// - Throws: `EngineError` when the declared shapes do not fit the operators.
     public func macsPerSample() throws(EngineError) -> [String: Int] {
@@ -161,7 +161,8 @@ extension Model {
             shapes[input.name] = dims.map { dimension in if case .fixed(let value) = dimension { value } else { 1 } }
         }
         var result: [String: Int] = [:]
-        for cost in try Session(model: self).costs(inputShapes: shapes) { result[cost.node, default: 0] += cost.macs }
+        let batch = fixedBatchSize ?? 1
+        for cost in try Session(model: self).costs(inputShapes: shapes) { result[cost.node, default: 0] += cost.macs / batch }
         return result
     }
 }

@@ -1,3 +1,5 @@
+import StokeStore
+
 /// One executable step of a plan.
 struct PlanStep {
     let node: String
@@ -62,9 +64,17 @@ final class ExecutionPlan {
 
     var slots: Slots { table.slots }
 
+    /// Whether this plan was made for shapes and costs only: it has no arena and must not run.
+    let shapesOnly: Bool
+
     /// Plans `graph` (topologically sorted) for inputs of these shapes, in `graph.inputs` order.
     /// `inputConstants[i]`, when set, is the value input i will have: the plan folds it.
-    init(graph: Graph, opset: Int64, inputShapes: [[Int]], inputTypes: [ElementType], inputConstants: [Tensor?]) throws(EngineError) {
+    ///
+    /// Every output, workspace and the arena are checked against `budget` before they are allocated
+    /// (`EngineError.memoryBudget`). With `shapesOnly` nothing activation-sized is allocated at all:
+    /// the plan reports shapes, costs and arena size, and must not be executed.
+    init(graph: Graph, opset: Int64, inputShapes: [[Int]], inputTypes: [ElementType], inputConstants: [Tensor?],
+         budget: MemoryBudget = .current, shapesOnly: Bool = false) throws(EngineError) {
         var values: [String: PlanValue] = [:]
         var slotOf: [String: Int] = [:]
         var slotCount = 0
@@ -103,13 +113,14 @@ final class ExecutionPlan {
             }
             if inputs.allSatisfy({ $0 == nil || $0?.constant != nil }) {
                 // Everything known: run it now (shape arithmetic, folded constants).
-                let results = try OperatorRegistry.evaluate(node, opset: opset, inputs: inputs.map { $0?.constant })
+                let results = try OperatorRegistry.evaluate(node, opset: opset, inputs: inputs.map { $0?.constant }, budget: budget)
                 try Self.bind(results.map(PlanValue.init), to: node, values: &values)
                 continue
             }
             let inputSlotIndices = node.inputs.map { $0.isEmpty ? -1 : slot(for: $0) }
             let outputSlotIndices = node.outputs.map { _ in newSlot() }
-            let context = OpContext(node: node, opset: opset, inputs: inputs, inputSlots: inputSlotIndices, outputSlots: outputSlotIndices)
+            let context = OpContext(node: node, opset: opset, inputs: inputs, inputSlots: inputSlotIndices, outputSlots: outputSlotIndices,
+                                    budget: budget, shapesOnly: shapesOnly)
             let stepIndex = steps.count
             for name in node.inputs where !name.isEmpty {
                 if let buffer = bufferOf[name] { buffers[buffer].last = stepIndex }
@@ -126,9 +137,7 @@ final class ExecutionPlan {
                 let (from, to) = (inputSlotIndices[0], outputSlotIndices[0])
                 steps.append(PlanStep(node: node.name, opType: node.opType, kernel: { s in unsafe s.set(to, s.raw(from)) }))
             case let .kernel(specs, kernel):
-                for spec in specs where elementCount(spec.1) > maximumElementCount {
-                    throw EngineError.shapeMismatch(op: node.opType, node: node.name, detail: "output shape \(spec.1) is too large")
-                }
+                for (index, spec) in specs.enumerated() { try context.checkOutput(spec.0, spec.1, index: index) }
                 try Self.bind(specs.map { PlanValue(type: $0.0, shape: $0.1) }, to: node, values: &values)
                 for (index, spec) in specs.enumerated() where !node.outputs[index].isEmpty {
                     slotOf[node.outputs[index]] = outputSlotIndices[index]
@@ -165,9 +174,17 @@ final class ExecutionPlan {
             placed.append((offset, bytes, buffer.first, buffer.last))
             arenaBytes = max(arenaBytes, offset + bytes)
         }
+        if !shapesOnly {
+            let described = inputShapes.map { "\($0)" }.joined(separator: ", ")
+            do {
+                try budget.check(arenaBytes, for: "the activations of '\(graph.name)' for input shapes \(described)")
+            } catch {
+                throw .memoryBudget(op: "", node: "", error)
+            }
+        }
         let table = SlotTable(count: slotCount)
-        let arena = TensorStorage(byteCount: arenaBytes)
-        for (index, buffer) in buffers.enumerated() {
+        let arena = TensorStorage(byteCount: shapesOnly ? 0 : arenaBytes)
+        for (index, buffer) in buffers.enumerated() where !shapesOnly {
             unsafe table.slots.set(buffer.slot, arena.pointer + offsets[index])
         }
         for (slot, tensor) in constantsUsed { unsafe table.slots.set(slot, tensor.storage.pointer) }
@@ -180,6 +197,7 @@ final class ExecutionPlan {
         self.table = table
         self.arena = arena
         self.constants = constantsUsed.map(\.tensor)
+        self.shapesOnly = shapesOnly
     }
 
     private static func bind(_ results: [PlanValue], to node: Node, values: inout [String: PlanValue]) throws(EngineError) {
@@ -193,6 +211,7 @@ final class ExecutionPlan {
 
     /// Runs every step; graph inputs' slots must already point at the caller's buffers.
     func execute() {
+        precondition(!shapesOnly, "a shapes-only plan has no arena and cannot run")
         let slots = table.slots
         for step in steps { step.kernel(slots) }
     }

@@ -109,6 +109,67 @@ def mixed():
     return make_model("mixed", nodes, inits, inp, out, opset=20), (3, 4, 6, 24)
 
 
+def lrn():
+    """AlexNet/ZFNet-style Caffe-era block: Conv -> Relu -> LRN -> MaxPool, then a second LRN of size 3 (opset 9)."""
+    nodes, inits = [], []
+    inits += [weight("conv1.weight", 8, 3, 3, 3), weight("conv1.bias", 8, scale=0.1)]
+    nodes.append(helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["c1"], pads=[1, 1, 1, 1], name="conv1"))
+    nodes.append(helper.make_node("Relu", ["c1"], ["r1"], name="relu1"))
+    nodes.append(helper.make_node("LRN", ["r1"], ["n1"], size=5, alpha=1e-4, beta=0.75, bias=2.0, name="norm1"))
+    nodes.append(helper.make_node("MaxPool", ["n1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], name="pool1"))
+    inits += [weight("conv2.weight", 16, 8, 3, 3)]
+    nodes.append(helper.make_node("Conv", ["p1", "conv2.weight"], ["c2"], name="conv2"))
+    nodes.append(helper.make_node("LRN", ["c2"], ["out"], size=3, alpha=0.5, beta=0.6, bias=1.0, name="norm2"))
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 16, 5, 5])
+    return make_model("lrn", nodes, inits, inp, out, opset=9), (2, 3, 16, 16)
+
+
+def squeezenet():
+    """SqueezeNet 1.0 as Caffe2 exports it (opset 9): Conv/Relu, MaxPool with ceil-mode end pads, Fire
+    modules (squeeze 1x1, expand 1x1 and 3x3, Concat), Dropout with its mask output, conv10 to 1,000
+    classes, GlobalAveragePool and Softmax; biases made by ConstantOfShape. Input 96x96 to stay quick."""
+    nodes, inits = [], []
+
+    def bias(name, count):
+        inits.append(numpy_helper.from_array(np.array([count], dtype=np.int64), name + ".shape"))
+        nodes.append(helper.make_node("ConstantOfShape", [name + ".shape"], [name],
+                                      value=helper.make_tensor("value", TensorProto.FLOAT, [1], [0.01]), name=name + ".fill"))
+        return name
+
+    def conv(x, cin, cout, kernel, name, stride=1, pad=0):
+        inits.append(weight(name + ".weight", cout, cin, kernel, kernel))
+        nodes.append(helper.make_node("Conv", [x, name + ".weight", bias(name + ".bias", cout)], [name], kernel_shape=[kernel, kernel],
+                                      strides=[stride, stride], pads=[pad] * 4, name=name))
+        nodes.append(helper.make_node("Relu", [name], [name + "_relu"], name=name + "_relu"))
+        return name + "_relu"
+
+    def fire(x, cin, squeeze, expand, name):
+        s = conv(x, cin, squeeze, 1, name + "/squeeze1x1")
+        e1, e3 = conv(s, squeeze, expand, 1, name + "/expand1x1"), conv(s, squeeze, expand, 3, name + "/expand3x3", pad=1)
+        nodes.append(helper.make_node("Concat", [e1, e3], [name + "/concat"], axis=1, name=name + "/concat"))
+        return name + "/concat"
+
+    def pool(x, name, pads=(0, 0, 0, 0)):
+        nodes.append(helper.make_node("MaxPool", [x], [name], kernel_shape=[3, 3], strides=[2, 2], pads=list(pads), name=name))
+        return name
+
+    x = pool(conv("input", 3, 96, 7, "conv1", stride=2), "pool1")
+    for name, cin, squeeze, expand in (("fire2", 96, 16, 64), ("fire3", 128, 16, 64), ("fire4", 128, 32, 128)):
+        x = fire(x, cin, squeeze, expand, name)
+    x = pool(x, "pool4", pads=(0, 0, 1, 1))
+    for name, cin, squeeze, expand in (("fire5", 256, 32, 128), ("fire6", 256, 48, 192), ("fire7", 384, 48, 192), ("fire8", 384, 64, 256)):
+        x = fire(x, cin, squeeze, expand, name)
+    x = fire(pool(x, "pool8"), 512, 64, 256, "fire9")
+    nodes.append(helper.make_node("Dropout", [x], ["fire9/dropout", "fire9/dropout_mask"], ratio=0.5, name="drop9"))
+    x = conv("fire9/dropout", 512, 1000, 1, "conv10")
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pool10"], name="pool10"))
+    nodes.append(helper.make_node("Softmax", ["pool10"], ["softmaxout_1"], name="softmax"))
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 96, 96])
+    out = helper.make_tensor_value_info("softmaxout_1", TensorProto.FLOAT, [1, 1000, 1, 1])
+    return make_model("squeezenet", nodes, inits, inp, out, opset=9), (1, 3, 96, 96)
+
+
 def session(model, threads):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -133,7 +194,7 @@ def write_case(out_dir, name, model, shape):
 
 def main():
     out = sys.argv[1]
-    for name, (model, shape) in (("mlp", mlp()), ("cnn", cnn()), ("mixed", mixed())):
+    for name, (model, shape) in (("mlp", mlp()), ("cnn", cnn()), ("mixed", mixed()), ("lrn", lrn()), ("squeezenet", squeezenet())):
         write_case(out, name, model, shape)
     print(f"wrote interop cases to {out}/interop (onnx {onnx.__version__}, onnxruntime {ort.__version__})")
 
