@@ -59,11 +59,18 @@ public final class Store: @unchecked Sendable {
             fields.append(try Field(file: file, name: name, map: map, options: options, path: path))
         }
         guard !fields.isEmpty else { throw .invalidStore(path: path, reason: "no datasets at the root") }
+        // Fields share the sample axis: streaming the shortest length would drop samples without a word.
+        if let other = fields.first(where: { $0.rows != fields[0].rows }) {
+            let lengths = fields.map { "'\(escapedForTerminal($0.name))' \($0.rows)" }.joined(separator: ", ")
+            throw .invalidStore(
+                path: path,
+                reason: "fields differ in length (\(lengths) samples): field '\(escapedForTerminal(other.name))' does not match '\(escapedForTerminal(fields[0].name))'; every field of a store needs one row per sample")
+        }
         self.fields = fields
         self.file = file
     }
 
-    /// Samples in the store: the smallest axis-0 length among its fields (all equal in Stoke stores).
+    /// Samples in the store: the axis-0 length every field shares (checked when the store opens).
     public var sampleCount: Int { fields.map(\.rows).min() ?? 0 }
 
     /// Whether every field chunked by whole samples has a persisted chunk address index.
