@@ -127,7 +127,7 @@ public enum ImagePacker {
         metadata: (_ role: String, _ skipped: [SkippedFile]) -> [(name: String, json: String)], progress: (Int) -> Void = { _ in }
     ) throws -> Result {
         try recipe.validate()
-        let workers = max(1, workers)
+        let workers = min(max(1, workers), StoreWriteOptions.maximumWorkers)
         let window = workers * 8
         var skipped: [SkippedFile] = []
         // Index 0: the main store; 1: the validation store. Each starts at its first sample.

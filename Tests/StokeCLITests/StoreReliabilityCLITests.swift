@@ -35,4 +35,30 @@ struct StoreReliabilityCLITests {
         let checks = jsonObject(verified.stdout)?["checks"] as? [[String: Any]] ?? []
         #expect(checks.map { $0["check"] as? String } == ["decoded+checksum", "decoded+checksum"], "\(verified.stdout)")
     }
+
+    @Test("r08/r23: pack --resize 100000, --workers 100000 and bench codecs --codecs '' are one clear line, exit 1, no file left")
+    func boundedOptions() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try makeArrays(directory)
+        let made = try execute(venvPython, ["-c", """
+            import sys, os, numpy as np; from PIL import Image
+            os.makedirs(sys.argv[1] + '/imgs/c')
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(sys.argv[1] + '/imgs/c/a.png')
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let cases: [([String], String)] = [
+            (["pack", "--from", "images", "\(directory)/imgs", "-o", "\(directory)/big.h5", "--resize", "100000"], "at most 16384"),
+            (["pack", "--from", "images", "\(directory)/imgs", "-o", "\(directory)/big.h5", "--center-crop", "20000x8"], "at most 16384"),
+            (["pack", "--from", "npy", "\(directory)/x.npy", "-o", "\(directory)/w.h5", "--workers", "100000"], "outside 1–256"),
+            (["bench", "codecs", "\(directory)/x.npy", "--codecs", ""], "--codecs is empty"),
+        ]
+        for (arguments, message) in cases {
+            let result = try execute(stokeBinary, arguments)
+            #expect(result.status != 0 && result.status < 128, "\(arguments): \(result.status) \(result.stderr)")
+            #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains(".h5") }
+        #expect(left.isEmpty, "\(left)")
+    }
 }
