@@ -58,14 +58,13 @@ public struct CSVTable: Sendable {
                 if column == labelIndex {
                     if let integer = Int64(cell) {
                         labelValues.append(integer)
-                    } else if let number = Double(cell), number.rounded() == number, abs(number) < 9.0e18 {
+                    } else if CSVTable.isDecimal(cell), let number = Double(cell), number.rounded() == number, abs(number) < 9.0e18 {
                         labelValues.append(Int64(number))
                     } else {
                         throw bad("label '\(cell)' is not an integer")
                     }
                 } else {
-                    guard let number = Float(cell) else { throw bad("'\(cell)' is not a number") }
-                    values.append(number)
+                    values.append(try CSVTable.number(cell, bad))
                 }
             }
         }
@@ -76,6 +75,50 @@ public struct CSVTable: Sendable {
         guard samples > 0 else { throw SourceError(path: path, reason: "the file has a header but no rows") }
         data = MemoryArray(path: path, dtype: .f32, shape: [samples, dataColumns.count], values: values)
         labels = labelIndex == nil ? nil : MemoryArray(path: path, dtype: .i64, shape: [samples], values: labelValues)
+    }
+
+    /// Whether `cell` is a plain decimal number: `[+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?`,
+    /// nothing before or after it (no hexadecimal floats, no NUL bytes or other trailing characters).
+    static func isDecimal(_ cell: Substring) -> Bool {
+        let bytes = Array(cell.utf8)
+        var at = 0
+        func digits() -> Int {
+            let start = at
+            while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+            return at - start
+        }
+        if at < bytes.count, bytes[at] == UInt8(ascii: "+") || bytes[at] == UInt8(ascii: "-") { at += 1 }
+        var mantissa = digits()
+        if at < bytes.count, bytes[at] == UInt8(ascii: ".") {
+            at += 1
+            mantissa += digits()
+        }
+        guard mantissa > 0 else { return false }
+        if at < bytes.count, bytes[at] == UInt8(ascii: "e") || bytes[at] == UInt8(ascii: "E") {
+            at += 1
+            if at < bytes.count, bytes[at] == UInt8(ascii: "+") || bytes[at] == UInt8(ascii: "-") { at += 1 }
+            guard digits() > 0 else { return false }
+        }
+        return at == bytes.count
+    }
+
+    /// The spellings of infinity and NaN accepted as intended (as `numpy.savetxt` writes them), case-insensitively.
+    static let specialValues: [String: Float] = [
+        "nan": .nan, "+nan": .nan, "-nan": .nan, "inf": .infinity, "+inf": .infinity, "-inf": -.infinity,
+        "infinity": .infinity, "+infinity": .infinity, "-infinity": -.infinity,
+    ]
+
+    /// A data cell as float32: a plain decimal number within float32's range, or `nan`/`inf` spelled out.
+    /// Hexadecimal floats, trailing bytes and values that would round to infinity are refused.
+    static func number(_ cell: Substring, _ bad: (String) -> SourceError) throws(SourceError) -> Float {
+        if let special = specialValues[cell.lowercased()] { return special }
+        guard isDecimal(cell), let number = Float(cell) else {
+            throw bad("'\(cell)' is not a number (expected a plain decimal such as -1.5e3, or nan/inf)")
+        }
+        guard number.isFinite else {
+            throw bad("'\(cell)' is outside float32's range (largest magnitude \(Float.greatestFiniteMagnitude)); write inf if infinity is meant")
+        }
+        return number
     }
 
     private static func clean(_ cell: Substring) -> Substring {

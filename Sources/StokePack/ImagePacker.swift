@@ -46,14 +46,18 @@ public struct ImageList: Sendable {
         return list
     }
 
-    /// A CSV list of `path,label` lines (a `path,label` header line is skipped). Relative paths are
-    /// relative to the list's folder. Integer labels are kept; otherwise labels are class names, sorted,
-    /// and stored as their indices.
+    /// A CSV list of `path,label` lines. A first line that names no image (its path has no image
+    /// extension, no such file exists, and its label is not an integer, such as `path,label` or `filename,target`) is a header
+    /// and is skipped. Relative paths are relative to the list's folder. Labels are either all integers
+    /// (kept as they are) or all class names (sorted, stored as their indices), as the first data line
+    /// decides; a line that breaks the rule is refused with its number, never reinterpreted.
     public static func csv(_ listPath: String) throws(SourceError) -> ImageList {
         let file = try SourceBytes(mapping: listPath)
         let text = unsafe String(decoding: file.bytes(at: 0, count: file.count)!, as: UTF8.self)
         let base = (listPath as NSString).deletingLastPathComponent
         var rows: [(path: String, label: String)] = []
+        var numeric: Bool?
+        var firstLine = true
         for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
@@ -62,14 +66,34 @@ public struct ImageList: Sendable {
             }
             let path = line[..<comma].trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\"")))
             let label = line[line.index(after: comma)...].trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\"")))
-            if rows.isEmpty && path.lowercased() == "path" && label.lowercased() == "label" { continue }
+            let isInteger = Int64(label) != nil
+            if firstLine {
+                firstLine = false
+                let resolved = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
+                let namesImage = extensions.contains((path as NSString).pathExtension.lowercased())
+                    || FileManager.default.fileExists(atPath: resolved)
+                if !namesImage && !isInteger { continue }  // a header line
+            }
             guard !path.isEmpty, !label.isEmpty else { throw SourceError(path: listPath, reason: "line \(number + 1): empty path or label") }
+            switch numeric {
+            case nil:
+                numeric = isInteger
+            case true? where !isInteger:
+                throw SourceError(
+                    path: listPath,
+                    reason: "line \(number + 1): label '\(label)' is not an integer, and the labels before it are; a list uses integer labels or class names, not both")
+            case false? where isInteger:
+                throw SourceError(
+                    path: listPath,
+                    reason: "line \(number + 1): label '\(label)' is an integer, and the labels before it are class names; a list uses integer labels or class names, not both")
+            default:
+                break
+            }
             rows.append((path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path, label))
         }
         guard !rows.isEmpty else { throw SourceError(path: listPath, reason: "the list names no images") }
-        let numeric = rows.compactMap { Int64($0.label) }
-        if numeric.count == rows.count {
-            return ImageList(root: listPath, paths: rows.map(\.path), labels: numeric, classes: nil)
+        if numeric == true {
+            return ImageList(root: listPath, paths: rows.map(\.path), labels: rows.map { Int64($0.label)! }, classes: nil)
         }
         let classes = Array(Set(rows.map(\.label))).sorted()
         let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, Int64($0)) })
@@ -103,7 +127,7 @@ public enum ImagePacker {
         metadata: (_ role: String, _ skipped: [SkippedFile]) -> [(name: String, json: String)], progress: (Int) -> Void = { _ in }
     ) throws -> Result {
         try recipe.validate()
-        let workers = max(1, workers)
+        let workers = min(max(1, workers), StoreWriteOptions.maximumWorkers)
         let window = workers * 8
         var skipped: [SkippedFile] = []
         // Index 0: the main store; 1: the validation store. Each starts at its first sample.

@@ -9,7 +9,8 @@ public struct SourceError: Error, CustomStringConvertible, Equatable, Sendable {
         self.path = path
         self.reason = reason
     }
-    public var description: String { "\(path): \(reason)" }
+    /// One line; control characters from file names or contents are written as visible escapes.
+    public var description: String { escapedForTerminal("\(path): \(reason)") }
 }
 
 /// A NumPy `.npy` array (format versions 1, 2 and 3), memory-mapped. Any byte order; C order is read as

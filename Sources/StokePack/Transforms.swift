@@ -37,11 +37,17 @@ public struct ImageRecipe: Codable, Sendable, Equatable {
     public var channels: Int { color == .rgb ? 3 : 1 }
 
     /// Checks the combination; the message names the option at fault.
+    /// The largest resize or crop side, in pixels (a 16384² RGB f32 sample is already 3 GiB).
+    public static let maximumSide = 16384
+
     public func validate() throws(SourceError) {
         func fail(_ reason: String) -> SourceError { SourceError(path: "recipe", reason: reason) }
         guard [.u8, .f16, .f32].contains(dtype) else { throw fail("output dtype \(dtype.rawValue) is not u8, f16 or f32") }
         for size in [resize_height, resize_width, resize_shorter, crop_height, crop_width].compactMap({ $0 }) where size <= 0 {
             throw fail("sizes must be positive, got \(size)")
+        }
+        for size in [resize_height, resize_width, resize_shorter, crop_height, crop_width].compactMap({ $0 }) where size > ImageRecipe.maximumSide {
+            throw fail("sizes must be at most \(ImageRecipe.maximumSide) pixels, got \(size)")
         }
         for factor in [brightness, contrast, saturation] where !(factor >= 0 && factor.isFinite) {
             throw fail("brightness, contrast and saturation factors must be finite and >= 0, got \(factor)")

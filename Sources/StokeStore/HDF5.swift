@@ -374,6 +374,17 @@ enum HDF5 {
             "H5Dwrite_chunk", context)
     }
 
+    /// Stored bytes of the chunk at `offset` (0 when the chunk was never written, so it reads as the fill value).
+    static func chunkStorageSize(_ dataset: borrowing H5Dataset, offset: [UInt64], _ context: H5Context) throws(StoreError) -> UInt64 {
+        // H5Dget_chunk_storage_size fails for a chunk never written; the chunk's info says HADDR_UNDEF.
+        let hoffset = offset.map { hsize_t($0) }
+        var mask: UInt32 = 0
+        var address: haddr_t = 0
+        var size: hsize_t = 0
+        try check(unsafe H5Dget_chunk_info_by_coord(dataset.id, hoffset, &mask, &address, &size), "H5Dget_chunk_info_by_coord", context)
+        return address == chdf5_haddr_undef() ? 0 : UInt64(size)
+    }
+
     /// Stored bytes of the chunk at `offset` and its filter mask, through the library (holds its lock).
     static func readChunk(
         _ dataset: borrowing H5Dataset, offset: [UInt64], _ context: H5Context

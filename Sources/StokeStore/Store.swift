@@ -59,11 +59,18 @@ public final class Store: @unchecked Sendable {
             fields.append(try Field(file: file, name: name, map: map, options: options, path: path))
         }
         guard !fields.isEmpty else { throw .invalidStore(path: path, reason: "no datasets at the root") }
+        // Fields share the sample axis: streaming the shortest length would drop samples without a word.
+        if let other = fields.first(where: { $0.rows != fields[0].rows }) {
+            let lengths = fields.map { "'\(escapedForTerminal($0.name))' \($0.rows)" }.joined(separator: ", ")
+            throw .invalidStore(
+                path: path,
+                reason: "fields differ in length (\(lengths) samples): field '\(escapedForTerminal(other.name))' does not match '\(escapedForTerminal(fields[0].name))'; every field of a store needs one row per sample")
+        }
         self.fields = fields
         self.file = file
     }
 
-    /// Samples in the store: the smallest axis-0 length among its fields (all equal in Stoke stores).
+    /// Samples in the store: the axis-0 length every field shares (checked when the store opens).
     public var sampleCount: Int { fields.map(\.rows).min() ?? 0 }
 
     /// Whether every field chunked by whole samples has a persisted chunk address index.
@@ -366,12 +373,22 @@ public final class Field: @unchecked Sendable {
 
     // MARK: - Verification
 
-    /// Decodes every chunk with checksums on; when the store has an index, also checks that each index
-    /// entry points at exactly the bytes the library reads for that chunk. Returns the chunks checked.
-    public func verify() throws(StoreError) -> Int {
+    /// Checks every chunk as far as Stoke can (see `check()`) and returns the chunks checked; throws on
+    /// the first corrupt chunk or wrong index entry.
+    public func verify() throws(StoreError) -> Int { try check().chunks }
+
+    /// Checks every chunk and says exactly what was checked: decoded with their Fletcher-32 checksums
+    /// matched, checksums matched without decoding (a filter Stoke cannot decode lies under the
+    /// checksum), decoded with no checksum to compare, or nothing. When the store has an index, each entry
+    /// is also compared with the bytes the library reads for that chunk. Chunks never written (h5py leaves
+    /// them unallocated; they read as the fill value) are counted, not called corrupt.
+    /// - Throws: `StoreError.corruptChunk` / `.badIndex` for the first chunk that fails.
+    public func check() throws(StoreError) -> FieldCheck {
+        let filterNames = filters.map { "\($0.name.isEmpty ? "filter" : $0.name) (id \($0.id))" }
         guard layout == .chunked else {
             if layout == .contiguous {
-                var buffer = [UInt8](repeating: 0, count: min(rawBytes, 1 << 20))
+                // Reading to the end proves the bytes are there; contiguous data has no checksum.
+                var buffer = [UInt8](repeating: 0, count: max(min(rawBytes, 1 << 20), sampleBytes))
                 var row = 0
                 let step = max(1, buffer.count / max(sampleBytes, 1))
                 while row < rows {
@@ -382,18 +399,35 @@ public final class Field: @unchecked Sendable {
                     row = range.upperBound
                 }
             }
-            return 0
-        }
-        guard let chunkRows else {
-            var buffer = [UInt8](repeating: 0, count: rawBytes)
-            unsafe try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in try unsafe readThroughLibrary(0..<rows, into: bytes) }
-            return 0
+            return FieldCheck(
+                field: name, level: .nothing, chunks: 0, unwrittenChunks: 0,
+                note: "\(layout.rawValue) layout: HDF5 keeps no checksum for it, so changed bytes cannot be detected")
         }
         let context = H5Context(path: path, object: name)
+        guard let chunkRows else {
+            // Chunks that split samples: the library decodes them (and checks Fletcher-32 when present).
+            try readAllThroughLibrary()
+            return FieldCheck(
+                field: name, level: hasChecksum ? .decodedAndChecksums : .decodedOnly, chunks: 0, unwrittenChunks: 0,
+                note: hasChecksum ? "read through the HDF5 library, which checked every chunk's Fletcher-32 checksum"
+                    : "read through the HDF5 library; no checksum recorded, so changed values cannot be detected")
+        }
+        // Fletcher-32 applied last (outermost) can be checked on the stored bytes without decoding.
+        let outerChecksum = filters.last?.id == 3
+        let undecodable = filters.filter { [1, 2, 3, LZ4Chunk.filterID].contains($0.id) == false }
         var decoded = [UInt8](repeating: 0, count: chunkBytes)
         var scratch: [UInt8] = []
+        var checked = 0, unwritten = 0, checksummed = 0
         for chunk in 0..<chunkCount {
             let offset = [UInt64(chunk * chunkRows)] + sampleShape.map { _ in UInt64(0) }
+            if try HDF5.chunkStorageSize(dataset.handle, offset: offset, context) == 0 {
+                // Never written: the library reads the dataset's fill value there.
+                if let chunkIndex, chunkIndex[chunk].size != 0 {
+                    throw .badIndex(path: path, field: name, reason: "chunk \(chunk) was never written, but the index has an entry of \(chunkIndex[chunk].size) bytes for it")
+                }
+                unwritten += 1
+                continue
+            }
             let library: (bytes: [UInt8], filterMask: UInt32)
             do {
                 library = try HDF5.readChunk(dataset.handle, offset: offset, context)
@@ -409,8 +443,8 @@ public final class Field: @unchecked Sendable {
                     throw .badIndex(path: path, field: name, reason: "chunk \(chunk): entry (offset \(location.offset), \(location.size) bytes) does not hold the chunk the library reads (\(library.bytes.count) bytes)")
                 }
             }
-            guard let pipeline else { continue }
-            do {
+            checked += 1
+            if let pipeline {
                 unsafe try withMutableBytes(of: &decoded) { (target) throws(StoreError) in
                     unsafe try withBytes(of: library.bytes) { (stored) throws(StoreError) in
                         if unsafe stored.isEmpty { return }
@@ -421,10 +455,77 @@ public final class Field: @unchecked Sendable {
                         }
                     }
                 }
+                if let stage = filters.firstIndex(where: { $0.id == 3 }), library.filterMask & (1 << UInt32(stage)) == 0 {
+                    checksummed += 1
+                }
+            } else if outerChecksum, library.filterMask & (1 << UInt32(filters.count - 1)) == 0 {
+                guard library.bytes.count >= 4 else {
+                    throw .corruptChunk(path: path, field: name, chunk: chunk, reason: "Fletcher-32: \(library.bytes.count) bytes, fewer than the checksum")
+                }
+                let recorded = unsafe library.bytes.withUnsafeBytes { unsafe UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: $0.count - 4, as: UInt32.self)) }
+                let computed = unsafe library.bytes.withUnsafeBytes { unsafe fletcher32(UnsafeRawBufferPointer(rebasing: $0[0..<($0.count - 4)])) }
+                if recorded != computed && recorded != computed.byteSwapped {
+                    throw .corruptChunk(path: path, field: name, chunk: chunk, reason: "Fletcher-32 checksum mismatch (stored \(hex(recorded)), computed \(hex(computed)))")
+                }
+                checksummed += 1
             }
         }
-        return chunkCount
+        let unwrittenNote = unwritten == 0 ? "" : "; \(unwritten) chunk\(unwritten == 1 ? " was" : "s were") never written and read as the fill value"
+        if let pipeline {
+            if pipeline.hasChecksum && checksummed == checked {
+                return FieldCheck(field: name, level: .decodedAndChecksums, chunks: checked, unwrittenChunks: unwritten,
+                                  note: "decoded (\(codecName)) and matched every chunk's Fletcher-32 checksum" + unwrittenNote)
+            }
+            let why = pipeline.hasChecksum ? "\(checked - checksummed) chunk(s) were written without their checksum (filter mask)" : "no checksum recorded"
+            return FieldCheck(field: name, level: .decodedOnly, chunks: checked, unwrittenChunks: unwritten,
+                              note: "decoded (\(codecName)); \(why), so changed values cannot be detected" + unwrittenNote)
+        }
+        let foreign = undecodable.map { "\($0.name.isEmpty ? "filter" : $0.name) (id \($0.id))" }.joined(separator: ", ")
+        if outerChecksum && checksummed == checked {
+            return FieldCheck(field: name, level: .checksums, chunks: checked, unwrittenChunks: unwritten,
+                              note: "matched every chunk's Fletcher-32 checksum; not decoded: Stoke does not decode \(foreign)" + unwrittenNote)
+        }
+        return FieldCheck(field: name, level: .nothing, chunks: checked, unwrittenChunks: unwritten,
+                          note: "nothing checked: Stoke does not decode \(foreign) and no Fletcher-32 checksum lies outside it (filters: \(filterNames.joined(separator: ", ")))" + unwrittenNote)
     }
+
+    /// Reads every row through the library in bounded slices (for chunks that split samples).
+    private func readAllThroughLibrary() throws(StoreError) {
+        let step = max(1, (4 << 20) / max(sampleBytes, 1))
+        var buffer = [UInt8](repeating: 0, count: min(rows, step) * sampleBytes)
+        var row = 0
+        while row < rows {
+            let range = row..<min(rows, row + step)
+            unsafe try withMutableBytes(of: &buffer) { (bytes) throws(StoreError) in
+                try unsafe readThroughLibrary(range, into: UnsafeMutableRawBufferPointer(rebasing: bytes[0..<(range.count * sampleBytes)]))
+            }
+            row = range.upperBound
+        }
+    }
+}
+
+/// What `Field.check()` verified for one field.
+public struct FieldCheck: Sendable, Equatable {
+    public enum Level: String, Sendable, Equatable {
+        /// Every written chunk was decoded and its Fletcher-32 checksum matched.
+        case decodedAndChecksums = "decoded+checksum"
+        /// Every written chunk's Fletcher-32 checksum matched; the data was not decoded (a foreign filter).
+        case checksums = "checksum-only"
+        /// Chunks were decoded, but there is no checksum to compare: changed values go unnoticed.
+        case decodedOnly = "decoded-no-checksum"
+        /// Nothing could be checked (no checksum, and nothing Stoke decodes with a checksum around it).
+        case nothing = "nothing"
+    }
+    public var field: String
+    public var level: Level
+    /// Chunks read and checked (unwritten chunks excluded).
+    public var chunks: Int
+    /// Chunks the file never wrote (they read as the fill value).
+    public var unwrittenChunks: Int
+    /// One line saying what was and was not checked, and why.
+    public var note: String
+    /// Whether the field's content was verified against checksums.
+    public var verified: Bool { level == .decodedAndChecksums || level == .checksums }
 }
 
 /// A destination buffer shared by decode workers that write disjoint ranges of it.

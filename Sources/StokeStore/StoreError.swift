@@ -16,7 +16,10 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
     /// A valid HDF5 feature Stoke does not handle on this path.
     case unsupported(path: String, reason: String)
 
-    public var description: String {
+    /// One line; control characters (from names or bytes in a file) are written as visible escapes.
+    public var description: String { escapedForTerminal(rawDescription) }
+
+    private var rawDescription: String {
         switch self {
         case let .hdf5(call, path, object, message):
             let target = object.isEmpty ? path : "\(path):\(object)"
@@ -35,4 +38,24 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, Sendable {
             return "\(path): unsupported: \(reason)"
         }
     }
+}
+
+/// `text` with every control character (C0, DEL, C1: terminal escapes, NUL, bell, newlines) written as
+/// a visible escape (`\e`, `\0`, `\n`, `\u{9b}`…), so names and bytes taken from a file can go into a
+/// one-line error message without reaching the terminal as control sequences.
+public func escapedForTerminal<S: StringProtocol>(_ text: S) -> String {
+    var result = ""
+    result.reserveCapacity(text.utf8.count)
+    for scalar in text.unicodeScalars {
+        switch scalar.value {
+        case 0x00: result += "\\0"
+        case 0x09: result += "\\t"
+        case 0x0A: result += "\\n"
+        case 0x0D: result += "\\r"
+        case 0x1B: result += "\\e"
+        case 0x01...0x1F, 0x7F...0x9F: result += "\\u{\(String(scalar.value, radix: 16))}"
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result
 }

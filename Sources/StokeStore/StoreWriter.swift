@@ -9,8 +9,10 @@ public struct StoreWriteOptions: Sendable {
     public var chunking: Chunking = .bytes(2 << 20)
     /// Record a Fletcher-32 checksum per chunk (HDF5 filter 3, checked by h5py and h5dump too).
     public var checksum = true
-    /// Compression threads.
+    /// Compression threads (at most `maximumWorkers` are started).
     public var workers = ProcessInfo.processInfo.activeProcessorCount
+    /// The most compression threads a writer starts.
+    public static let maximumWorkers = 256
     /// LZ4 block size in bytes inside a chunk (0: one block per chunk, as hdf5plugin's default).
     public var lz4BlockBytes = 0
     /// Replace a store already at the path (atomically, when the new one is complete).
@@ -90,7 +92,9 @@ public final class StoreWriter {
         }
         self.file = consume file
         self.fields = writers
-        compressor = ChunkCompressor(workers: max(1, options.workers), inFlightLimit: max(2, options.workers * 2 + 2))
+        // Threads beyond 256 only cost memory and start-up time (issue 19 r23: 100000 ran for minutes).
+        let workers = min(max(1, options.workers), StoreWriteOptions.maximumWorkers)
+        compressor = ChunkCompressor(workers: workers, inFlightLimit: max(2, workers * 2 + 2))
     }
 
     deinit {

@@ -136,6 +136,7 @@ struct Bench: ParsableCommand {
 
         func validate() throws {
             guard chunks > 0 else { throw UsageError("--chunks must be positive") }
+            guard !codecs.split(separator: ",").isEmpty else { throw UsageError("--codecs is empty: name at least one of lz4, lz4-shuffle, deflate[:1-9], none") }
             for name in codecs.split(separator: ",") where Codec(parsing: String(name)) == nil {
                 throw UsageError("--codecs: '\(name)' is not lz4, lz4-shuffle, deflate[:1-9] or none")
             }

@@ -21,6 +21,9 @@ struct Pack: ParsableCommand {
             Rerunning the same command on unchanged sources does nothing ("up to date"); --force rebuilds.
             """)
 
+    /// The most decode and compression threads `--workers` may ask for.
+    static let maximumWorkers = 256
+
     enum SourceKind: String, ExpressibleByArgument, CaseIterable { case npy, npz, idx, csv, images }
 
     @Option(name: .long, help: "Source format: \(SourceKind.allCases.map(\.rawValue).joined(separator: ", ")).") var from: SourceKind
@@ -59,7 +62,9 @@ struct Pack: ParsableCommand {
         if let chunkBytes, chunkBytes <= 0 { throw UsageError("--chunk-bytes must be positive") }
         if let chunkSamples, chunkSamples <= 0 { throw UsageError("--chunk-samples must be positive") }
         if Codec(parsing: codec) == nil { throw UsageError("--codec '\(codec)' is not lz4, lz4-shuffle, deflate[:1-9] or none") }
-        if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
+        if let workers, !(1...Pack.maximumWorkers).contains(workers) {
+            throw UsageError("--workers \(workers) is outside 1–\(Pack.maximumWorkers)")
+        }
         if labels != nil && ![.npy, .idx].contains(from) { throw UsageError("--labels is for --from npy or idx") }
         if labelColumn != nil && from != .csv { throw UsageError("--label-column is for --from csv") }
         if from != .images && (resize != nil || centerCrop != nil || mean != nil || std != nil || bakeNormalize || skipBad || dtype != "u8") {
@@ -75,9 +80,12 @@ struct Pack: ParsableCommand {
 
     /// `HxW` or a single `S`.
     private func size(_ text: String, option: String) throws -> (Int, Int)? {
-        let parts = text.lowercased().split(separator: "x").map { Int($0) }
+        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
         guard !parts.isEmpty, parts.count <= 2, parts.allSatisfy({ ($0 ?? 0) > 0 }) else {
             throw UsageError("\(option) '\(text)' is not HxW or a positive size")
+        }
+        guard parts.allSatisfy({ $0! <= ImageRecipe.maximumSide }) else {
+            throw UsageError("\(option) '\(text)': sides are at most \(ImageRecipe.maximumSide) pixels")
         }
         return parts.count == 2 ? (parts[0]!, parts[1]!) : nil
     }

@@ -29,7 +29,8 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let exit as ExitCode {
         throw exit
     } catch {
-        FileHandle.standardError.write(Data("stoke: error: \(error)\n".utf8))
+        // Names and bytes from hostile files must not reach the terminal as control sequences.
+        FileHandle.standardError.write(Data("stoke: error: \(escapedForTerminal(String(describing: error)))\n".utf8))
         throw ExitCode(1)
     }
 }

@@ -4,22 +4,51 @@ import StokeStore
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Decode every chunk, check its checksum and the chunk index against the file.")
+        abstract: "Check every chunk against its checksum and the chunk index against the file; say what was checked per field.",
+        discussion: """
+            Per field, one of: decoded and Fletcher-32 checksums matched; checksums matched without decoding
+            (a filter Stoke does not decode, such as Zstd or Blosc, lies under the checksum); decoded with no
+            checksum to compare; or nothing (no checksum, contiguous data, or a foreign filter outside the
+            checksum). Exit status: 0 when at least one field was verified against checksums and nothing is
+            wrong; 1 when a chunk or the index is wrong; 2 when nothing could be verified.
+            """)
 
     @Argument(help: "The store.") var store: String
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func run() throws {
+        var nothingVerified = false
         try reportingErrors {
             let opened = try Store(path: store, options: StoreReadOptions(verifyChecksums: true))
-            var chunks = 0
-            for field in opened.fields { chunks += try field.verify() }
+            var checks: [FieldCheck] = []
+            for field in opened.fields { checks.append(try field.check()) }
+            let chunks = checks.reduce(0) { $0 + $1.chunks }
+            let verified = checks.filter(\.verified)
+            nothingVerified = verified.isEmpty
             if json {
-                printJSON(["path": store, "ok": true, "fields": opened.fields.count, "chunks": chunks])
+                printJSON([
+                    "path": store, "ok": !nothingVerified, "verified": !nothingVerified, "fields": opened.fields.count, "chunks": chunks,
+                    "checks": checks.map {
+                        ["field": $0.field, "check": $0.level.rawValue, "verified": $0.verified, "chunks": $0.chunks,
+                         "unwritten_chunks": $0.unwrittenChunks, "note": $0.note] as [String: Any]
+                    },
+                ])
             } else {
-                print("\(store): ok, \(chunks) chunks in \(opened.fields.count) fields decode and match their checksums")
+                for check in checks {
+                    print("  \(escapedForTerminal(check.field)): \(check.chunks) chunk\(check.chunks == 1 ? "" : "s") \(escapedForTerminal(check.note))")
+                }
+                let unverified = checks.filter { !$0.verified }.map { "'\(escapedForTerminal($0.field))'" }
+                if nothingVerified {
+                    FileHandle.standardError.write(Data(
+                        "stoke: error: \(store): nothing could be verified: no field has checksums Stoke can check (see above)\n".utf8))
+                } else if unverified.isEmpty {
+                    print("\(store): ok, \(chunks) chunks in \(checks.count) fields: every field verified against its checksums")
+                } else {
+                    print("\(store): ok for \(verified.count) of \(checks.count) fields (\(verified.reduce(0) { $0 + $1.chunks }) chunks verified against checksums); not verified: \(unverified.joined(separator: ", "))")
+                }
             }
         }
+        if nothingVerified { throw ExitCode(2) }
     }
 }
 

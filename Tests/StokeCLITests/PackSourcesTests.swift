@@ -127,7 +127,7 @@ struct PackSourcesTests {
         #expect(check.status == 0, "\(check.stderr)")
         let bad = try execute(stoke, ["pack", "--from", "csv", directory + "/bad.csv", "--label-column", "kind", "-o", directory + "/bad.h5"])
         #expect(bad.status == 1)
-        #expect(bad.stderr == "stoke: error: \(directory)/bad.csv: line 4, column 1 'x0': 'three' is not a number\n")
+        #expect(bad.stderr == "stoke: error: \(directory)/bad.csv: line 4, column 1 'x0': 'three' is not a number (expected a plain decimal such as -1.5e3, or nan/inf)\n")
         #expect(!FileManager.default.fileExists(atPath: directory + "/bad.h5"))
     }
 

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+/// Issue 19 through the command line: pack, verify and index never report more than they did, and
+/// never leave a half-written output.
+@Suite("store reliability through the CLI (issue 19)")
+struct StoreReliabilityCLITests {
+    private func makeArrays(_ directory: String, rows: Int = 200) throws {
+        let made = try execute(venvPython, ["-c", """
+            import sys, numpy as np
+            r = np.random.default_rng(0)
+            np.save(sys.argv[1] + '/x.npy', r.random((\(rows), 64), dtype=np.float32))
+            np.save(sys.argv[1] + '/y.npy', r.integers(0, 10, \(rows)))
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+    }
+
+    @Test("r19: verify of a store without checksums says nothing was verified and exits 2; a checksummed store says what it checked")
+    func verifyWording() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try makeArrays(directory)
+        let bare = try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/x.npy", "-o", "\(directory)/bare.h5", "--no-checksum", "--codec", "none"])
+        try #require(bare.status == 0, "\(bare.stderr)")
+        let unverified = try execute(stokeBinary, ["verify", "\(directory)/bare.h5"])
+        #expect(unverified.status == 2, "\(unverified.stdout)\(unverified.stderr)")
+        #expect(unverified.stderr.contains("nothing could be verified"))
+        #expect(unverified.stdout.contains("no checksum recorded"))
+        #expect(!unverified.stdout.contains("match their checksums"))
+
+        let packed = try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/x.npy", "--labels", "\(directory)/y.npy", "-o", "\(directory)/s.h5"])
+        try #require(packed.status == 0, "\(packed.stderr)")
+        let verified = try execute(stokeBinary, ["verify", "\(directory)/s.h5", "--json"])
+        #expect(verified.status == 0, "\(verified.stderr)")
+        let checks = jsonObject(verified.stdout)?["checks"] as? [[String: Any]] ?? []
+        #expect(checks.map { $0["check"] as? String } == ["decoded+checksum", "decoded+checksum"], "\(verified.stdout)")
+    }
+
+    @Test("r08/r23: pack --resize 100000, --workers 100000 and bench codecs --codecs '' are one clear line, exit 1, no file left")
+    func boundedOptions() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try makeArrays(directory)
+        let made = try execute(venvPython, ["-c", """
+            import sys, os, numpy as np; from PIL import Image
+            os.makedirs(sys.argv[1] + '/imgs/c')
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(sys.argv[1] + '/imgs/c/a.png')
+            """, directory])
+        try #require(made.status == 0, "\(made.stderr)")
+        let cases: [([String], String)] = [
+            (["pack", "--from", "images", "\(directory)/imgs", "-o", "\(directory)/big.h5", "--resize", "100000"], "at most 16384"),
+            (["pack", "--from", "images", "\(directory)/imgs", "-o", "\(directory)/big.h5", "--center-crop", "20000x8"], "at most 16384"),
+            (["pack", "--from", "npy", "\(directory)/x.npy", "-o", "\(directory)/w.h5", "--workers", "100000"], "outside 1–256"),
+            (["bench", "codecs", "\(directory)/x.npy", "--codecs", ""], "--codecs is empty"),
+        ]
+        for (arguments, message) in cases {
+            let result = try execute(stokeBinary, arguments)
+            #expect(result.status != 0 && result.status < 128, "\(arguments): \(result.status) \(result.stderr)")
+            #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains(".h5") }
+        #expect(left.isEmpty, "\(left)")
+    }
+}
