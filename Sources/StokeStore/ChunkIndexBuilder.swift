@@ -182,7 +182,7 @@ extension ChunkIndexBuilder {
         let perChunk = MemoryLayout<ChunkLocation>.stride + 8 * ChunkIndexFile.columns
         do {
             try MemoryBudget.current.check(MemoryBudget.product([chunkCount, perChunk]) ?? -1,
-                                           for: "\(path): the chunk index of field '\(field)' (\(chunkCount) chunks)")
+                                           for: "the chunk index of field '\(field)' (\(chunkCount) chunks)")
         } catch {
             throw .invalidStore(path: path, reason: error.description)
         }

@@ -168,7 +168,10 @@ struct Bench: ParsableCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func validate() throws {
-            guard chunks > 0 else { throw UsageError("--chunks must be positive") }
+            guard chunks > 0, chunks <= 1 << 20 else { throw UsageError("--chunks must be 1 to 1048576") }
+            guard codecs.split(separator: ",").count > 0 else {
+                throw UsageError("--codecs is empty: name at least one of lz4, lz4-shuffle, deflate[:1-9], none")
+            }
             for name in codecs.split(separator: ",") where Codec(parsing: String(name)) == nil {
                 throw UsageError("--codecs: '\(name)' is not lz4, lz4-shuffle, deflate[:1-9] or none")
             }

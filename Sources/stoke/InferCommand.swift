@@ -46,7 +46,7 @@ struct Infer: ParsableCommand {
         for entry in sweep {
             let parts = entry.split(separator: "=")
             guard parts.count == 2, ["batch-size", "workers", "threads"].contains(String(parts[0])),
-                  parts[1].split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else {
+                  parts[1].split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 && (parts[0] != "workers" || $0 <= LoaderOptions.maximumWorkers) } ?? false }) else {
                 throw UsageError("--sweep '\(entry)': expected batch-size|workers|threads=N,N,…")
             }
         }
