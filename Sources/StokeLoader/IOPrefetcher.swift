@@ -40,12 +40,29 @@ import Glibc
     private var inFlightBytes = 0
     private var generation = 0
     private var shuttingDown = false
-    private(set) var peakInFlightBytes = 0
-    private(set) var issuedBytes = 0
-    private(set) var issuedExtents = 0
-    /// The advised extents in order, when `recordOrder` is set (tests).
-    private(set) var issuedOrder: [Extent] = []
-    var recordOrder = false
+    private var peak = 0
+    private var issued = 0
+    private var issuedCount = 0
+    private var order: [Extent] = []
+    private var recording = false
+
+    /// This epoch's most bytes ahead at once.
+    var peakInFlightBytes: Int { locked { peak } }
+    /// Bytes and extents advised this epoch.
+    var issuedBytes: Int { locked { issued } }
+    var issuedExtents: Int { locked { issuedCount } }
+    /// The extents advised this epoch in order, when `recordOrder` is set (tests).
+    var issuedOrder: [Extent] { locked { order } }
+    var recordOrder: Bool {
+        get { locked { recording } }
+        set { locked { recording = newValue } }
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
 
     /// Opens the file for advice and starts the thread.
     /// - Parameters:
@@ -77,6 +94,11 @@ import Glibc
         firstUnconsumed = 0
         consumedBatches = batch
         inFlightBytes = 0
+        // The counters describe one epoch.
+        peak = 0
+        issued = 0
+        issuedCount = 0
+        order = []
         advanceConsumedLocked()
         condition.broadcast()
         condition.unlock()
@@ -165,10 +187,10 @@ import Glibc
             }
             nextIssue += 1
             inFlightBytes += size
-            peakInFlightBytes = max(peakInFlightBytes, inFlightBytes)
-            issuedBytes += size
-            issuedExtents += 1
-            if recordOrder { issuedOrder.append(extent) }
+            peak = max(peak, inFlightBytes)
+            issued += size
+            issuedCount += 1
+            if recording { order.append(extent) }
             condition.unlock()
             if size > 0 { _ = posix_fadvise(descriptor, off_t(extent.offset), off_t(size), POSIX_FADV_WILLNEED) }
             condition.lock()
