@@ -27,20 +27,34 @@ public final class MemoryLimit {
             guard let line = membership.split(separator: "\n").first(where: { $0.hasPrefix("0::") }) else {
                 throw StoreError.unsupported(path: "/proc/self/cgroup", reason: "no cgroup v2 membership")
             }
-            let current = "/sys/fs/cgroup" + line.dropFirst(3)
+            let current = "/sys/fs/cgroup" + (line.dropFirst(3) == "/" ? "" : line.dropFirst(3))
+            // Only a real cgroup2 mount will do: on a hybrid (v1) host /sys/fs/cgroup is a tmpfs where
+            // these paths would be plain files. The kernel makes `cgroup.controllers` in every cgroup2
+            // directory, and `memory.max` in a child when the memory controller is delegated to it.
+            let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+            let cgroup2 = mounts.split(separator: "\n").contains { line in
+                let parts = line.split(separator: " ")
+                return parts.count > 2 && parts[1] == "/sys/fs/cgroup" && parts[2] == "cgroup2"
+            }
+            guard cgroup2, FileManager.default.fileExists(atPath: current + "/cgroup.controllers") else {
+                throw StoreError.unsupported(path: "/sys/fs/cgroup", reason: "not a cgroup v2 mount")
+            }
             let child = current + "/stoke-bench-\(getpid())"
             try FileManager.default.createDirectory(atPath: child, withIntermediateDirectories: false)
             do {
+                guard FileManager.default.fileExists(atPath: child + "/memory.max") else {
+                    throw StoreError.unsupported(path: child, reason: "the memory controller is not delegated here")
+                }
                 try "\(bytes)".write(toFile: child + "/memory.max", atomically: false, encoding: .utf8)
                 try "\(getpid())".write(toFile: child + "/cgroup.procs", atomically: false, encoding: .utf8)
             } catch {
-                try? FileManager.default.removeItem(atPath: child)
+                _ = rmdir(child)
                 throw error
             }
             directory = child
             parent = current + "/cgroup.procs"
         } catch {
-            reason = "no writable cgroup v2 (\(error.localizedDescription))"
+            reason = "no writable cgroup v2 (\(error))"
         }
         cgroupDirectory = directory
         parentProcs = parent

@@ -39,6 +39,7 @@ import Glibc
     private var consumedBatches = 0
     private var inFlightBytes = 0
     private var generation = 0
+    private var drops: [(UInt64, UInt64)] = []
     private var shuttingDown = false
     private var peak = 0
     private var issued = 0
@@ -153,10 +154,23 @@ import Glibc
         return Int(status.st_size)
     }
 
-    /// Drops a decoded chunk's bytes from the page cache (with `dropConsumed`).
+    /// Drops a decoded chunk's bytes from the page cache (with `dropConsumed`). The drop is done by the
+    /// prefetcher's thread, after any read-ahead advice it is giving, so advice given late cannot read
+    /// a dropped chunk back in.
     func dropFromCache(offset: UInt64, size: UInt64) {
         guard dropConsumed, size > 0 else { return }
-        _ = posix_fadvise(descriptor, off_t(offset), off_t(size), POSIX_FADV_DONTNEED)
+        condition.lock()
+        drops.append((offset, size))
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func drop(_ offset: UInt64, _ size: UInt64) {
+        // Whole pages only are dropped: widen the range to the pages the chunk touches.
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        let start = offset / page * page
+        let end = (offset + size + page - 1) / page * page
+        _ = posix_fadvise(descriptor, off_t(start), off_t(end - start), POSIX_FADV_DONTNEED)
     }
 
     private func advanceConsumedLocked() {
@@ -171,6 +185,14 @@ import Glibc
     private func run() {
         condition.lock()
         while true {
+            if !drops.isEmpty {
+                let pending = drops
+                drops.removeAll(keepingCapacity: true)
+                condition.unlock()
+                for (offset, size) in pending { drop(offset, size) }
+                condition.lock()
+                continue
+            }
             if shuttingDown {
                 condition.unlock()
                 return

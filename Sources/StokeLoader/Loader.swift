@@ -326,6 +326,8 @@ public struct BatchFieldLayout: Sendable, Equatable {
             minimumSlots: options.workers + 1)
         if fields.contains(where: { $0.decodesDirectly && $0.chunkIndex != nil }) {
             prefetcher = try IOPrefetcher(path: store.path, budgetBytes: options.ioPrefetchBytes, dropConsumed: options.dropConsumedChunks)
+            // Dropped chunks must not come back through the kernel's fault readahead.
+            if options.dropConsumedChunks { store.adviseRandomAccess() }
         } else {
             prefetcher = nil
         }
@@ -671,10 +673,11 @@ public struct BatchFieldLayout: Sendable, Equatable {
         timing.decodedBytes += field.chunkBytes
         timing.storedBytesRead += Int(location?.size ?? 0)
         if let prefetcher, prefetcher.dropConsumed, let location, location.size > 0 {
-            // Pages this process maps stay resident: unmap the chunk's whole pages, then drop them.
+            // Pages this process maps stay resident: unmap the pages the chunk touches, then drop them
+            // (a page shared with a neighbouring chunk is read again if that chunk comes later).
             unsafe try field.withStoredChunk(chunk) { (bytes, _) throws(StoreError) in
-                let start = (Int(bitPattern: bytes.baseAddress!) + pageSize - 1) / pageSize * pageSize
-                let stop = (Int(bitPattern: bytes.baseAddress!) + bytes.count) / pageSize * pageSize
+                let start = Int(bitPattern: bytes.baseAddress!) / pageSize * pageSize
+                let stop = (Int(bitPattern: bytes.baseAddress!) + bytes.count + pageSize - 1) / pageSize * pageSize
                 if stop > start {
                     _ = unsafe madvise(UnsafeMutableRawPointer(bitPattern: start), stop - start, MADV_DONTNEED)
                 }

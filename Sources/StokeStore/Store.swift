@@ -74,6 +74,9 @@ public final class Store: @unchecked Sendable {
     /// back in).
     public func dropMappedPages() { map.dropMappedPages() }
 
+    /// No readahead around page faults of the store's map (see `MappedFile.adviseRandomAccess`).
+    public func adviseRandomAccess() { map.adviseRandomAccess() }
+
     /// The field with this name.
     public func field(_ name: String) throws(StoreError) -> Field {
         guard let field = fields.first(where: { $0.name == name }) else {
