@@ -37,7 +37,10 @@ public enum Ceilings {
     /// are copied out of the file first, so only decoding is timed. Each thread decodes into a ring of
     /// `ringChunks` chunk buffers, so the output is not flattered by staying in the core's L2 cache (a
     /// loader's decoded chunks do not either). In decoded bytes/s.
-    public static func decode(store: Store, fields names: [String], workers: Int, ringChunks: Int = 16) throws(StoreError) -> Throughput {
+    /// With `verifyChecksums`, Fletcher-32 is checked as the loader checks it.
+    public static func decode(
+        store: Store, fields names: [String], workers: Int, ringChunks: Int = 16, verifyChecksums: Bool = false
+    ) throws(StoreError) -> Throughput {
         struct Job { var field: Field; var chunk: Int; var stored: [UInt8]; var mask: UInt32 }
         var jobs: [Job] = []
         var decodedBytes = 0
@@ -82,7 +85,9 @@ public enum Ceilings {
                     unsafe try withMutableBytes(of: &ring.buffers[turn]) { (buffer) throws(StoreError) in
                         let target = unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[0..<job.field.chunkBytes])
                         unsafe try withBytes(of: job.stored) { (stored) throws(StoreError) in
-                            try unsafe job.field.decode(stored: stored, filterMask: job.mask, chunk: job.chunk, into: target, scratch: &ring.scratch)
+                            try unsafe job.field.decode(
+                                stored: stored, filterMask: job.mask, chunk: job.chunk, into: target, verifyChecksum: verifyChecksums,
+                                scratch: &ring.scratch)
                         }
                     }
                 } catch {

@@ -23,6 +23,8 @@ public struct StreamingInference {
         public var maxSamples: Int? = nil
         /// Write logits and predicted classes as a new store.
         public var outputPath: String? = nil
+        /// Check Fletcher-32 checksums while reading (the default; a flipped byte is an error, not an input).
+        public var verifyChecksums = true
         public init() {}
     }
 
@@ -64,7 +66,7 @@ public struct StreamingInference {
     }
 
     public static func run(model: Model, storePath: String, options: Options) throws -> Result {
-        let store = try Store(path: storePath)
+        let store = try Store(path: storePath, options: StoreReadOptions(verifyChecksums: options.verifyChecksums))
         guard store.attributes["stoke_model"] == nil else {
             throw StoreError.invalidArgument("\(storePath) is a model file, not a store of samples")
         }

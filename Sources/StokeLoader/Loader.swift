@@ -1,6 +1,10 @@
 import CStokeKernels
 import Foundation
 import StokeStore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Per-channel normalization applied while collating a u8, f16 or f32 field into f32:
 /// `(x · inputScale − mean) / std`; for u8, `(x / 255 − mean) / std`, as torchvision's `ToTensor()` +
@@ -52,6 +56,18 @@ public struct LoaderOptions: Sendable {
     public var pinBuffers = true
     /// Also register them with the CUDA runtime (cudaHostRegister) when libcudart can be loaded.
     public var registerWithCUDA = true
+    /// Stored bytes read ahead of decoding, in the order the epoch plan needs the chunks
+    /// (`posix_fadvise(WILLNEED)` from a thread of its own); 0 turns the I/O prefetcher off.
+    /// Default 64 MiB.
+    public var ioPrefetchBytes = 64 << 20
+    /// Drop each chunk's stored bytes from the page cache once decoded, so a run reads as a store larger
+    /// than memory does (what `stoke bench io --memory-limit` falls back to without a cgroup).
+    public var dropConsumedChunks = false
+
+    /// The most worker threads a loader starts.
+    public static let maximumWorkers = 256
+    /// The most batches in flight.
+    public static let maximumPrefetch = 1024
 
     public init() {}
 }
@@ -61,9 +77,10 @@ public struct LoaderOptions: Sendable {
 public struct LoaderStats: Sendable, Equatable {
     public var batches = 0
     public var samples = 0
-    /// Reading stored bytes that are not memory-mapped (H5Dread_chunk / H5Dread fallbacks).
+    /// Waiting for stored bytes: faulting in a memory-mapped chunk's pages before it is decoded (the
+    /// time the disk, not the CPU, takes), and reads through the HDF5 library for fields without an index.
     public var readSeconds = 0.0
-    /// Decoding chunks (page faults of memory-mapped reads are counted here).
+    /// Decoding chunks whose stored bytes are already in memory.
     public var decodeSeconds = 0.0
     /// Gathering rows into batch buffers, with conversion and normalization.
     public var gatherSeconds = 0.0
@@ -83,6 +100,12 @@ public struct LoaderStats: Sendable, Equatable {
     /// Chunks decoded more than once this epoch because the cache had evicted them.
     public var redecodes = 0
     public var cacheHits = 0
+    /// Stored bytes the I/O prefetcher asked the kernel to read ahead, and the most it had ahead at once.
+    public var ioPrefetchedBytes = 0
+    public var ioPrefetchPeakBytes = 0
+    /// Pages faulted in before decoding whose first byte was odd (keeps the page touches from being
+    /// optimized away; no meaning of its own).
+    var pageTouches = 0
 
     public init() {}
 }
@@ -162,6 +185,14 @@ public struct BatchFieldLayout: Sendable, Equatable {
     private let scales: [[Float]]
     private let biases: [[Float]]
     private let channelInner: [Int]
+    /// Rows per batch buffer: the batch size, or the samples one rank reads when that is fewer.
+    private let bufferRows: Int
+    /// Reads chunks ahead of the workers; present when a field is decoded from the memory map.
+    private let prefetcher: IOPrefetcher?
+    /// The store file's size as last seen by a worker (refreshed once per batch with fstat), so a file
+    /// truncated while it is read is an error naming the chunk, not a SIGBUS from its missing pages.
+    private let fileSize = Atomic<Int>(Int.max)
+    private let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     // Pipeline state, all guarded by `condition`.
     private let condition = NSCondition()
@@ -187,6 +218,13 @@ public struct BatchFieldLayout: Sendable, Equatable {
         guard options.batchSize > 0, options.workers > 0, options.prefetch > 0 else {
             throw .invalidArgument("batch size, workers and prefetch must be positive")
         }
+        guard options.workers <= LoaderOptions.maximumWorkers else {
+            throw .invalidArgument("workers \(options.workers): the loader starts at most \(LoaderOptions.maximumWorkers) threads")
+        }
+        guard options.prefetch <= LoaderOptions.maximumPrefetch else {
+            throw .invalidArgument("prefetch \(options.prefetch): at most \(LoaderOptions.maximumPrefetch) batches in flight")
+        }
+        guard options.ioPrefetchBytes >= 0 else { throw .invalidArgument("I/O prefetch bytes must not be negative") }
         guard options.world > 0, options.rank >= 0, options.rank < options.world else {
             throw .invalidArgument("rank \(options.rank) is outside world size \(options.world)")
         }
@@ -194,6 +232,9 @@ public struct BatchFieldLayout: Sendable, Equatable {
         for name in options.fields ?? store.fields.map(\.name) { fields.append(try store.field(name)) }
         guard !fields.isEmpty else { throw .invalidArgument("\(store.path): no fields to load") }
         self.fields = fields
+        let perRank = (store.sampleCount + options.world - 1) / options.world
+        bufferRows = max(1, min(options.batchSize, perRank))
+        let bufferRows = self.bufferRows
         let storeNormalization = options.useStoreNormalization ? try LoaderCore.storeNormalization(store, fields: fields) : [:]
         var layouts: [BatchFieldLayout] = []
         var offset = 0
@@ -237,7 +278,10 @@ public struct BatchFieldLayout: Sendable, Equatable {
             layouts.append(BatchFieldLayout(
                 name: field.name, dtype: dtype, sampleShape: field.sampleShape, sampleBytes: sampleBytes, offset: offset,
                 normalization: normalization))
-            offset += (sampleBytes * options.batchSize + 63) / 64 * 64
+            guard let fieldBytes = MemoryBudget.product([sampleBytes, bufferRows]), fieldBytes < Int.max / 4 else {
+                throw .invalidArgument("field '\(field.name)': \(bufferRows) samples of \(sampleBytes) bytes overflow a batch buffer")
+            }
+            offset += (fieldBytes + 63) / 64 * 64
             scales.append(channelScale)
             biases.append(channelBias)
             inner.append(innerCount)
@@ -247,8 +291,19 @@ public struct BatchFieldLayout: Sendable, Equatable {
         self.biases = biases
         self.channelInner = inner
         indicesOffset = offset
-        batchBufferBytes = offset + 8 * options.batchSize
+        batchBufferBytes = offset + 8 * bufferRows
         let buffers = options.prefetch + 2
+        do {
+            // The plan (indices and the shuffle's working copies) and the batch buffers, before allocating.
+            try MemoryBudget.current.check(
+                MemoryBudget.product([store.sampleCount, 3 * MemoryLayout<Int>.stride]) ?? -1,
+                for: "\(store.path): the epoch plan of \(store.sampleCount) samples")
+            try MemoryBudget.current.check(
+                MemoryBudget.product([buffers, batchBufferBytes]) ?? -1,
+                for: "the loader's \(buffers) batch buffers of \(bufferRows) samples (--prefetch \(options.prefetch) + 2)")
+        } catch {
+            throw .invalidArgument(error.description)
+        }
         pool = PinnedBufferPool(count: buffers, bufferBytes: batchBufferBytes, pin: options.pinBuffers, registerWithCUDA: options.registerWithCUDA)
         chunkRows = fields.first(where: { $0.chunkRows != nil })?.chunkRows ?? 1
         let cachedChunkBytes = fields.map { $0.decodesDirectly && $0.chunkRows != nil ? $0.chunkBytes : 0 }
@@ -260,7 +315,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
             switch options.order {
             case .chunkShuffle(let window):
                 // The chunks of every batch in flight (prefetch + workers batches) plus a window each side.
-                let inFlight = (options.prefetch + options.workers) * options.batchSize / max(1, chunkRows) + 1
+                let inFlight = (options.prefetch + options.workers) * bufferRows / max(1, chunkRows) + 1
                 budget = perChunkSet * (2 * window + inFlight + options.workers + 1)
             case .sequential: budget = perChunkSet * (options.workers + 2)
             case .random: budget = 256 << 20
@@ -269,6 +324,13 @@ public struct BatchFieldLayout: Sendable, Equatable {
         cache = ChunkCache(
             chunkBytes: cachedChunkBytes, chunkCounts: fields.map(\.chunkCount), budgetBytes: budget,
             minimumSlots: options.workers + 1)
+        if fields.contains(where: { $0.decodesDirectly && $0.chunkIndex != nil }) {
+            prefetcher = try IOPrefetcher(path: store.path, budgetBytes: options.ioPrefetchBytes, dropConsumed: options.dropConsumedChunks)
+            // Dropped chunks must not come back through the kernel's fault readahead.
+            if options.dropConsumedChunks { store.adviseRandomAccess() }
+        } else {
+            prefetcher = nil
+        }
         freeSlots = Array((0..<buffers).reversed())
         freeSlots.reserveCapacity(buffers)
         readyBatch = Array(repeating: -1, count: options.prefetch + 1)
@@ -297,6 +359,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
         while runningThreads > 0 { condition.wait() }
         condition.unlock()
         if first { for _ in 0..<options.workers { threadExits.wait() } }
+        prefetcher?.shutdown()
     }
 
     private let threadExits = DispatchSemaphore(value: 0)
@@ -319,6 +382,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
             throw .invalidArgument("epoch \(number) has \(plan.batchCount) batches; cannot start at \(startBatch)")
         }
         cache.startEpoch()
+        let extents = prefetcher != nil && options.ioPrefetchBytes > 0 ? ioExtents(plan: plan, from: startBatch) : []
         condition.lock()
         stopLocked()
         generation += 1
@@ -331,9 +395,33 @@ public struct BatchFieldLayout: Sendable, Equatable {
         stats = LoaderStats()
         epochStart = ContinuousClock.now
         let current = generation
+        prefetcher?.start(extents, fromBatch: startBatch)
         condition.broadcast()
         condition.unlock()
         return Epoch(loader: self, generation: current, number: number, plan: plan)
+    }
+
+    /// The stored extents of the plan's chunks from `startBatch` on, each where a batch first needs it.
+    private func ioExtents(plan: EpochPlan, from startBatch: Int) -> [IOPrefetcher.Extent] {
+        let indexed = fields.filter { $0.decodesDirectly && $0.chunkIndex != nil && $0.chunkRows != nil }
+        let locations = indexed.map { $0.chunkIndex! }
+        let rowsPerChunk = indexed.map { $0.chunkRows! }
+        var seen = locations.map { [Bool](repeating: false, count: $0.count) }
+        var extents: [IOPrefetcher.Extent] = []
+        extents.reserveCapacity(locations.reduce(0) { $0 + $1.count })
+        for batch in startBatch..<plan.batchCount {
+            for position in plan.batchRange(batch) {
+                let row = plan.indices[position]
+                for field in locations.indices {
+                    let chunk = row / rowsPerChunk[field]
+                    guard chunk < seen[field].count, !seen[field][chunk] else { continue }
+                    seen[field][chunk] = true
+                    let location = locations[field][chunk]
+                    extents.append(IOPrefetcher.Extent(offset: location.offset, size: location.size, batch: batch))
+                }
+            }
+        }
+        return extents
     }
 
     // MARK: - Consumer side
@@ -382,6 +470,10 @@ public struct BatchFieldLayout: Sendable, Equatable {
         snapshot.chunkDecodes = cache.decodes
         snapshot.redecodes = cache.redecodes
         snapshot.cacheHits = cache.hits
+        if let prefetcher {
+            snapshot.ioPrefetchedBytes = prefetcher.issuedBytes
+            snapshot.ioPrefetchPeakBytes = prefetcher.peakInFlightBytes
+        }
         return snapshot
     }
 
@@ -389,6 +481,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
     /// call waits for batches being filled. Caller holds `condition`.
     private func stopLocked() {
         generation += 1
+        prefetcher?.stop()
         endBatch = 0
         for ring in readyBatch.indices where readyBatch[ring] >= 0 {
             freeSlots.append(readySlot[ring])
@@ -401,8 +494,8 @@ public struct BatchFieldLayout: Sendable, Equatable {
     // MARK: - Workers
 
     private func workerLoop() {
-        var keys = [Int](repeating: 0, count: options.batchSize)
-        var deferred = [Int](repeating: 0, count: options.batchSize)
+        var keys = [Int](repeating: 0, count: bufferRows)
+        var deferred = [Int](repeating: 0, count: bufferRows)
         var scratch: [UInt8] = []
         condition.lock()
         while true {
@@ -424,6 +517,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
             busyWorkers += 1
             let myGeneration = generation
             condition.unlock()
+            prefetcher?.consumed(batchesBelow: number + 1)
 
             var timing = LoaderStats()
             var error: StoreError?
@@ -471,6 +565,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
         let indices = unsafe buffer.baseAddress!.advanced(by: indicesOffset).assumingMemoryBound(to: Int64.self)
         for position in 0..<count { unsafe indices[position] = Int64(plan.indices[range.lowerBound + position]) }
         timing.samples = count
+        if let prefetcher { fileSize.store(try prefetcher.currentFileSize(), ordering: .relaxed) }
         for (fieldNumber, field) in fields.enumerated() {
             let layout = layouts[fieldNumber]
             let destination = unsafe buffer.baseAddress!.advanced(by: layout.offset)
@@ -499,7 +594,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
                 continue
             }
             for position in 0..<count {
-                keys[position] = (plan.indices[range.lowerBound + position] / rowsPerChunk) * options.batchSize + position
+                keys[position] = (plan.indices[range.lowerBound + position] / rowsPerChunk) * bufferRows + position
             }
             heapSort(&keys, count: count)
             // First pass: chunks nobody else is decoding; groups whose chunk another worker is decoding
@@ -526,9 +621,9 @@ public struct BatchFieldLayout: Sendable, Equatable {
     }
 
     private func groupEnd(_ keys: [Int], from start: Int, count: Int) -> Int {
-        let chunk = keys[start] / options.batchSize
+        let chunk = keys[start] / bufferRows
         var end = start + 1
-        while end < count && keys[end] / options.batchSize == chunk { end += 1 }
+        while end < count && keys[end] / bufferRows == chunk { end += 1 }
         return end
     }
 
@@ -539,21 +634,56 @@ public struct BatchFieldLayout: Sendable, Equatable {
         _ range: Range<Int>, _ destination: UnsafeMutableRawPointer, _ scratch: inout [UInt8], _ timing: inout LoaderStats
     ) throws(StoreError) -> Bool {
         guard layout.normalization == nil, let rowsPerChunk = field.chunkRows, group.count == rowsPerChunk else { return false }
-        let chunk = keys[group.lowerBound] / options.batchSize
-        let firstPosition = keys[group.lowerBound] % options.batchSize
+        let chunk = keys[group.lowerBound] / bufferRows
+        let firstPosition = keys[group.lowerBound] % bufferRows
         let firstRow = chunk * rowsPerChunk
         for (offset, key) in group.enumerated() {
-            let position = key % options.batchSize
+            let position = key % bufferRows
             guard position == firstPosition + offset, plan.indices[range.lowerBound + position] == firstRow + offset else { return false }
         }
-        let start = ContinuousClock.now
         let target = unsafe UnsafeMutableRawBufferPointer(
             start: destination.advanced(by: firstPosition * layout.sampleBytes), count: field.chunkBytes)
-        try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
-        timing.decodeSeconds += (ContinuousClock.now - start).seconds
-        timing.decodedBytes += field.chunkBytes
-        timing.storedBytesRead += Int(field.chunkIndex?[chunk].size ?? 0)
+        try unsafe decode(field, chunk, into: target, &scratch, &timing)
         return true
+    }
+
+    /// Decodes one chunk: its stored pages are faulted in first (timed as `read`: waiting for the disk),
+    /// then decoded (timed as `decode`); with `dropConsumedChunks` its pages then leave the page cache.
+    private func decode(
+        _ field: Field, _ chunk: Int, into target: UnsafeMutableRawBufferPointer, _ scratch: inout [UInt8],
+        _ timing: inout LoaderStats
+    ) throws(StoreError) {
+        let readStart = ContinuousClock.now
+        let location = field.chunkIndex?[chunk]
+        if let location, location.size > 0 {
+            let size = fileSize.load(ordering: .relaxed)
+            guard location.offset <= UInt64(size), location.size <= UInt64(size) - location.offset else {
+                throw .corruptChunk(path: store.path, field: field.name, chunk: chunk,
+                                    reason: "the file was truncated to \(size) bytes while it was read: the chunk's bytes at \(location.offset)+\(location.size) are gone")
+            }
+            unsafe try field.withStoredChunk(chunk) { (bytes, _) throws(StoreError) in
+                timing.pageTouches &+= Int(unsafe stoke_touch_pages(bytes.baseAddress!, bytes.count, pageSize) & 1)
+            }
+        }
+        let decodeStart = ContinuousClock.now
+        try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
+        let end = ContinuousClock.now
+        timing.readSeconds += (decodeStart - readStart).seconds
+        timing.decodeSeconds += (end - decodeStart).seconds
+        timing.decodedBytes += field.chunkBytes
+        timing.storedBytesRead += Int(location?.size ?? 0)
+        if let prefetcher, prefetcher.dropConsumed, let location, location.size > 0 {
+            // Pages this process maps stay resident: unmap the pages the chunk touches, then drop them
+            // (a page shared with a neighbouring chunk is read again if that chunk comes later).
+            unsafe try field.withStoredChunk(chunk) { (bytes, _) throws(StoreError) in
+                let start = Int(bitPattern: bytes.baseAddress!) / pageSize * pageSize
+                let stop = (Int(bitPattern: bytes.baseAddress!) + bytes.count + pageSize - 1) / pageSize * pageSize
+                if stop > start {
+                    _ = unsafe madvise(UnsafeMutableRawPointer(bitPattern: start), stop - start, MADV_DONTNEED)
+                }
+            }
+            prefetcher.dropFromCache(offset: location.offset, size: location.size)
+        }
     }
 
     /// Copies (or normalizes) the rows of one chunk group into the batch; false when the chunk is being
@@ -563,23 +693,19 @@ public struct BatchFieldLayout: Sendable, Equatable {
         _ range: Range<Int>, _ destination: UnsafeMutableRawPointer, wait: Bool, _ scratch: inout [UInt8], _ timing: inout LoaderStats
     ) throws(StoreError) -> Bool {
         let rowsPerChunk = field.chunkRows!
-        let chunk = keys[group.lowerBound] / options.batchSize
+        let chunk = keys[group.lowerBound] / bufferRows
         let decodeStart = ContinuousClock.now
         var decodedHere = false
         guard let (cacheSlot, chunkBytes) = unsafe try cache.acquire(field: fieldNumber, chunk: chunk, wait: wait, decode: { (target) throws(StoreError) in
-            try unsafe field.decodeChunk(chunk, into: target, scratch: &scratch)
+            try unsafe decode(field, chunk, into: target, &scratch, &timing)
             decodedHere = true
         }) else { return false }
         let gatherStart = ContinuousClock.now
-        if decodedHere {
-            timing.decodeSeconds += (gatherStart - decodeStart).seconds
-            timing.decodedBytes += field.chunkBytes
-            timing.storedBytesRead += Int(field.chunkIndex?[chunk].size ?? 0)
-        } else {
+        if !decodedHere {
             timing.chunkWaitSeconds += (gatherStart - decodeStart).seconds
         }
         for key in group {
-            let position = keys[key] % options.batchSize
+            let position = keys[key] % bufferRows
             let row = plan.indices[range.lowerBound + position] - chunk * rowsPerChunk
             let source = unsafe chunkBytes.baseAddress!.advanced(by: row * field.sampleBytes)
             let target = unsafe destination.advanced(by: position * layout.sampleBytes)

@@ -29,7 +29,7 @@ enum ChunkBTree {
     static func scan(
         file: MappedFile, objectHeader: UInt64, rank: Int, chunkRows: UInt64, chunkCount: Int
     ) throws(ScanError) -> [ChunkLocation] {
-        var reader = FileReader(file: file)
+        var reader = FileReader(file: file, base: 0)
         try reader.checkSuperblock()
         let layout = try findLayoutMessage(&reader, objectHeader: objectHeader)
         guard layout.version == 3 else {
@@ -81,10 +81,12 @@ enum ChunkBTree {
                 }
                 let number = Int(coordinates[0] / chunkRows)
                 guard number < chunkCount else { continue }  // beyond the extent: HDF5 keeps but never reads it
-                guard child < UInt64(file.size), UInt64(storedSize) <= UInt64(file.size) - child else {
+                // Addresses in the file are relative to the superblock's base (past a userblock).
+                let (absolute, overflow) = child.addingReportingOverflow(reader.base)
+                guard !overflow, absolute < UInt64(file.size), UInt64(storedSize) <= UInt64(file.size) - absolute else {
                     throw ScanError(reason: "chunk \(number) lies past the end of the file", unsupported: false)
                 }
-                locations[number] = ChunkLocation(offset: child, size: UInt64(storedSize), filterMask: mask)
+                locations[number] = ChunkLocation(offset: absolute, size: UInt64(storedSize), filterMask: mask)
             }
         }
         return locations
@@ -167,12 +169,15 @@ enum ChunkBTree {
         throw ScanError(reason: "no data layout message in the object header", unsupported: false)
     }
 
-    /// Little-endian, bounds-checked reads from the map.
+    /// Little-endian, bounds-checked reads from the map, at addresses relative to the superblock's base
+    /// address (the userblock size, 0 for most files) once `checkSuperblock` has found it.
     private struct FileReader {
         let file: MappedFile
+        var base: UInt64
 
         func bytes(_ address: UInt64, _ count: Int) throws(ScanError) -> [UInt8] {
-            guard let view = unsafe file.bytes(at: address, count: count) else {
+            let (absolute, overflow) = address.addingReportingOverflow(base)
+            guard !overflow, let view = unsafe file.bytes(at: absolute, count: count) else {
                 throw ScanError(reason: "address \(address) + \(count) lies past the end of the file", unsupported: false)
             }
             return unsafe Array(view)
@@ -187,17 +192,45 @@ enum ChunkBTree {
             return value
         }
 
-        /// Addresses are read as 8-byte offsets relative to the file's start: refuse anything else.
-        func checkSuperblock() throws(ScanError) {
-            guard try bytes(0, 8) == [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a] else {
-                throw ScanError(reason: "no HDF5 signature at byte 0 (a userblock?)", unsupported: true)
+        /// Finds the superblock (at byte 0 or past a userblock: 512, 1024, 2048, …), checks that addresses
+        /// are 8-byte offsets, and sets `base` to the superblock's base address.
+        mutating func checkSuperblock() throws(ScanError) {
+            guard let superblock = HDF5Signature.superblockOffset(in: file) else {
+                throw ScanError(reason: "no HDF5 signature at byte 0 or at any userblock boundary", unsupported: false)
             }
-            let version = try u8(8)
-            let offsetSize = version < 2 ? try u8(13) : try u8(9)
-            let lengthSize = version < 2 ? try u8(14) : try u8(10)
+            base = 0
+            let version = try u8(superblock + 8)
+            let offsetSize = version < 2 ? try u8(superblock + 13) : try u8(superblock + 9)
+            let lengthSize = version < 2 ? try u8(superblock + 14) : try u8(superblock + 10)
             guard offsetSize == 8, lengthSize == 8 else {
                 throw ScanError(reason: "file uses \(offsetSize)-byte offsets and \(lengthSize)-byte lengths", unsupported: true)
             }
+            // Addresses are relative to the base address, which the library takes to be where it found
+            // the superblock (it overrides a stored base address that disagrees), so do the same.
+            base = superblock
         }
+    }
+}
+
+/// Where an HDF5 file's superblock starts: byte 0, or past a userblock at 512, 1024, 2048, … (the
+/// places the format allows).
+public enum HDF5Signature {
+    /// The 8-byte format signature.
+    public static let bytes: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]
+
+    /// The superblock's byte offset in a mapped file, or nil when it holds no HDF5 signature.
+    public static func superblockOffset(in file: MappedFile) -> UInt64? {
+        var offset: UInt64 = 0
+        while offset + 8 <= UInt64(file.size) {
+            if let view = unsafe file.bytes(at: offset, count: 8), unsafe view.elementsEqual(bytes) { return offset }
+            offset = offset == 0 ? 512 : offset * 2
+        }
+        return nil
+    }
+
+    /// Whether the file at `path` is HDF5 (a signature at byte 0 or at a userblock boundary).
+    public static func isHDF5(path: String) -> Bool {
+        guard let file = try? MappedFile(path: path) else { return false }
+        return superblockOffset(in: file) != nil
     }
 }

@@ -17,6 +17,7 @@ enum ChunkIndexBuilder {
         dataset: borrowing H5Dataset, map: MappedFile, rows: Int, chunkRows: Int, rank: Int, context: H5Context
     ) throws(StoreError) -> (locations: [ChunkLocation], method: Method) {
         let chunkCount = (rows + chunkRows - 1) / chunkRows
+        try checkIndexBudget(chunkCount: chunkCount, field: context.object, path: context.path)
         let address = try HDF5.objectAddress(dataset.id, context)
         do {
             let found = try ChunkBTree.scan(
@@ -107,6 +108,101 @@ enum ChunkIndexBuilder {
     }
 }
 
+/// Where a field's chunk locations come from when a store is opened.
+public enum ChunkIndexSource: Sendable, Equatable, CustomStringConvertible {
+    /// A persisted `_stoke_index` proven current: equal to the chunk B-tree scanned at open.
+    case persisted
+    /// No persisted index: the chunk B-tree was scanned when the store was opened.
+    case scannedAtOpen
+    /// A persisted index that disagrees with the chunk B-tree (the file was changed after `stoke index`):
+    /// ignored, and the scanned locations used instead.
+    case stale
+    /// No index: the scanner does not read this layout (or found it inconsistent: `reason`), so stored
+    /// chunks are read through the HDF5 library. A persisted index cannot be proven current and is unused.
+    case library(reason: String)
+    /// Not chunked by whole samples: nothing to index.
+    case notApplicable
+
+    public var description: String {
+        switch self {
+        case .persisted: "persisted, current"
+        case .scannedAtOpen: "built at open (no persisted index)"
+        case .stale: "persisted index is STALE (the file changed after `stoke index`): built at open instead"
+        case .library(let reason): "none (\(reason)): chunks read through the HDF5 library"
+        case .notApplicable: "not needed"
+        }
+    }
+}
+
+extension ChunkIndexBuilder {
+    /// The chunk locations a reader may trust, found when a store is opened: the chunk B-tree is scanned
+    /// (O(chunks), about 0.3 s for 32k chunks) and a persisted index is used only when it equals the scan.
+    /// The index's size is checked against `MemoryBudget.current` first, so a small file declaring 10^9
+    /// chunks is refused instead of allocating gigabytes.
+    static func openIndex(
+        file: borrowing H5File, dataset: borrowing H5Dataset, map: MappedFile, field: String, rows: Int, chunkRows: Int,
+        rank: Int, context: H5Context
+    ) throws(StoreError) -> (locations: [ChunkLocation]?, source: ChunkIndexSource) {
+        let chunkCount = (rows + chunkRows - 1) / chunkRows
+        // A written chunk costs the file at least a B-tree entry (≥ 40 bytes) and its bytes, so an index
+        // far larger than the file describes mostly chunks never written: leave those to the library
+        // rather than holding gigabytes of empty entries for a few-KB file.
+        let indexBytes = chunkCount * MemoryLayout<ChunkLocation>.stride
+        if indexBytes > max(64 << 20, 16 * map.size) {
+            return (nil, .library(reason: "\(chunkCount) chunks declared, far more than a \(map.size)-byte file holds"))
+        }
+        try checkIndexBudget(chunkCount: chunkCount, field: field, path: context.path)
+        let scanned: [ChunkLocation]
+        do throws(ScanErrorBox) {
+            let address: UInt64
+            do { address = try HDF5.objectAddress(dataset.id, context) } catch { throw ScanErrorBox(reason: "\(error)") }
+            do {
+                scanned = try ChunkBTree.scan(
+                    file: map, objectHeader: address, rank: rank, chunkRows: UInt64(chunkRows), chunkCount: chunkCount)
+            } catch {
+                throw ScanErrorBox(reason: error.reason)
+            }
+        } catch {
+            return (nil, .library(reason: error.reason))
+        }
+        let persisted: [ChunkLocation]?
+        do {
+            persisted = try load(file: file, field: field, chunkCount: chunkCount, fileSize: map.size, context: context)
+        } catch {
+            return (scanned, .stale)  // a persisted index that does not even fit the file
+        }
+        guard let persisted else { return (scanned, .scannedAtOpen) }
+        return (scanned, persisted == scanned ? .persisted : .stale)
+    }
+
+    private struct ScanErrorBox: Error { var reason: String }
+
+    /// Refuses an index whose entries (in memory and as read from a persisted index) exceed the budget.
+    static func checkIndexBudget(chunkCount: Int, field: String, path: String) throws(StoreError) {
+        let perChunk = MemoryLayout<ChunkLocation>.stride + 8 * ChunkIndexFile.columns
+        do {
+            try MemoryBudget.current.check(MemoryBudget.product([chunkCount, perChunk]) ?? -1,
+                                           for: "the chunk index of field '\(field)' (\(chunkCount) chunks)")
+        } catch {
+            throw .invalidStore(path: path, reason: error.description)
+        }
+    }
+
+    /// One element of the dataset's fill value in `dtype`'s native layout: what chunks that were never
+    /// written read as (zeros when the file defines none).
+    static func fillValue(creation: borrowing H5PropertyList, dtype: DType, context: H5Context) throws(StoreError) -> [UInt8] {
+        var status = H5D_FILL_VALUE_UNDEFINED
+        try HDF5.check(unsafe H5Pfill_value_defined(creation.id, &status), "H5Pfill_value_defined", context)
+        var value = [UInt8](repeating: 0, count: dtype.size)
+        guard status == H5D_FILL_VALUE_USER_DEFINED else { return value }
+        let memoryType = try HDF5.type(for: dtype, context)
+        try HDF5.check(
+            unsafe value.withUnsafeMutableBytes { unsafe H5Pget_fill_value(creation.id, memoryType.id, $0.baseAddress) },
+            "H5Pget_fill_value", context)
+        return value
+    }
+}
+
 /// Adding a chunk address index to stores written by other tools (h5py…), so readers can decode from the
 /// memory map without the HDF5 lock.
 public enum ChunkIndexing {
@@ -115,6 +211,8 @@ public enum ChunkIndexing {
         public var field: String
         public var chunks: Int
         public var method: String
+        /// The persisted index found before: "none", "current" or "stale" (rebuilt).
+        public var previous: String = "none"
     }
 
     /// Adds (or rebuilds) the index of every root field chunked by whole samples, in place.
@@ -137,9 +235,18 @@ public enum ChunkIndexing {
             guard Array(chunk.dropFirst()) == Array(dims.dropFirst()) else { continue }
             let (locations, method) = try ChunkIndexBuilder.locationsWithMethod(
                 dataset: dataset, map: map, rows: Int(dims[0]), chunkRows: Int(chunk[0]), rank: dims.count, context: fieldContext)
+            var previous = "none"
+            do {
+                if let persisted = try ChunkIndexBuilder.load(
+                    file: file, field: name, chunkCount: locations.count, fileSize: map.size, context: fieldContext) {
+                    previous = persisted == locations ? "current" : "stale"
+                }
+            } catch {
+                previous = "stale"
+            }
             indices.append(locations)
             names.append(name)
-            reports.append(Report(field: name, chunks: locations.count, method: method.rawValue))
+            reports.append(Report(field: name, chunks: locations.count, method: method.rawValue, previous: previous))
         }
         try ChunkIndexBuilder.write(indices: indices, names: names, file: file, context: context)
         _ = consume root

@@ -49,6 +49,12 @@ import Glibc
         if let base = unsafe base { _ = unsafe madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_DONTNEED) }
     }
 
+    /// Turns off the kernel's readahead around page faults of this map (`MADV_RANDOM`): for readers
+    /// that read ahead themselves and drop what they have read, so faults do not read back dropped pages.
+    public func adviseRandomAccess() {
+        if let base = unsafe base { _ = unsafe madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_RANDOM) }
+    }
+
     /// Tells the kernel the whole file will be read soon (readahead); a hint, never an error.
     public func adviseWillNeed() {
         if let base = unsafe base { _ = unsafe madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_WILLNEED) }

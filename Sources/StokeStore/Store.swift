@@ -3,12 +3,13 @@ import Foundation
 
 /// Options for opening a store.
 public struct StoreReadOptions: Sendable {
-    /// Check each chunk's Fletcher-32 checksum while decoding (costs one pass over the stored bytes).
-    public var verifyChecksums = false
+    /// Check each chunk's Fletcher-32 checksum while decoding (on by default: it costs one pass over the
+    /// stored bytes, and a flipped byte in a chunk stored raw would otherwise reach the model unseen).
+    public var verifyChecksums = true
     /// Use the persisted chunk address index and the memory map (false: always go through HDF5).
     public var useChunkIndex = true
 
-    public init(verifyChecksums: Bool = false, useChunkIndex: Bool = true) {
+    public init(verifyChecksums: Bool = true, useChunkIndex: Bool = true) {
         self.verifyChecksums = verifyChecksums
         self.useChunkIndex = useChunkIndex
     }
@@ -73,12 +74,15 @@ public final class Store: @unchecked Sendable {
     /// Samples in the store: the axis-0 length every field shares (checked when the store opens).
     public var sampleCount: Int { fields.map(\.rows).min() ?? 0 }
 
-    /// Whether every field chunked by whole samples has a persisted chunk address index.
-    public var hasChunkIndex: Bool { fields.allSatisfy { $0.chunkRows == nil || $0.chunkIndex != nil } }
+    /// Whether every field chunked by whole samples has a persisted chunk address index proven current.
+    public var hasChunkIndex: Bool { fields.allSatisfy { $0.chunkRows == nil || $0.chunkIndexSource == .persisted } }
 
     /// Drops this process's mapped pages of the store (for cold-cache measurements; reads fault them
     /// back in).
     public func dropMappedPages() { map.dropMappedPages() }
+
+    /// No readahead around page faults of the store's map (see `MappedFile.adviseRandomAccess`).
+    public func adviseRandomAccess() { map.adviseRandomAccess() }
 
     /// The field with this name.
     public func field(_ name: String) throws(StoreError) -> Field {
@@ -107,8 +111,13 @@ public final class Field: @unchecked Sendable {
     public let chunkShape: [Int]
     /// The filters HDF5 records for the dataset.
     public let filters: [FilterSpec]
-    /// Persisted chunk locations, when the store has an index.
+    /// Chunk locations: the chunk B-tree scanned at open (equal to the persisted index when that is
+    /// current); nil when chunks are read through the library.
     public let chunkIndex: [ChunkLocation]?
+    /// Where `chunkIndex` came from (and whether a persisted index was stale).
+    public let chunkIndexSource: ChunkIndexSource
+    /// One element of the fill value, in the field's dtype: what chunks never written read as.
+    public let fillValue: [UInt8]
     let pipeline: ChunkPipeline?
     private let littleEndian: Bool
     private let contiguousOffset: UInt64?
@@ -156,11 +165,14 @@ public final class Field: @unchecked Sendable {
         }
         let sampleBytes = sampleShape.reduce(dtype.size, *)
         pipeline = self.littleEndian ? ChunkPipeline(filters: filters, elementSize: dtype.size) : nil
+        fillValue = try ChunkIndexBuilder.fillValue(creation: creation, dtype: dtype, context: context)
         if layout == .chunked, let chunkRows, options.useChunkIndex {
-            chunkIndex = try ChunkIndexBuilder.load(
-                file: file, field: name, chunkCount: (rows + chunkRows - 1) / chunkRows, fileSize: map.size, context: context)
+            (chunkIndex, chunkIndexSource) = try ChunkIndexBuilder.openIndex(
+                file: file, dataset: dataset, map: map, field: name, rows: rows, chunkRows: chunkRows, rank: dims.count,
+                context: context)
         } else {
             chunkIndex = nil
+            chunkIndexSource = layout == .chunked && chunkRows != nil ? .library(reason: "index not used") : .notApplicable
         }
         if let contiguousOffset, layout == .contiguous {
             guard contiguousOffset <= UInt64(map.size), UInt64(rows * sampleBytes) <= UInt64(map.size) - contiguousOffset else {
@@ -250,7 +262,7 @@ public final class Field: @unchecked Sendable {
         let verify = options.verifyChecksums
         unsafe try withStoredChunk(chunk) { (stored, mask) throws(StoreError) in
             if unsafe stored.isEmpty {
-                if destination.count > 0 { unsafe destination.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: destination.count) }
+                unsafe fill(destination)
                 return
             }
             do throws(ChunkDecodeError) {
@@ -258,6 +270,19 @@ public final class Field: @unchecked Sendable {
             } catch {
                 throw .corruptChunk(path: path, field: name, chunk: chunk, reason: error.reason)
             }
+        }
+    }
+
+    /// Fills `destination` with the fill value (a chunk never written).
+    func fill(_ destination: UnsafeMutableRawBufferPointer) {
+        guard destination.count > 0 else { return }
+        if fillValue.allSatisfy({ $0 == 0 }) {
+            unsafe destination.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: destination.count)
+            return
+        }
+        let size = fillValue.count
+        for start in stride(from: 0, to: destination.count - size + 1, by: size) {
+            for byte in 0..<size { unsafe destination[start + byte] = fillValue[byte] }
         }
     }
 
@@ -419,6 +444,8 @@ public final class Field: @unchecked Sendable {
         var scratch: [UInt8] = []
         var checked = 0, unwritten = 0, checksummed = 0
         for chunk in 0..<chunkCount {
+            // Never written (the B-tree has no entry): reads as the fill value, nothing stored to check.
+            if let chunkIndex, chunkIndex[chunk].size == 0 { continue }
             let offset = [UInt64(chunk * chunkRows)] + sampleShape.map { _ in UInt64(0) }
             if try HDF5.chunkStorageSize(dataset.handle, offset: offset, context) == 0 {
                 // Never written: the library reads the dataset's fill value there.

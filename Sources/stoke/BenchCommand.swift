@@ -24,7 +24,11 @@ struct Bench: ParsableCommand {
         @Option(name: .long, help: "sequential, random, chunk-shuffle or chunk-shuffle:W.") var order = "chunk-shuffle"
         @Option(name: .long, help: "Epochs to measure.") var epochs = 1
         @Option(name: .long, help: "Decoded-chunk cache budget in MiB (default: sized for the order).") var cacheMb: Int?
-        @Flag(name: .long, help: "Evict the store from the page cache before reading (no root needed).") var cold = false
+        @Flag(name: .long, help: "Evict the store from the page cache before reading and before every epoch (no root needed).") var cold = false
+        @Option(name: .long, help: "Stored bytes the I/O prefetcher reads ahead of decoding, in MiB (0: off).") var ioPrefetchMb = 64
+        @Option(name: .long, help: "Run under this memory limit (bytes, or with K/M/G): a cgroup v2 limit where writable, else chunks leave the page cache once decoded.") var memoryLimit: String?
+        @Option(name: .long, help: "Emulate the model's step: hold each batch this many ms, and report accelerator utilization (AU).") var computeMsPerBatch: Double?
+        @Flag(name: .long, help: "Do not check Fletcher-32 checksums while reading (they are checked by default).") var noVerifyChecksums = false
         @Option(name: .long, parsing: .upToNextOption, help: "Knob values to sweep, e.g. workers=1,2 prefetch=1,2,4,8.") var sweep: [String] = []
         @Option(name: .long, help: "Write an SVG or HTML report.") var report: String?
         @Flag(name: .long, help: "Print JSON.") var json = false
@@ -33,7 +37,24 @@ struct Bench: ParsableCommand {
             guard batchSize > 0, prefetch > 0, epochs > 0, (cacheMb ?? 0) >= 0 else {
                 throw UsageError("--batch-size, --prefetch and --epochs must be positive")
             }
-            if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
+            if let workers, workers <= 0 || workers > LoaderOptions.maximumWorkers {
+                throw UsageError("--workers must be 1 to \(LoaderOptions.maximumWorkers)")
+            }
+            guard prefetch <= LoaderOptions.maximumPrefetch else {
+                throw UsageError("--prefetch must be 1 to \(LoaderOptions.maximumPrefetch) batches in flight")
+            }
+            guard epochs <= 100_000, (cacheMb ?? 0) <= 1 << 24 else { throw UsageError("--epochs or --cache-mb is out of range") }
+            guard ioPrefetchMb >= 0, ioPrefetchMb <= IOBenchmark.maximumIOPrefetchMegabytes else {
+                throw UsageError("--io-prefetch-mb must be 0 to \(IOBenchmark.maximumIOPrefetchMegabytes)")
+            }
+            if let memoryLimit {
+                guard let bytes = MemoryBudget.parseByteCount(memoryLimit), bytes >= 16 << 20 else {
+                    throw UsageError("--memory-limit '\(memoryLimit)': a byte count of at least 16M (e.g. 2G, 512M, 1073741824)")
+                }
+            }
+            if let computeMsPerBatch, !(computeMsPerBatch >= 0 && computeMsPerBatch <= 60_000) {
+                throw UsageError("--compute-ms-per-batch must be 0 to 60000")
+            }
             guard SampleOrder(parsing: order) != nil else { throw UsageError("--order '\(order)': use sequential, random or chunk-shuffle[:W]") }
             if let report, !(report.hasSuffix(".svg") || report.hasSuffix(".html")) {
                 throw UsageError("--report must end in .svg or .html")
@@ -51,6 +72,10 @@ struct Bench: ParsableCommand {
                 configuration.loader.cacheBytes = cacheMb.map { $0 << 20 }
                 configuration.epochs = epochs
                 configuration.cold = cold
+                configuration.loader.ioPrefetchBytes = ioPrefetchMb << 20
+                configuration.verifyChecksums = !noVerifyChecksums
+                configuration.memoryLimitBytes = memoryLimit.flatMap(MemoryBudget.parseByteCount)
+                configuration.computeMillisecondsPerBatch = computeMsPerBatch
                 let sweeps = try sweep.map { try IOBenchmark.parseSweep($0) }
                 for (knob, values) in sweeps {
                     var probe = configuration.loader
@@ -82,10 +107,19 @@ struct Bench: ParsableCommand {
                 rows.append([name, mb(run.storedBytesPerSecond) + " stored", mb(run.decodedBytesPerSecond), String(format: "%.0f", run.samplesPerSecond)])
             }
             stoke.printTable(["measurement", "stored", "decoded", "samples/s"], rows)
+            if let limit = result.memoryLimit {
+                print("memory limit \(formatBytes(limit.bytes)) (store \(formatBytes(result.storeBytes))): \(limit.mode)" + (limit.note.isEmpty ? "" : "; \(limit.note)"))
+            }
+            if !result.verifyChecksums { print("checksums: not verified (--no-verify-checksums)") }
             for run in result.runs {
-                let stages = ["read", "decode", "gather", "idle", "idle_no_work", "idle_chunk_wait", "wait"].map { String(format: "%@ %.3fs", $0, run.stages[$0] ?? 0) }.joined(separator: ", ")
+                let stages = ["read", "decode", "gather", "chunk_wait", "idle", "other"].map { String(format: "%@ %.3fs", $0, run.stages[$0] ?? 0) }.joined(separator: " + ")
                 print(String(format: "efficiency %.0f%% of the binding ceiling; %@: %@", run.efficiency * 100, run.bottleneck, run.advice))
-                print("stages per worker: \(stages) (wall \(String(format: "%.3f", run.stages["wall"] ?? 0))s); chunk decodes \(run.stats.chunkDecodes), re-decodes \(run.stats.redecodes)")
+                print("stages per worker: \(stages) = wall \(String(format: "%.3f", run.stages["wall"] ?? 0))s; consumer waited \(String(format: "%.3f", run.stages["wait"] ?? 0))s; chunk decodes \(run.stats.chunkDecodes), re-decodes \(run.stats.redecodes); read ahead \(formatBytes(run.stats.ioPrefetchedBytes)) (at most \(formatBytes(run.stats.ioPrefetchPeakBytes)) ahead)")
+                if let au = run.au {
+                    print(String(format: "AU %.1f%% (compute %.1f ms per batch / wall; per epoch: %@); MLPerf Storage asks for at least 90%%",
+                                 au * 100, result.computeMillisecondsPerBatch ?? 0,
+                                 run.auPerEpoch.map { String(format: "%.1f%%", $0 * 100) }.joined(separator: ", ")))
+                }
                 if let resident = run.residentFraction { print(String(format: "resident before the epoch: %.1f%%", resident * 100)) }
             }
         }
@@ -135,8 +169,10 @@ struct Bench: ParsableCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func validate() throws {
-            guard chunks > 0 else { throw UsageError("--chunks must be positive") }
-            guard !codecs.split(separator: ",").isEmpty else { throw UsageError("--codecs is empty: name at least one of lz4, lz4-shuffle, deflate[:1-9], none") }
+            guard chunks > 0, chunks <= 1 << 20 else { throw UsageError("--chunks must be 1 to 1048576") }
+            guard codecs.split(separator: ",").count > 0 else {
+                throw UsageError("--codecs is empty: name at least one of lz4, lz4-shuffle, deflate[:1-9], none")
+            }
             for name in codecs.split(separator: ",") where Codec(parsing: String(name)) == nil {
                 throw UsageError("--codecs: '\(name)' is not lz4, lz4-shuffle, deflate[:1-9] or none")
             }

@@ -24,11 +24,14 @@ struct Infer: ParsableCommand {
     @Option(name: .long, help: "With --sweep: recommend the fastest setting whose p99 latency stays under this (ms).") var maxLatencyMs: Double?
     @Option(name: .long, help: "With --sweep: write the throughput and latency plots to this .svg or .html file.") var report: String?
     @Flag(name: .long, help: "Quantize Gemm/MatMul dynamically to INT8 (per-channel s8 weights, per-batch u8 activations).") var int8 = false
+    @Flag(name: .long, help: "Do not check Fletcher-32 checksums while reading the store (checked by default).") var noVerifyChecksums = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     mutating func validate() throws {
         guard batchSize > 0 else { throw UsageError("--batch-size must be positive") }
-        if let workers, workers <= 0 { throw UsageError("--workers must be positive") }
+        if let workers, workers <= 0 || workers > LoaderOptions.maximumWorkers {
+            throw UsageError("--workers must be 1 to \(LoaderOptions.maximumWorkers)")
+        }
         if let threads, threads <= 0 { throw UsageError("--threads must be positive") }
         threads = threads.map { clampedEngineThreads($0) }
         if let output {
@@ -44,7 +47,7 @@ struct Infer: ParsableCommand {
         for entry in sweep {
             let parts = entry.split(separator: "=")
             guard parts.count == 2, ["batch-size", "workers", "threads"].contains(String(parts[0])),
-                  parts[1].split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else {
+                  parts[1].split(separator: ",").allSatisfy({ Int($0).map { $0 > 0 && (parts[0] != "workers" || $0 <= LoaderOptions.maximumWorkers) } ?? false }) else {
                 throw UsageError("--sweep '\(entry)': expected batch-size|workers|threads=N,N,…")
             }
         }
@@ -60,6 +63,7 @@ struct Infer: ParsableCommand {
             base.inputField = inputField
             base.labelField = labelField
             base.maxSamples = maxSamples
+            base.verifyChecksums = !noVerifyChecksums
             if let mean, let std {
                 let parse = { (text: String) in text.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) } }
                 base.normalization = Normalization(mean: parse(mean), std: parse(std))

@@ -31,6 +31,8 @@ struct InspectReport {
     let path: String
     let samples: Int
     let chunkIndex: Bool
+    /// Per chunked field: where its chunk locations come from (persisted, built at open, stale…).
+    let indexSources: [(field: String, source: String)]
     let fields: [FieldRow]
     let attributes: [String: String]
 
@@ -39,6 +41,7 @@ struct InspectReport {
         self.path = path
         samples = store.sampleCount
         chunkIndex = store.hasChunkIndex
+        indexSources = store.fields.filter { $0.chunkIndexSource != .notApplicable }.map { ($0.name, $0.chunkIndexSource.description) }
         attributes = store.attributes
         fields = try store.fields.map { field in
             FieldRow(
@@ -51,6 +54,7 @@ struct InspectReport {
     var json: [String: Any] {
         [
             "path": path, "samples": samples, "chunk_index": chunkIndex,
+            "chunk_index_source": Dictionary(indexSources.map { ($0.field, $0.source) }) { first, _ in first },
             "fields": fields.map {
                 [
                     "name": $0.name, "dtype": $0.dtype, "shape": $0.shape, "chunk_shape": $0.chunkShape, "codec": $0.codec,
@@ -63,7 +67,9 @@ struct InspectReport {
     }
 
     func printTable() {
-        print("\(path): \(samples) samples, chunk index: \(chunkIndex ? "present" : "absent (run stoke index)")")
+        let distinct = Set(indexSources.map(\.source))
+        let index = distinct.count == 1 ? distinct.first! : indexSources.map { "\($0.field): \($0.source)" }.joined(separator: "; ")
+        print("\(path): \(samples) samples, chunk index: \(indexSources.isEmpty ? "not needed" : index)")
         StokeCLI.printTable(
             ["field", "dtype", "shape", "chunk", "codec", "checksum", "stored", "raw", "ratio"],
             fields.map {

@@ -27,12 +27,9 @@ func isStore(_ path: String) -> Bool {
     return store.attributes["stoke_model"] == nil
 }
 
-/// Whether a file starts with the HDF5 signature.
+/// Whether a file is HDF5: the signature at byte 0 or past a userblock (512, 1024, 2048, …).
 func isHDF5(_ path: String) -> Bool {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-    defer { try? handle.close() }
-    let head = (try? handle.read(upToCount: 8)) ?? Data()
-    return head.elementsEqual([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a])
+    HDF5Signature.isHDF5(path: path)
 }
 
 /// Output names made safe as file names.

@@ -63,9 +63,12 @@ struct Index: ParsableCommand {
         try reportingErrors {
             let reports = try ChunkIndexing.addIndex(to: store)
             if json {
-                printJSON(["path": store, "fields": reports.map { ["name": $0.field, "chunks": $0.chunks, "method": $0.method] }])
+                printJSON(["path": store, "fields": reports.map { ["name": $0.field, "chunks": $0.chunks, "method": $0.method, "previous": $0.previous] }])
             } else {
-                for report in reports { print("\(report.field): indexed \(report.chunks) chunks (\(report.method))") }
+                for report in reports {
+                    let before = report.previous == "stale" ? "; the index it replaces was STALE (the file changed after it was written)" : ""
+                    print("\(report.field): indexed \(report.chunks) chunks (\(report.method))\(before)")
+                }
                 if reports.isEmpty { print("\(store): no field is chunked by whole samples; nothing to index") }
             }
         }

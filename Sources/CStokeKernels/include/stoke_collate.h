@@ -13,4 +13,7 @@ void stoke_normalize_u8_f32(const uint8_t *_Nonnull src, float *_Nonnull dst, si
 /// Copies `nbytes` with non-temporal stores where that pays (large copies, AVX-512): a gathered batch is
 /// written once and read later by the consumer, so its cache lines need not be read for ownership first.
 void stoke_copy_rows_streaming(void *_Nonnull dst, const void *_Nonnull src, size_t nbytes);
+/// Reads one byte every `stride` bytes of `data` (and its last byte), faulting in each page of a
+/// memory-mapped range; returns the bytes' xor (so the loads are kept).
+unsigned char stoke_touch_pages(const void *_Nonnull data, size_t nbytes, size_t stride);
 #endif
