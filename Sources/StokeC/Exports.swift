@@ -261,6 +261,14 @@ public func stoke_loader_next(_ pointer: UnsafeRawPointer?, _ out: UnsafeMutable
     }
 }
 
+@_cdecl("stoke_loader_stop")
+public func stoke_loader_stop(_ pointer: UnsafeRawPointer?) -> Int32 {
+    guarded {
+        try unsafe object(pointer, LoaderHandle.self, "loader").epoch = nil
+        return Status.ok
+    }
+}
+
 @_cdecl("stoke_loader_position")
 public func stoke_loader_position(
     _ pointer: UnsafeRawPointer?, _ epoch: UnsafeMutablePointer<Int64>?, _ nextBatch: UnsafeMutablePointer<Int64>?

@@ -141,6 +141,9 @@ int stoke_loader_start(stoke_loader *loader, int64_t epoch, int64_t start_batch)
  * store, field and chunk) is returned here. Blocks until the batch is ready.
  */
 int stoke_loader_next(stoke_loader *loader, stoke_batch **batch);
+/** Stops the epoch in progress (in-flight work is joined, prefetched batches are dropped) and keeps the
+ *  position: the next stoke_loader_next resumes the same epoch at the next batch not yet taken. */
+int stoke_loader_stop(stoke_loader *loader);
 /** Where the loader is: the current epoch and the number of batches of it taken so far. */
 int stoke_loader_position(const stoke_loader *loader, int64_t *epoch, int64_t *next_batch);
 /**
