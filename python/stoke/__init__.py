@@ -15,7 +15,6 @@ you) but are refilled with later batches once the next batch is taken: keep what
 import ctypes
 import json
 import os
-import threading
 from ctypes import byref, c_char_p, c_double, c_int32, c_int64, c_void_p
 
 import numpy as np
@@ -216,7 +215,9 @@ class Loader:
         self._resume = False
         self._generation = 0
         self._views = {}
-        self._lock = threading.Lock()
+        # The addresses stoke_batch_field/stoke_batch_indices gave for the current batch (for tests of
+        # the zero-copy path).
+        self._lease_addresses = {}
 
     @property
     def _pointer(self):
@@ -298,12 +299,15 @@ class Loader:
         count, number = c_int64(), c_int64()
         check(lib.stoke_batch_info(batch_pointer, byref(count), byref(number)))
         batch = {}
+        addresses = self._lease_addresses
         data, dtype, ndim, shape = c_void_p(), c_int32(), c_int32(), shape_array()
         for index, field in enumerate(self._fields):
             check(lib.stoke_batch_field(batch_pointer, index, byref(data), byref(dtype), byref(ndim), shape))
+            addresses[field.name] = data.value
             batch[field.name] = self._view(owner, data.value, field.dtype, (count.value,) + field.shape)
         indices = c_void_p()
         check(lib.stoke_batch_indices(batch_pointer, byref(indices)))
+        addresses["index"] = indices.value
         batch[self._index_key] = self._view(owner, indices.value, np.dtype("<i8"), (count.value,))
         if self.copy:
             batch = {key: value.copy() for key, value in batch.items()}
