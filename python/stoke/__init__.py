@@ -416,7 +416,7 @@ class IterableDataset(_IterableBase):
 
     def __len__(self):
         rank, world = self._ranks()
-        options = {k: v for k, v in self.loader_options.items() if k not in ("rank", "world")}
+        options = {k: v for k, v in self.loader_options.items() if k not in ("rank", "world", "workers", "prefetch")}
         with Loader(self.path, batch_size=self.batch_size, rank=rank, world=world, workers=1, prefetch=1,
                     pin_buffers=False, epoch=self.epoch, **options) as loader:
             return len(loader)

@@ -47,7 +47,7 @@ def test_loader_reads_stores_h5py_wrote(tmp_path):
 
 def test_writer_appends_in_pieces_and_is_atomic(tmp_path):
     path = tmp_path / "pieces.h5"
-    with stoke.Writer(path, x=("f32", (4,)), y=(np.int64, ())) as writer:
+    with stoke.Writer(path, chunk_samples=32, x=("f32", (4,)), y=(np.int64, ())) as writer:
         for start in range(0, 100, 30):
             rows = np.arange(start, min(100, start + 30))
             writer.append(x=np.repeat(rows[:, None], 4, axis=1).astype(np.float32), y=rows)
@@ -58,7 +58,7 @@ def test_writer_appends_in_pieces_and_is_atomic(tmp_path):
     # An exception inside the block abandons the store: nothing appears, no temporary file remains.
     other = tmp_path / "abandoned.h5"
     with pytest.raises(RuntimeError):
-        with stoke.Writer(other, x=("u8", (2,))) as writer:
+        with stoke.Writer(other, chunk_samples=8, x=("u8", (2,))) as writer:
             writer.append(x=np.zeros((10, 2), np.uint8))
             raise RuntimeError("stop")
     assert not other.exists() and not list(tmp_path.glob("abandoned.h5.partial-*"))
@@ -67,15 +67,15 @@ def test_writer_appends_in_pieces_and_is_atomic(tmp_path):
 def test_writer_errors_name_what_is_wrong(tmp_path):
     path = tmp_path / "bad.h5"
     with pytest.raises(stoke.StokeError, match="do not hold samples of shape"):
-        with stoke.Writer(path, x=("u8", (3,))) as writer:
+        with stoke.Writer(path, chunk_samples=8, x=("u8", (3,))) as writer:
             writer.append(x=np.zeros((4, 2), np.uint8))
     with pytest.raises(stoke.StokeError, match="differ in sample count"):
-        with stoke.Writer(path, a=("u8", ()), b=("u8", ())) as writer:
+        with stoke.Writer(path, chunk_samples=8, a=("u8", ()), b=("u8", ())) as writer:
             writer.append(a=np.zeros(3, np.uint8), b=np.zeros(2, np.uint8))
-    stoke.pack_arrays(path, x=np.zeros((3, 1), np.uint8))
+    stoke.pack_arrays(path, chunk_samples=8, x=np.zeros((3, 1), np.uint8))
     with pytest.raises(stoke.StokeError, match="already exists"):
-        stoke.pack_arrays(path, x=np.zeros((3, 1), np.uint8))
-    assert stoke.pack_arrays(path, overwrite=True, x=np.ones((5, 1), np.uint8)) == 5
+        stoke.pack_arrays(path, chunk_samples=8, x=np.zeros((3, 1), np.uint8))
+    assert stoke.pack_arrays(path, chunk_samples=8, overwrite=True, x=np.ones((5, 1), np.uint8)) == 5
     with pytest.raises(stoke.StokeError, match="codec 'zstd'"):
         stoke.pack_arrays(tmp_path / "z.h5", codec="zstd", x=np.zeros((3, 1), np.uint8))
     with pytest.raises(stoke.StokeError, match="no Stoke equivalent"):
@@ -88,7 +88,8 @@ def test_pack_files_packs_npy_and_idx(tmp_path):
     np.save(tmp_path / "images.npy", images)
     np.save(tmp_path / "labels.npy", labels)
     path = tmp_path / "files.h5"
-    assert stoke.pack_files(path, {"image": (tmp_path / "images.npy", (1, 28, 28)), "label": tmp_path / "labels.npy"}) == 60
+    assert stoke.pack_files(path, {"image": (tmp_path / "images.npy", (1, 28, 28)), "label": tmp_path / "labels.npy"},
+                            chunk_samples=16) == 60
     store = stoke.Store(path)
     assert store.fields["image"].shape == (1, 28, 28)
     batch = next(iter(stoke.Loader(path, batch_size=60, order="sequential", workers=1)))
@@ -96,6 +97,6 @@ def test_pack_files_packs_npy_and_idx(tmp_path):
     idx = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"
     import os
     if os.path.exists(idx):
-        assert stoke.pack_files(tmp_path / "idx.h5", {"label": idx}) == 10000
+        assert stoke.pack_files(tmp_path / "idx.h5", {"label": idx}, chunk_samples=1000) == 10000
     with pytest.raises(stoke.StokeError, match="missing.npy"):
         stoke.pack_files(tmp_path / "x.h5", {"x": tmp_path / "missing.npy"})
