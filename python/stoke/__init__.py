@@ -375,13 +375,7 @@ def _distributed():
     return 0, 1
 
 
-try:
-    from torch.utils.data import IterableDataset as _IterableBase
-except ImportError:  # PyTorch is optional
-    _IterableBase = object
-
-
-class IterableDataset(_IterableBase):
+class _IterableDataset:
     """A PyTorch IterableDataset of whole batches, for ``DataLoader(dataset, batch_size=None)``.
 
     Each iteration opens a Loader (rank and world from torch.distributed when it is initialised and
@@ -432,6 +426,22 @@ class IterableDataset(_IterableBase):
             self.epoch += 1
         finally:
             loader.close()
+
+
+_iterable_dataset = None
+
+
+def __getattr__(name):
+    """`stoke.IterableDataset` is made on first use, as a subclass of torch.utils.data.IterableDataset when
+    PyTorch is installed, so `import stoke` does not import PyTorch."""
+    global _iterable_dataset
+    if name != "IterableDataset":
+        raise AttributeError(f"module 'stoke' has no attribute '{name}'")
+    if _iterable_dataset is None:
+        torch = _torch()
+        bases = (_IterableDataset,) + ((torch.utils.data.IterableDataset,) if torch is not None else ())
+        _iterable_dataset = type("IterableDataset", bases, {"__doc__": _IterableDataset.__doc__, "__module__": __name__})
+    return _iterable_dataset
 
 
 def _dtype_name(dtype):

@@ -267,3 +267,32 @@ def test_set_epoch_and_len(store):
     got = [b["index"].tolist() for b in loader]
     assert got == plan(1000, 64, "chunk-shuffle", 3, 7, 300, True, 0, 1)
     assert loader.epoch == 8
+
+
+def test_ctrl_c_stops_cleanly(store, tmp_path):
+    """SIGINT during iteration raises KeyboardInterrupt in the loop; the loader closes and joins its
+    threads, and the process exits normally."""
+    import subprocess
+    import sys
+    path, _, _ = store
+    script = tmp_path / "interrupt.py"
+    script.write_text(f"""
+import os, signal, stoke
+threads = len(os.listdir("/proc/self/task"))
+loader = stoke.Loader({str(path)!r}, batch_size=10, workers=2)
+try:
+    for number, batch in enumerate(loader):
+        if number == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+except KeyboardInterrupt:
+    loader.close()
+    import time
+    for _ in range(500):
+        if len(os.listdir("/proc/self/task")) <= threads:
+            break
+        time.sleep(0.01)
+    print("interrupted", len(os.listdir("/proc/self/task")) - threads)
+""")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["interrupted", "0"], result.stdout

@@ -15,10 +15,10 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed in .venv (
 
 @pytest.fixture
 def separable(tmp_path):
-    """2,048 1×8×8 u8 images of two classes told apart by which half is bright."""
+    """1,024 1×8×8 u8 images of two classes told apart by which half is bright."""
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, size=2048).astype(np.int64)
-    images = rng.integers(0, 100, size=(2048, 1, 8, 8)).astype(np.uint8)
+    labels = rng.integers(0, 2, size=1024).astype(np.int64)
+    images = rng.integers(0, 100, size=(1024, 1, 8, 8)).astype(np.uint8)
     images[labels == 1, :, :4, :] += 120
     images[labels == 0, :, 4:, :] += 120
     path = tmp_path / "separable.h5"
@@ -54,7 +54,7 @@ def test_a_small_training_loop_learns_from_stoke_loader(separable):
             optimizer.step()
             correct += (logits.argmax(1) == batch["label"]).sum().item()
             total += len(batch["label"])
-        assert total == 2048
+        assert total == 1024
     torch.set_num_threads(threads)
     assert correct / total > 0.95, f"last-epoch training accuracy {correct / total:.3f}"
     assert loader.epoch == 3
@@ -66,13 +66,13 @@ def _threads():
 
 def test_iterable_dataset_under_dataloader(separable):
     dataset = stoke.IterableDataset(separable, batch_size=100, seed=2, workers=2)
-    assert len(dataset) == 21
+    assert len(dataset) == 11
     data = torch.utils.data.DataLoader(dataset, batch_size=None)
     seen = []
     for batch in data:
         assert isinstance(batch["image"], torch.Tensor)
         seen += batch["index"].tolist()
-    assert sorted(seen) == list(range(2048))
+    assert sorted(seen) == list(range(1024))
     assert dataset.epoch == 1
     # Dropped half-way: the loader behind the iterator closes and joins its threads.
     gc.collect()
