@@ -215,6 +215,7 @@ class Loader:
         self._resume = False
         self._generation = 0
         self._views = {}
+        self._tensors = {}
         # The addresses stoke_batch_field/stoke_batch_indices gave for the current batch (for tests of
         # the zero-copy path).
         self._lease_addresses = {}
@@ -311,10 +312,23 @@ class Loader:
         batch[self._index_key] = self._view(owner, indices.value, np.dtype("<i8"), (count.value,))
         if self.copy:
             batch = {key: value.copy() for key, value in batch.items()}
-        if self.tensors:
-            torch = _torch()
-            batch = {key: _to_tensor(torch, value) for key, value in batch.items()}
+            if self.tensors:
+                torch = _torch()
+                batch = {key: _to_tensor(torch, value) for key, value in batch.items()}
+        elif self.tensors:
+            batch = {key: self._tensor(value) for key, value in batch.items()}
         return batch
+
+    def _tensor(self, array):
+        """The torch tensor sharing a cached view's memory (made once per buffer, like the view)."""
+        key = id(array)
+        entry = self._tensors.get(key)
+        if entry is None or entry[0] is not array:
+            if len(self._tensors) > 256:
+                self._tensors.clear()
+            entry = (array, _to_tensor(_torch(), array))
+            self._tensors[key] = entry
+        return entry[1]
 
     def _batches(self, generation):
         owner = self._owner
@@ -345,6 +359,7 @@ class Loader:
         """Stops the epoch and joins the worker threads. Arrays of past batches stay readable."""
         owner, self._owner = getattr(self, "_owner", None), None
         self._views = {}
+        self._tensors = {}
         if owner is not None and owner.pointer:
             lib.stoke_loader_shutdown(owner.pointer)
 
