@@ -45,3 +45,38 @@ def test_last_error_is_per_thread():
     for thread in threads:
         thread.join()
     assert "first.h5" in messages["first"] and "second.h5" in messages["second"]
+
+
+@pytest.mark.parametrize("options,error", [
+    ('{"batch_size": 1}', None),
+    ('{"batch_size": true}', "'batch_size' must be an integer"),
+    ('{"drop_last": 1}', "'drop_last' must be true or false"),
+    ('{"seed": "18446744073709551615"}', None),
+    ('{"seed": -1}', "'seed' must be an integer"),
+    ('{"normalization": {"image": {"mean": [0.5]}}}', "needs mean and std"),
+    ('{"normalization": {"image": {"mean": [0.5], "std": [0.5], "shift": 1}}}', "unknown option 'shift'"),
+    ('{"output_types": {"image": "f128"}}', "must be a dtype name"),
+    ('[1, 2]', "not a JSON object"),
+])
+def test_loader_options_json_is_checked(store, options, error):
+    from stoke import _lib
+    path, _, _ = store
+    opened = stoke.Store(path)
+    handle = _lib.c_void_p()
+    status = _lib.lib.stoke_loader_open(opened._pointer, options.encode(), _lib.ctypes.byref(handle))
+    if error is None:
+        assert status == 0, _lib.lib.stoke_last_error()
+        _lib.lib.stoke_loader_close(handle)
+    else:
+        assert status == -1 and not handle.value
+        assert error in _lib.lib.stoke_last_error().decode()
+
+
+def test_null_handles_are_errors_not_crashes():
+    from stoke import _lib
+    count = _lib.c_int64()
+    assert _lib.lib.stoke_loader_samples(None, _lib.ctypes.byref(count)) == -1
+    assert "loader handle is NULL" in _lib.lib.stoke_last_error().decode()
+    assert _lib.lib.stoke_store_open(b"/tmp/x.h5", None) == -1
+    _lib.lib.stoke_loader_close(None)
+    _lib.lib.stoke_batch_release(None)
