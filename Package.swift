@@ -12,6 +12,8 @@ let products: [Product] = [
     .library(name: "StokeEngine", targets: ["StokeEngine"]),
     // The C kernels themselves, for benchmarks that time a kernel without the engine around it.
     .library(name: "CStokeKernels", targets: ["CStokeKernels"]),
+    // libstoke.so: the C ABI (Sources/StokeC/include/stoke.h) for C programs and the Python package.
+    .library(name: "stoke-c", type: .dynamic, targets: ["StokeC"]),
 ]
 
 // MARK: - C boundary: system libraries (module.modulemap + shim.h) and Stoke's own C kernels
@@ -41,6 +43,7 @@ let swiftTargets: [Target] = [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     .target(name: "StokeTestSupport", path: "Tests/StokeTestSupport"),
+    .target(name: "StokeC", dependencies: ["StokeStore", "StokePack", "StokeLoader", "StokeEngine"], exclude: ["include"]),
     .testTarget(name: "StokeStoreTests", dependencies: ["StokeStore", "CStokeKernels", "StokeTestSupport"]),
     .testTarget(name: "StokeKernelTests", dependencies: ["CStokeKernels"]),
     .testTarget(name: "StokeLoaderTests", dependencies: ["StokeLoader", "StokeStore"]),
