@@ -21,6 +21,9 @@ public struct StreamingInference {
         public var normalization: Normalization? = nil
         /// Stop after this many samples (nil: the whole store).
         public var maxSamples: Int? = nil
+        /// Times the store (or its first `maxSamples`) is streamed in one run, so a model that runs a small
+        /// store in milliseconds is timed over long enough to measure (samples and accuracy count every pass).
+        public var passes = 1
         /// Write logits and predicted classes as a new store.
         public var outputPath: String? = nil
         /// Check Fletcher-32 checksums while reading (the default; a flipped byte is an error, not an input).
@@ -117,59 +120,64 @@ public struct StreamingInference {
         var logitsOut: [Float] = [], predictionsOut: [Int64] = []
         resetPeakResident()
         let start = ContinuousClock.now
-        let epoch = try loader.epoch(0)
         var done = 0
-        while done < total {
-            let waitStart = ContinuousClock.now
-            guard let batch = try epoch.next() else { break }
-            waitSeconds += seconds(since: waitStart)
-            let count = min(batch.count, total - done)
-            let batchLabels: [Int64] = try labels.map { try Self.integerLabels(batch, field: $0.name) } ?? []
-            let computeStart = ContinuousClock.now
-            // Runs `rows` samples (at least `count`, more when padded to a fixed batch) and predicts the first `count`.
-            func predict(_ span: Span<Float>, rows: Int) throws -> [Int] {
-                try session.run(input: modelInput.name, shape: [rows] + sampleShape, data: span) { outputs in
-                    try outputs.withFloats(modelOutput.name) { logits in
-                        let width = logits.count / max(1, rows)
-                        if classes == 0 {
-                            classes = width
-                            confusion = Array(repeating: Array(repeating: 0, count: width), count: width)
+        // A written output holds one pass.
+        for pass in 0..<(options.outputPath == nil ? max(1, options.passes) : 1) {
+            let epoch = try loader.epoch(pass)
+            var passDone = 0
+            while passDone < total {
+                let waitStart = ContinuousClock.now
+                guard let batch = try epoch.next() else { break }
+                waitSeconds += seconds(since: waitStart)
+                let count = min(batch.count, total - passDone)
+                let batchLabels: [Int64] = try labels.map { try Self.integerLabels(batch, field: $0.name) } ?? []
+                let computeStart = ContinuousClock.now
+                // Runs `rows` samples (at least `count`, more when padded to a fixed batch) and predicts the first `count`.
+                func predict(_ span: Span<Float>, rows: Int) throws -> [Int] {
+                    try session.run(input: modelInput.name, shape: [rows] + sampleShape, data: span) { outputs in
+                        try outputs.withFloats(modelOutput.name) { logits in
+                            let width = logits.count / max(1, rows)
+                            if classes == 0 {
+                                classes = width
+                                confusion = Array(repeating: Array(repeating: 0, count: width), count: width)
+                            }
+                            var result: [Int] = []
+                            result.reserveCapacity(count)
+                            for row in 0..<count {
+                                var best = 0
+                                for column in 1..<max(1, width) where logits[row * width + column] > logits[row * width + best] { best = column }
+                                result.append(best)
+                                if options.outputPath != nil { for column in 0..<width { logitsOut.append(logits[row * width + column]) } }
+                            }
+                            return result
                         }
-                        var result: [Int] = []
-                        result.reserveCapacity(count)
-                        for row in 0..<count {
-                            var best = 0
-                            for column in 1..<max(1, width) where logits[row * width + column] > logits[row * width + best] { best = column }
-                            result.append(best)
-                            if options.outputPath != nil { for column in 0..<width { logitsOut.append(logits[row * width + column]) } }
-                        }
-                        return result
                     }
                 }
-            }
-            let predictions: [Int] = unsafe try batch.withField(inputName) { bytes, _ in
-                let floats = unsafe bytes.assumingMemoryBound(to: Float.self)
-                let values = unsafe UnsafeBufferPointer(rebasing: floats[0..<(count * width)])
-                if let fixedBatch, count < fixedBatch {
-                    var padded = [Float](repeating: 0, count: fixedBatch * width)
-                    for index in 0..<(count * width) { unsafe padded[index] = values[index] }
-                    return try predict(padded.span, rows: fixedBatch)
+                let predictions: [Int] = unsafe try batch.withField(inputName) { bytes, _ in
+                    let floats = unsafe bytes.assumingMemoryBound(to: Float.self)
+                    let values = unsafe UnsafeBufferPointer(rebasing: floats[0..<(count * width)])
+                    if let fixedBatch, count < fixedBatch {
+                        var padded = [Float](repeating: 0, count: fixedBatch * width)
+                        for index in 0..<(count * width) { unsafe padded[index] = values[index] }
+                        return try predict(padded.span, rows: fixedBatch)
+                    }
+                    return try predict(unsafe Span(_unsafeElements: values), rows: count)
                 }
-                return try predict(unsafe Span(_unsafeElements: values), rows: count)
-            }
-            latencies.append(seconds(since: computeStart) * 1e3)
-            for (row, prediction) in predictions.enumerated() {
-                if options.outputPath != nil { predictionsOut.append(Int64(prediction)) }
-                guard row < batchLabels.count else { continue }
-                let label = Int(batchLabels[row])
-                guard label >= 0 && label < classes else {
-                    throw StoreError.invalidArgument("\(storePath): label \(label) of sample \(done + row) (field '\(options.labelField)') is outside the model's \(classes) classes")
+                latencies.append(seconds(since: computeStart) * 1e3)
+                for (row, prediction) in predictions.enumerated() {
+                    if options.outputPath != nil { predictionsOut.append(Int64(prediction)) }
+                    guard row < batchLabels.count else { continue }
+                    let label = Int(batchLabels[row])
+                    guard label >= 0 && label < classes else {
+                        throw StoreError.invalidArgument("\(storePath): label \(label) of sample \(passDone + row) (field '\(options.labelField)') is outside the model's \(classes) classes")
+                    }
+                    labelled += 1
+                    if label == prediction { correct += 1 }
+                    confusion[label][prediction] += 1
                 }
-                labelled += 1
-                if label == prediction { correct += 1 }
-                confusion[label][prediction] += 1
+                done += count
+                passDone += count
             }
-            done += count
         }
         let wall = seconds(since: start)
         if let outputPath = options.outputPath {

@@ -141,8 +141,7 @@ struct Bench: ParsableCommand {
             }
             let text: String
             if path.hasSuffix(".svg") {
-                text = charts.count == 1 ? charts[0] : "<svg xmlns='http://www.w3.org/2000/svg' width='720' height='720'>"
-                    + "<g>\(charts[0].replacingOccurrences(of: "<svg ", with: "<svg y='0' "))</g><g>\(charts[1].replacingOccurrences(of: "<svg ", with: "<svg y='360' "))</g></svg>"
+                text = Report.svgDocument(charts)
             } else {
                 text = Report.html(
                     title: "stoke bench io \(result.path)",
@@ -151,7 +150,8 @@ struct Bench: ParsableCommand {
                                                String(format: "%.0f", $0.decodedBytesPerSecond / 1e6), String(format: "%.2f", $0.efficiency), $0.bottleneck] }),
                     charts: charts,
                     notes: [String(format: "Storage ceiling %.0f MB/s stored, decode ceiling %.0f MB/s decoded (%@ page cache).",
-                                   result.storage.bytesPerSecond / 1e6, result.decode.bytesPerSecond / 1e6, result.cold ? "cold" : "warm")])
+                                   result.storage.bytesPerSecond / 1e6, result.decode.bytesPerSecond / 1e6, result.cold ? "cold" : "warm")],
+                    footer: Machine.summary())
             }
             try text.write(toFile: path, atomically: true, encoding: .utf8)
         }

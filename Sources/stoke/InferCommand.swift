@@ -149,8 +149,7 @@ struct Infer: ParsableCommand {
         }
         let text: String
         if path.hasSuffix(".svg") {
-            text = "<svg xmlns='http://www.w3.org/2000/svg' width='720' height='720'>"
-                + "<g>\(charts[0].replacingOccurrences(of: "<svg ", with: "<svg y='0' "))</g><g>\(charts[1].replacingOccurrences(of: "<svg ", with: "<svg y='360' "))</g></svg>"
+            text = Report.svgDocument(charts)
         } else {
             text = Report.html(
                 title: "stoke infer \(model) \(store)",
@@ -158,7 +157,7 @@ struct Infer: ParsableCommand {
                         results.map { [$0.label, String(format: "%.0f", $0.result.samplesPerSecond), String(format: "%.2f", $0.result.latencyP50),
                                        String(format: "%.2f", $0.result.latencyP99), String(format: "%.1f%%", $0.result.dataWaitFraction * 100),
                                        formatBytes($0.result.peakResidentBytes)] }),
-                charts: charts, notes: ["Recommended for throughput: \(fastest)."])
+                charts: charts, notes: ["Recommended for throughput: \(fastest)."], footer: Machine.summary())
         }
         do {
             try text.write(toFile: path, atomically: true, encoding: .utf8)
