@@ -8,7 +8,7 @@ struct Stoke: ParsableCommand {
         commandName: "stoke",
         abstract: "Keeps a model fed: packs data into compressed HDF5 stores and streams them back.",
         version: StokeVersion.string,
-        subcommands: [Pack.self, Inspect.self, Verify.self, Index.self, Bench.self, Run.self, Infer.self, Train.self, Distill.self, Prune.self, Quantize.self, Demo.self])
+        subcommands: [Pack.self, Join.self, Inspect.self, Verify.self, Index.self, Bench.self, Run.self, Infer.self, Train.self, Distill.self, Prune.self, Quantize.self, Demo.self])
 }
 
 /// Runs a command body; any error becomes one line on stderr and exit status 1.
