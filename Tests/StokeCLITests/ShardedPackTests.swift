@@ -85,7 +85,7 @@ struct ShardedPackTests {
             #expect(run.status == 0, "\(environment): \(run.stderr)")
             let expected = out.replacingOccurrences(of: "{shard}", with: "0000\(index)-of-00003")
             let same = try execute(venvPython, ["-c", """
-                import sys, h5py, numpy as np
+                import sys, h5py, hdf5plugin, numpy as np
                 a, b = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'r')
                 assert all(np.array_equal(a[n][...], b[n][...]) for n in ('image', 'label'))
                 """, expected, parts[index]])
