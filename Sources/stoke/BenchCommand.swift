@@ -62,7 +62,7 @@ struct Bench: ParsableCommand {
                 progress.finish()
                 if let report { try writeReport(result, to: report) }
                 if json {
-                    printJSON(result.json)
+                    printJSON(result.json.merging(["loader_state": LoaderState(seed: configuration.loader.seed, epoch: epochs).jsonObject]) { $1 })  // where a next run resumes (epoch after the measured ones)
                 } else {
                     printTable(result)
                 }
