@@ -161,6 +161,11 @@ public struct BatchFieldLayout: Sendable, Equatable {
         try core.epoch(number, startingAt: startBatch)
     }
 
+    /// Starts epoch `number` on `plan` instead of the loader's own (an elastic resume: `epoch(resuming:)`).
+    public func epoch(_ number: Int, plan: EpochPlan) throws(StoreError) -> Epoch {
+        try core.epoch(number, startingAt: 0, plan: plan)
+    }
+
     /// Stops the current epoch and joins every worker thread; safe to call twice.
     public func shutdown() { core.shutdown() }
 }
@@ -376,8 +381,8 @@ public struct BatchFieldLayout: Sendable, Equatable {
 
     /// Starts epoch `number` at batch `startBatch` (O(1) resume: earlier batches are not read), stopping
     /// any epoch in progress.
-    public func epoch(_ number: Int, startingAt startBatch: Int = 0) throws(StoreError) -> Epoch {
-        let plan = plan(epoch: number)
+    public func epoch(_ number: Int, startingAt startBatch: Int = 0, plan given: EpochPlan? = nil) throws(StoreError) -> Epoch {
+        let plan = given ?? plan(epoch: number)
         guard startBatch >= 0, startBatch <= plan.batchCount else {
             throw .invalidArgument("epoch \(number) has \(plan.batchCount) batches; cannot start at \(startBatch)")
         }

@@ -55,9 +55,16 @@ public final class Store: @unchecked Sendable {
                 throw .invalidStore(path: path, reason: "store format version \(schema.format_version) is newer than this Stoke (\(StoreSchema.currentVersion))")
             }
         }
+        // A joined store (`stoke join`): its fields read the shards' chunks (JoinedStore.swift).
+        let shards = try JoinedStore.openShards(attributes: attributes, path: path, options: options)
         var fields: [Field] = []
         for name in try HDF5.datasetNames(in: root.id, context) {
-            fields.append(try Field(file: file, name: name, map: map, options: options, path: path))
+            let field = try Field(file: file, name: name, map: map, options: options, path: path)
+            if let shards {
+                fields.append(Field(joined: try JoinedField(name: name, shards: shards, path: path, virtualRows: field.rows), over: field))
+            } else {
+                fields.append(field)
+            }
         }
         guard !fields.isEmpty else { throw .invalidStore(path: path, reason: "no datasets at the root") }
         // Fields share the sample axis: streaming the shortest length would drop samples without a word.
@@ -79,7 +86,10 @@ public final class Store: @unchecked Sendable {
 
     /// Drops this process's mapped pages of the store (for cold-cache measurements; reads fault them
     /// back in).
-    public func dropMappedPages() { map.dropMappedPages() }
+    public func dropMappedPages() {
+        map.dropMappedPages()
+        for field in fields { field.joined?.dropMappedPages() }
+    }
 
     /// No readahead around page faults of the store's map (see `MappedFile.adviseRandomAccess`).
     public func adviseRandomAccess() { map.adviseRandomAccess() }
@@ -125,6 +135,30 @@ public final class Field: @unchecked Sendable {
     private let map: MappedFile
     private let path: String
     private let options: StoreReadOptions
+    /// A joined store's field: the shards' fields it reads (nil for a field of one file).
+    let joined: JoinedField?
+
+    /// A joined store's field `virtual` (a virtual dataset), read from the shards through `joined`.
+    init(joined: JoinedField, over virtual: Field) {
+        let first = joined.parts[0]
+        name = virtual.name
+        dtype = first.dtype
+        sampleShape = first.sampleShape
+        rows = joined.rows
+        layout = .chunked
+        chunkRows = joined.chunkRows
+        chunkShape = first.chunkShape
+        filters = first.filters
+        chunkIndex = joined.chunkIndex
+        pipeline = first.pipeline
+        littleEndian = first.littleEndian
+        contiguousOffset = nil
+        dataset = virtual.dataset
+        map = virtual.map
+        path = virtual.path
+        options = virtual.options
+        self.joined = joined
+    }
 
     init(file: borrowing H5File, name: String, map: MappedFile, options: StoreReadOptions, path: String) throws(StoreError) {
         let context = H5Context(path: path, object: name)
@@ -180,6 +214,7 @@ public final class Field: @unchecked Sendable {
             }
         }
         self.dataset = DatasetBox(dataset)
+        joined = nil
     }
 
     /// Bytes per sample.
@@ -215,6 +250,7 @@ public final class Field: @unchecked Sendable {
 
     /// Total stored bytes of all chunks (or the raw size for contiguous data).
     public func storedBytes() throws(StoreError) -> Int {
+        if let joined { return try joined.storedBytes() }
         switch layout {
         case .chunked:
             if let chunkIndex { return chunkIndex.reduce(0) { $0 + Int($1.size) } }
@@ -236,6 +272,7 @@ public final class Field: @unchecked Sendable {
         guard let chunkRows, chunk >= 0, chunk < chunkCount else {
             throw .invalidArgument("\(path): field '\(name)' has no chunk \(chunk)")
         }
+        if let joined { return try unsafe joined.withStoredChunk(chunk, body) }
         if let chunkIndex {
             let location = chunkIndex[chunk]
             if location.size == 0 { return try unsafe body(UnsafeRawBufferPointer(start: nil, count: 0), 0) }
@@ -258,6 +295,10 @@ public final class Field: @unchecked Sendable {
         }
         guard destination.count == chunkBytes else {
             throw .invalidArgument("decodeChunk: buffer of \(destination.count) bytes for a \(chunkBytes)-byte chunk")
+        }
+        if let joined {
+            try unsafe joined.decodeChunk(chunk, into: destination, scratch: &scratch)
+            return
         }
         let verify = options.verifyChecksums
         unsafe try withStoredChunk(chunk) { (stored, mask) throws(StoreError) in
@@ -409,6 +450,7 @@ public final class Field: @unchecked Sendable {
     /// them unallocated; they read as the fill value) are counted, not called corrupt.
     /// - Throws: `StoreError.corruptChunk` / `.badIndex` for the first chunk that fails.
     public func check() throws(StoreError) -> FieldCheck {
+        if let joined { return try joined.check(field: name) }
         let filterNames = filters.map { "\($0.name.isEmpty ? "filter" : $0.name) (id \($0.id))" }
         guard layout == .chunked else {
             if layout == .contiguous {

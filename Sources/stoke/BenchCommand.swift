@@ -88,7 +88,11 @@ struct Bench: ParsableCommand {
                 progress.finish()
                 if let report { try writeReport(result, to: report) }
                 if json {
-                    printJSON(result.json.merging(["kernel_set": KernelSet.current.jsonObject]) { $1 })
+                    printJSON(result.json.merging([
+                        "kernel_set": KernelSet.current.jsonObject,
+                        // Where a next run resumes: the epoch after the measured ones.
+                        "loader_state": LoaderState(seed: configuration.loader.seed, epoch: epochs).jsonObject,
+                    ]) { $1 })
                 } else {
                     printTable(result)
                 }

@@ -56,6 +56,8 @@ struct Pack: ParsableCommand {
     @Option(name: .long, help: "Seed of the train/validation split.") var splitSeed: UInt64 = 0
     @Flag(name: .long, help: "Rebuild even when the store is up to date; replace another command's store.") var force = false
     @Flag(name: .long, help: "Print the result as JSON.") var json = false
+    @Option(name: .long, help: "Pack shard I of N (0-based): a contiguous, chunk-aligned slice of the sources, into the output path with {shard} replaced (default: from mpirun/srun/a Slurm job array).") var shard: String?
+    @Flag(name: .long, help: "Under Open MPI's mpirun: after every rank packed its shard, rank 0 joins them into the output path without {shard}.") var join = false
 
     func validate() throws {
         if chunkBytes != nil && chunkSamples != nil { throw UsageError("give --chunk-bytes or --chunk-samples, not both") }
@@ -74,6 +76,7 @@ struct Pack: ParsableCommand {
         if (valOutput == nil) != (valFraction == nil) { throw UsageError("--val-output and --val-fraction go together") }
         if let valFraction, !(valFraction > 0 && valFraction < 1) { throw UsageError("--val-fraction must be between 0 and 1") }
         if let valOutput, valOutput == output { throw UsageError("--val-output must differ from --output") }
+        if let shard, ShardSpec(parsing: shard) == nil { throw UsageError("--shard '\(shard)' is not I/N with 0 <= I < N") }
     }
 
     private var split: SampleSplit? { valFraction.map { SampleSplit(fraction: $0, seed: splitSeed) } }
@@ -126,10 +129,15 @@ struct Pack: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors { try ShardedPack.run(self) }
+    }
+
+    /// Packs the sources, or with `shard` that shard's slice of them, into `output`.
+    func packBody(shard: ShardSlice?) throws {
+        do {
             let started = Date()
             let arguments = Array(CommandLine.arguments.dropFirst())
-            let imageList = from == .images ? try imageListFromInput() : nil
+            let imageList = from == .images ? try shard?.imageList ?? imageListFromInput() : nil
             let sources = try sourceRecords(imageList: imageList)
             var overwrite = force
             if !force {
@@ -169,15 +177,16 @@ struct Pack: ParsableCommand {
 
             let command = CommandLine.arguments.joined(separator: " ")
             if let imageList {
-                try packImages(imageList, options: options, arguments: arguments, command: command, sources: sources, started: started)
+                try packImages(imageList, options: options, arguments: arguments, command: command, sources: sources, started: started, shard: shard)
             } else {
-                try packArrays(options: options, arguments: arguments, command: command, sources: sources, started: started)
+                try packArrays(options: options, arguments: arguments, command: command, sources: sources, started: started, shard: shard)
             }
         }
     }
 
     private func packImages(
-        _ imageList: ImageList, options: StoreWriteOptions, arguments: [String], command: String, sources: [SourceRecord], started: Date
+        _ imageList: ImageList, options: StoreWriteOptions, arguments: [String], command: String, sources: [SourceRecord], started: Date,
+        shard: ShardSlice?
     ) throws {
         let recipe = try imageRecipe()
         let imageField = name ?? "image"
@@ -211,15 +220,16 @@ struct Pack: ParsableCommand {
                 return [
                     ("provenance", ProvenanceDocument(arguments: arguments, command: command, sources: sources, skipped: skipped).json()),
                     ("recipe", jsonText(recipeDocument)),
-                ] + (normalization.map { [("normalization", $0)] } ?? [])
+                ] + (normalization.map { [("normalization", $0)] } ?? []) + (shard.map { [(ShardPlace.attributeName, $0.place.json())] } ?? [])
             },
             progress: { progress?.update($0) })
         progress?.finish()
         report(result.summary, validation: result.validation, seconds: Date().timeIntervalSince(started), skipped: result.skipped)
     }
 
-    private func packArrays(options: StoreWriteOptions, arguments: [String], command: String, sources: [SourceRecord], started: Date) throws {
-        let fields = try packFields()
+    private func packArrays(options: StoreWriteOptions, arguments: [String], command: String, sources: [SourceRecord], started: Date, shard: ShardSlice?) throws {
+        var fields = try packFields()
+        if let shard { fields = fields.map { PackField(name: $0.name, source: RowSlice($0.source, rows: shard.range), sampleShape: $0.sampleShape) } }
         var recipe: [String: Any] = ["source": from.rawValue, "fields": fields.map { ["name": $0.name, "from": $0.source.path] }]
         if from == .csv, let labelColumn { recipe["label_column"] = labelColumn }
         if from == .idx { recipe["transforms"] = [["op": "reshape", "to": "[N,1,H,W] for [N,H,W] images"], ["op": "labels_to_int64"]] }
@@ -228,7 +238,7 @@ struct Pack: ParsableCommand {
         func metadata(role: String) -> [(name: String, json: String)] {
             var document = recipe
             if let split { document["split"] = split.recipe(role: role) }
-            return [("provenance", provenance), ("recipe", jsonText(document))]
+            return [("provenance", provenance), ("recipe", jsonText(document))] + (shard.map { [(ShardPlace.attributeName, $0.place.json())] } ?? [])
         }
         let summaries = try ArrayPacker.pack(
             fields: fields, to: output, options: options, metadata: metadata(role: "train"),
@@ -238,7 +248,7 @@ struct Pack: ParsableCommand {
         report(summaries.train, validation: summaries.validation, seconds: Date().timeIntervalSince(started), skipped: [])
     }
 
-    private func imageListFromInput() throws(SourceError) -> ImageList {
+    func imageListFromInput() throws(SourceError) -> ImageList {
         input.lowercased().hasSuffix(".csv") ? try ImageList.csv(input) : try ImageList.folder(input)
     }
 
@@ -281,7 +291,7 @@ struct Pack: ParsableCommand {
     }
 
     /// The fields each source kind produces.
-    private func packFields() throws -> [PackField] {
+    func packFields() throws -> [PackField] {
         switch from {
         case .npy:
             let data = try NPYArray(path: input)
@@ -318,6 +328,8 @@ struct Pack: ParsableCommand {
     }
 
     private func report(_ summary: StoreSummary, validation: StoreSummary?, seconds: Double, skipped: [SkippedFile]) {
+        // Under mpirun with --json, rank 0 prints one document for all ranks (ShardedPack).
+        if json, case .success? = MPIRuntime.shared { return }
         func sizes(_ summary: StoreSummary) -> (raw: Int, stored: Int) {
             (summary.fields.reduce(0) { $0 + $1.rawBytes }, summary.fields.reduce(0) { $0 + $1.storedBytes })
         }

@@ -9,7 +9,7 @@ struct Stoke: ParsableCommand {
         commandName: "stoke",
         abstract: "Keeps a model fed: packs data into compressed HDF5 stores and streams them back.",
         version: StokeVersion.string,
-        subcommands: [Pack.self, Inspect.self, Verify.self, Index.self, Bench.self, Run.self, Infer.self, Train.self, Distill.self, Prune.self, Quantize.self, Demo.self])
+        subcommands: [Pack.self, Join.self, Inspect.self, Verify.self, Index.self, Bench.self, Run.self, Infer.self, Train.self, Distill.self, Prune.self, Quantize.self, Demo.self])
 
     /// Reads `STOKE_CPU` once, before any command runs: the whole process uses that kernel set; a
     /// value that is not one exits with status 2 and a message naming the accepted values.
