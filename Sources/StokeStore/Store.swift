@@ -150,6 +150,9 @@ public final class Field: @unchecked Sendable {
         chunkShape = first.chunkShape
         filters = first.filters
         chunkIndex = joined.chunkIndex
+        // The index spans the shards; each shard's own index was proven current when it opened.
+        chunkIndexSource = first.chunkIndexSource
+        fillValue = first.fillValue
         pipeline = first.pipeline
         littleEndian = first.littleEndian
         contiguousOffset = nil
