@@ -329,7 +329,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
         cache = ChunkCache(
             chunkBytes: cachedChunkBytes, chunkCounts: fields.map(\.chunkCount), budgetBytes: budget,
             minimumSlots: options.workers + 1)
-        if fields.contains(where: { $0.decodesDirectly && $0.chunkIndex != nil }) {
+        if fields.contains(where: { $0.decodesDirectly && $0.chunkIndex != nil && $0.chunksInStoreFile }) {
             prefetcher = try IOPrefetcher(path: store.path, budgetBytes: options.ioPrefetchBytes, dropConsumed: options.dropConsumedChunks)
             // Dropped chunks must not come back through the kernel's fault readahead.
             if options.dropConsumedChunks { store.adviseRandomAccess() }
@@ -408,7 +408,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
 
     /// The stored extents of the plan's chunks from `startBatch` on, each where a batch first needs it.
     private func ioExtents(plan: EpochPlan, from startBatch: Int) -> [IOPrefetcher.Extent] {
-        let indexed = fields.filter { $0.decodesDirectly && $0.chunkIndex != nil && $0.chunkRows != nil }
+        let indexed = fields.filter { $0.decodesDirectly && $0.chunkIndex != nil && $0.chunkRows != nil && $0.chunksInStoreFile }
         let locations = indexed.map { $0.chunkIndex! }
         let rowsPerChunk = indexed.map { $0.chunkRows! }
         var seen = locations.map { [Bool](repeating: false, count: $0.count) }
@@ -659,7 +659,8 @@ public struct BatchFieldLayout: Sendable, Equatable {
         _ timing: inout LoaderStats
     ) throws(StoreError) {
         let readStart = ContinuousClock.now
-        let location = field.chunkIndex?[chunk]
+        // A joined store's locations are in its shard files: nothing to bound-check or drop by offset here.
+        let location = field.chunksInStoreFile ? field.chunkIndex?[chunk] : nil
         if let location, location.size > 0 {
             let size = fileSize.load(ordering: .relaxed)
             guard location.offset <= UInt64(size), location.size <= UInt64(size) - location.offset else {
@@ -676,7 +677,7 @@ public struct BatchFieldLayout: Sendable, Equatable {
         timing.readSeconds += (decodeStart - readStart).seconds
         timing.decodeSeconds += (end - decodeStart).seconds
         timing.decodedBytes += field.chunkBytes
-        timing.storedBytesRead += Int(location?.size ?? 0)
+        timing.storedBytesRead += Int(field.chunkIndex?[chunk].size ?? 0)
         if let prefetcher, prefetcher.dropConsumed, let location, location.size > 0 {
             // Pages this process maps stay resident: unmap the pages the chunk touches, then drop them
             // (a page shared with a neighbouring chunk is read again if that chunk comes later).

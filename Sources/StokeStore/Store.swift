@@ -237,6 +237,10 @@ public final class Field: @unchecked Sendable {
     /// Whether chunks carry a Fletcher-32 checksum.
     public var hasChecksum: Bool { filters.contains { $0.id == 3 } }
     /// Whether rows are decoded by Stoke outside the HDF5 lock (false: through the library).
+    /// Whether `chunkIndex` offsets are in the store's own file (false for a joined store, whose chunks
+    /// live in its shard files): only then may a reader prefetch, bounds-check or drop them by offset.
+    public var chunksInStoreFile: Bool { joined == nil }
+
     public var decodesDirectly: Bool {
         switch layout {
         case .chunked: chunkRows != nil && pipeline != nil
@@ -490,7 +494,10 @@ public final class Field: @unchecked Sendable {
         var checked = 0, unwritten = 0, checksummed = 0
         for chunk in 0..<chunkCount {
             // Never written (the B-tree has no entry): reads as the fill value, nothing stored to check.
-            if let chunkIndex, chunkIndex[chunk].size == 0 { continue }
+            if let chunkIndex, chunkIndex[chunk].size == 0 {
+                unwritten += 1
+                continue
+            }
             let offset = [UInt64(chunk * chunkRows)] + sampleShape.map { _ in UInt64(0) }
             if try HDF5.chunkStorageSize(dataset.handle, offset: offset, context) == 0 {
                 // Never written: the library reads the dataset's fill value there.
