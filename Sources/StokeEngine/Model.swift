@@ -144,6 +144,9 @@ public struct Model: Sendable {
     /// Linear nodes running in INT8 after `quantizedDynamic()`; 0 for an FP32 model.
     public internal(set) var quantizedNodeCount = 0
 
+    /// The weight range of a quantized model (nil for an FP32 one); saved in model files as `weight_range`.
+    public internal(set) var weightRange: WeightRange?
+
     /// Number of parameters: elements of float and int8 initializers, plus the biases fused INT8
     /// nodes carry as attributes (a statically quantized model has as many as its FP32 original).
     public var parameterCount: Int {

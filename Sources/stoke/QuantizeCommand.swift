@@ -39,6 +39,8 @@ struct Quantize: ParsableCommand {
     @Option(name: .long, help: "Calibration method: minmax, percentile or mse.") var method: Method = .minmax
     @Option(name: .long, help: "Percentile of |x| kept by --method percentile, in (0, 100].") var percentile = 99.99
     @Flag(name: .long, help: "One scale per weight tensor instead of per output channel.") var perTensor = false
+    @Option(name: .long, help: "Weight range: s7 ([-63, 63]: exact fast u8 x s8 kernels on CPUs without VNNI; the default) or s8 ([-127, 127]).")
+    var weightRange: WeightRange = .s7
     @Option(name: .customLong("keep-fp32"), help: "Comma-separated node names to leave in FP32.") var keepFP32: String?
     @Option(name: .long, help: "Keep the most sensitive layers FP32 until accuracy drops by at most this many percentage points.")
     var maxAccuracyDrop: Double?
@@ -85,11 +87,11 @@ struct Quantize: ParsableCommand {
             let source = try Model.load(path: model)
             for store in [calibrate, qat, eval].compactMap({ $0 }) { _ = try ModelInputField.find(store: store, model: source) }
             let before = try ModelMetrics.measure(source, path: model, eval: eval, threads: threads)
-            var result: [String: Any] = ["mode": resolvedMode.rawValue, "model": output]
+            var result: [String: Any] = ["mode": resolvedMode.rawValue, "model": output, "weight_range": weightRange.rawValue]
             let quantized: Model
             switch resolvedMode {
             case .dynamic:
-                quantized = try source.quantizedDynamic()
+                quantized = try source.quantizedDynamic(weightRange: weightRange)
                 result["quantized_nodes"] = quantized.quantizedNodeCount
             case .static:
                 quantized = try quantizeStatic(source, result: &result)
@@ -179,6 +181,7 @@ extension Quantize {
         }
         var options = StaticQuantizationOptions()
         options.perChannel = !perTensor
+        options.weightRange = weightRange
         let quantizable = source.quantizableNodes
         if let keepFP32 {
             let names = keepFP32.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -277,3 +280,5 @@ enum MixedPrecisionReport {
         printTable(["node", "op", "MACs/sample", "output error (alone)", "accuracy (alone)", "precision"], rows)
     }
 }
+
+extension WeightRange: ExpressibleByArgument {}

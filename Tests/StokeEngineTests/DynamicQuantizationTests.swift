@@ -21,7 +21,9 @@ struct DynamicQuantizationTests {
     }
 
     /// The scheme in plain Swift: per-tensor asymmetric u8 activations, per-column symmetric s8 weights.
-    func simulate(_ x: [Float], rows: Int, k: Int, weights: [Float], n: Int, transposed: Bool, bias: [Float]?, relu: Bool) -> [Float] {
+    func simulate(_ x: [Float], rows: Int, k: Int, weights: [Float], n: Int, transposed: Bool, bias: [Float]?, relu: Bool,
+                  range: WeightRange = .s7) -> [Float] {
+        let limit = Float(range.largest)
         let low = min(0, x.min()!), high = max(0, x.max()!)
         let scale = high > low ? (high - low) / 255 : 1
         let zero = Int32(max(0, min(255, (-low / scale).rounded(.toNearestOrEven))))
@@ -29,8 +31,8 @@ struct DynamicQuantizationTests {
         var out = [Float](repeating: 0, count: rows * n)
         for column in 0..<n {
             let w = (0..<k).map { weights[transposed ? column * k + $0 : $0 * n + column] }
-            let wScale = max(w.map(abs).max()!, 0) > 0 ? w.map(abs).max()! / 127 : 1
-            let qw = w.map { Int32(max(-127, min(127, ($0 / wScale).rounded(.toNearestOrEven)))) }
+            let wScale = max(w.map(abs).max()!, 0) > 0 ? w.map(abs).max()! / limit : 1
+            let qw = w.map { Int32(max(-limit, min(limit, ($0 / wScale).rounded(.toNearestOrEven)))) }
             for row in 0..<rows {
                 var acc: Int32 = 0
                 for t in 0..<k { acc += (q[row * k + t] - zero) * qw[t] }
@@ -51,14 +53,19 @@ struct DynamicQuantizationTests {
         let x = GraphBuilding.random([17, 64], seed: 9)
         let reference = try Session(model: fp32).run(["x": x])["y"]!.floats
         let w1 = fp32.graph.initializers["w1"]!.floats, b1 = fp32.graph.initializers["b1"]!.floats, w2 = fp32.graph.initializers["w2"]!.floats
-        let hidden = simulate(x.floats, rows: 17, k: 64, weights: w1, n: 32, transposed: true, bias: b1, relu: true)
-        let expected = simulate(hidden, rows: 17, k: 32, weights: w2, n: 10, transposed: false, bias: nil, relu: false)
-        for level in (0..<Int32(STOKE_CPU_LEVEL_COUNT)).filter({ stoke_cpu_level_supported($0) != 0 }) {
-            stoke_cpu_force(level)
-            defer { stoke_cpu_force(-1) }
-            let got = try Session(model: try fp32.quantizedDynamic()).run(["x": x])["y"]!.floats
-            for index in got.indices {
-                #expect(abs(got[index] - expected[index]) <= 1e-4 * max(1, abs(expected[index])), "level \(level) index \(index)")
+        for range in WeightRange.allCases {
+            let hidden = simulate(x.floats, rows: 17, k: 64, weights: w1, n: 32, transposed: true, bias: b1, relu: true, range: range)
+            let expected = simulate(hidden, rows: 17, k: 32, weights: w2, n: 10, transposed: false, bias: nil, relu: false, range: range)
+            var firstBits: [UInt32]? = nil
+            for level in (0..<Int32(STOKE_CPU_LEVEL_COUNT)).filter({ stoke_cpu_level_supported($0) != 0 }) {
+                stoke_cpu_force(level)
+                defer { stoke_cpu_force(-1) }
+                let got = try Session(model: try fp32.quantizedDynamic(weightRange: range)).run(["x": x])["y"]!.floats
+                for index in got.indices {
+                    #expect(abs(got[index] - expected[index]) <= 1e-4 * max(1, abs(expected[index])), "\(range) level \(level) index \(index)")
+                }
+                // The same model gives the same bits on every kernel set.
+                if let firstBits { #expect(got.map(\.bitPattern) == firstBits, "\(range) level \(level)") } else { firstBits = got.map(\.bitPattern) }
             }
         }
         let got = try Session(model: int8).run(["x": x])["y"]!.floats

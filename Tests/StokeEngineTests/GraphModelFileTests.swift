@@ -72,6 +72,10 @@ struct GraphModelFileTests {
         #expect(arrays.first { $0.name == "w2.scale" }?.shape == [5], "MatMul: one scale per column")
         #expect(attributes["stoke_model"]?.contains("\"quantization\":\"dynamic\"") == true)
         #expect(attributes["stoke_model"]?.contains(dynamicQuantizedLinear) == false, "the internal operator is not saved")
+        #expect(attributes["stoke_model"]?.contains("\"weight_range\":\"s7\"") == true)
+        #expect(attributes["stoke_model"]?.contains(WeightRange.attribute) == false, "the range is a file field, not a node attribute")
+        #expect(loaded.weightRange == .s7)
+        #expect(arrays.first { $0.name == "w1" }?.bytes.allSatisfy { abs(Int(Int8(bitPattern: $0))) <= 63 } == true, "s7 weights")
         let fp32Path = directory.appendingPathComponent("fp32.h5").path
         try fp32.save(to: fp32Path, metadata: [:])
         let size = { (p: String) in try FileManager.default.attributesOfItem(atPath: p)[.size] as? Int ?? 0 }
@@ -173,6 +177,31 @@ struct GraphModelFileTests {
 }
 
 extension GraphModelFileTests {
+    @Test("weight_range: s8 models and files without the field (written before it existed) run as s8; a bad value is named")
+    func weightRangeIsRecorded() throws {
+        let directory = try ModelFileTests.scratch()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fp32 = try Self.handMLP(inputs: 96, hidden: 64)
+        let s8 = try fp32.quantizedDynamic(weightRange: .s8)
+        let path = directory.appendingPathComponent("s8.h5").path
+        let input = GraphBuilding.random([7, 96], seed: 11)
+        func dropOrSet(_ value: String?) throws {
+            try s8.save(to: path, metadata: [:])
+            try ModelFileTests.rewrite(path) { _, attributes in
+                var record = try! JSONSerialization.jsonObject(with: Data(attributes["stoke_model"]!.utf8)) as! [String: Any]
+                #expect(record["weight_range"] as? String == "s8")
+                record["weight_range"] = value
+                attributes["stoke_model"] = String(decoding: try! JSONSerialization.data(withJSONObject: record), as: UTF8.self)
+            }
+        }
+        try dropOrSet(nil)
+        let old = try Model.load(path: path)
+        #expect(old.weightRange == .s8)
+        GraphBuilding.assertClose(try Session(model: old).run(["x": input])["z"]!, try Self.outputs(s8, input), shape: [7, 5], tolerance: 1e-5)
+        try dropOrSet("s9")
+        ModelFileTests.expectModelFileError(path, field: "stoke_model.weight_range", containing: "s9") { _ = try Model.load(path: path) }
+    }
+
     @Test func dynamicModelExportsToONNXThatOnnxruntimeRuns() throws {
         let directory = try ModelFileTests.scratch()
         defer { try? FileManager.default.removeItem(at: directory) }

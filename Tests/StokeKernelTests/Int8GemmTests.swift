@@ -164,3 +164,59 @@ func fletcherMatchesReference() {
         }
     }
 }
+
+/// The table entry each kernel set picks, for weights that meet the u8s8 pair bound and for any s8 weights.
+private func expectedKernel(level: Int32, bounded: Bool) -> String {
+    switch level {
+    case Int32(STOKE_CPU_AVX512_VNNI.rawValue): return "avx512-vnni"
+    case Int32(STOKE_CPU_AVX_VNNI.rawValue): return "avx-vnni"
+    case Int32(STOKE_CPU_AVX512.rawValue): return bounded ? "avx512-u8s8" : "avx2-s16"
+    case Int32(STOKE_CPU_AVX2.rawValue): return bounded ? "avx2-u8s8" : "avx2-s16"
+    default: return "portable"
+    }
+}
+
+@Test("the INT8 kernel table: each set picks its entry, every entry is exact and all give the same bytes",
+      arguments: [(1, 1, 1), (4, 16, 4), (5, 17, 7), (13, 70, 33), (6, 64, 784), (25, 10, 130)])
+func kernelTable(shape: (Int, Int, Int)) {
+    let (m, n, k) = shape
+    var generator = Generator(state: UInt64(m * 1000 + n * 10 + k))
+    let a = (0..<(m * k)).map { index in index % 3 == 0 ? UInt8(255) : UInt8(truncatingIfNeeded: generator.next()) }
+    // 7-bit weights with the worst pairs the bound allows (64 + 64, -64 - 64, 100 + 28), and 8-bit ones.
+    let bounded = (0..<(k * n)).map { index -> Int8 in
+        switch (index / n) % 6 {
+        case 0, 1: return (index % n) % 2 == 0 ? 64 : -64
+        case 2: return 100
+        case 3: return -28
+        default: return Int8(truncatingIfNeeded: generator.next() % 127) - 63
+        }
+    }
+    let wide = (0..<(k * n)).map { index in index % 7 == 0 ? Int8(-128) : Int8(truncatingIfNeeded: generator.next()) }
+    #expect(stoke_int8_pair_bounded(bounded, n, k, n) == 1)
+    let multiplier = (0..<n).map { Float($0 % 5 + 1) * 1.7e-4 }
+    let bias = (0..<n).map { Int32($0 * 37) - 500 }
+    let bScale = (0..<n).map { Float($0 + 1) * 0.001 }
+    let fBias = (0..<n).map { Float($0) - 10 }
+    for (name, b) in [("7-bit", bounded), ("8-bit", wide)] {
+        let isBounded = stoke_int8_pair_bounded(b, n, k, n) == 1
+        let expected = reference(m, n, k, a, b, zeroPoint: 37)
+        var firstU8: [UInt8]? = nil, firstF32: [UInt32]? = nil
+        for level in levels {
+            let weights = packed(b, k: k, n: n, level: level)
+            let kernel = weights.withUnsafeBytes { String(cString: stoke_int8_packed_kernel($0.baseAddress!)) }
+            #expect(kernel == expectedKernel(level: level, bounded: isBounded), "\(name) weights, set \(level)")
+            var c = [Int32](repeating: -1, count: m * n)
+            var u8 = [UInt8](repeating: 7, count: m * n)
+            var f32 = [Float](repeating: .nan, count: m * n)
+            weights.withUnsafeBytes { w in
+                stoke_int8_gemm_s32(m, n, k, a, k, w.baseAddress!, 37, &c, n)
+                stoke_int8_gemm_u8(m, n, k, a, k, w.baseAddress!, 37, multiplier, bias, 3, 3, 255, &u8, n)
+                stoke_int8_gemm_f32(m, n, k, a, k, w.baseAddress!, 37, 0.05, bScale, fBias, 1, &f32, n)
+            }
+            #expect(c == expected, "\(name) weights on \(kernel), \(m)x\(n)x\(k)")
+            if let firstU8 { #expect(u8 == firstU8, "\(name) weights on \(kernel): requantized bytes differ") } else { firstU8 = u8 }
+            let bits = f32.map(\.bitPattern)
+            if let firstF32 { #expect(bits == firstF32, "\(name) weights on \(kernel): dequantized floats differ") } else { firstF32 = bits }
+        }
+    }
+}

@@ -24,7 +24,7 @@ struct ReluNaNTests {
         Self.check(x, nanAt: [0, 17, 36], "bias_activation, set \(level)")
     }
 
-    @Test("the AVX-512 SGEMM's fused ReLU", arguments: supportedKernelSets)
+    @Test("the AVX2 and AVX-512 SGEMMs' fused ReLU", arguments: supportedKernelSets)
     func sgemm(level: Int32) {
         stoke_cpu_force(level)
         defer { stoke_cpu_force(-1) }
@@ -32,6 +32,10 @@ struct ReluNaNTests {
         var a = (0..<(m * k)).map { Float(($0 * 7) % 11) - 5 }
         a[2 * k] = .nan  // row 2 is NaN everywhere
         let b = (0..<(k * n)).map { Float(($0 * 3) % 7) - 3 }
+        var c2 = [Float](repeating: 0, count: m * n)
+        if stoke_sgemm_avx2_fused(0, 0, m, n, k, 1, a, k, b, n, 0, &c2, n, nil, nil, 1) == 0 {
+            Self.check(c2, nanAt: Set((0..<n).map { 2 * n + $0 }), "avx2 sgemm, set \(level)")
+        }
         var c = [Float](repeating: 0, count: m * n)
         let status = stoke_sgemm_avx512_fused(0, 0, m, n, k, 1, a, k, b, n, 0, &c, n, nil, nil, 1)
         guard status == 0 else { return }  // no AVX-512F in this set: the engine uses another GEMM

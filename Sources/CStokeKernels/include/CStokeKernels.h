@@ -253,6 +253,13 @@ int stoke_sgemm_avx512_fused(int trans_a, int trans_b, size_t m, size_t n, size_
                              float beta, float *_Nonnull c, size_t ldc,
                              const float *_Nullable row_bias, const float *_Nullable col_bias, int relu);
 
+/// `stoke_sgemm_avx512_fused` for AVX2/FMA CPUs (sgemm_avx2.c: a packed 6x16 tile). Returns 0, -1
+/// when the kernel set in use lacks AVX2 or FMA (nothing written), or -2 when packing memory is unavailable.
+int stoke_sgemm_avx2_fused(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                           const float *_Nonnull a, size_t lda, const float *_Nonnull b, size_t ldb,
+                           float beta, float *_Nonnull c, size_t ldc,
+                           const float *_Nullable row_bias, const float *_Nullable col_bias, int relu);
+
 /// Max pooling with a 2x2 window and stride 2, no padding, over `planes` independent [in_h, in_w]
 /// planes into [in_h / 2, in_w / 2] planes (an odd last row or column is dropped, as in floor mode).
 /// Bit-identical to `stoke_pool2d_f32(0, ...)` for that geometry; AVX-512 when available.

@@ -4,21 +4,37 @@
 #include <stdint.h>
 
 // INT8 matrix products for quantized inference: u8 activations × s8 weights → s32, exact on every path.
-// Weights are packed once per kernel level (the layout each level's instructions want) together with
-// their column sums, which turn an activation zero point into one subtraction per output:
+// Weights are packed once for one entry of the kernel table (kernel_table.h), which carries the layout
+// its instructions want, together with their column sums, which turn an activation zero point into
+// one subtraction per output:
 //   C[m][n] = Σ_k (A[m][k] − za) · B[k][n] = Σ_k A[m][k] · B[k][n] − za · colsum[n].
-// Levels: 2 = AVX-512 VNNI (vpdpbusd: exact u8×s8 dot products of 4), 1 = AVX2 (u8 and s8 widened to
-// s16, vpmaddwd: exact, no vpmaddubsw saturation), 0 = portable C.
+// Entries, best first: avx512-vnni and avx-vnni (vpdpbusd: exact u8×s8 dot products of 4),
+// avx512-u8s8 and avx2-u8s8 (vpmaddubsw + vpmaddwd: exact only when each pair of consecutive weights
+// along K has |w0| + |w1| <= 128, e.g. 7-bit weights in [-64, 64]; packing checks it), avx2-s16 (u8 and
+// s8 widened to s16, vpmaddwd: exact for any weights), portable C. Every entry gives the same bytes.
 
-/// Bytes `stoke_int8_pack_b` writes for a K×N weight matrix at `level`.
+/// Bytes `stoke_int8_pack_b` writes for a K×N weight matrix for kernel set `level` (the largest
+/// layout any entry that set may pick uses).
 size_t stoke_int8_packed_bytes(size_t k, size_t n, int level);
 
-/// Packs B (K×N s8, row stride `ldb` elements) for `level` into `packed` (`stoke_int8_packed_bytes`
-/// bytes, 64-byte aligned), with its column sums. A level above the CPU's is clamped to it.
+/// Packs B (K×N s8, row stride `ldb` elements) for the best table entry kernel set `level` allows
+/// on this thread (`stoke_cpu_level` value; features the CPU lacks stay off) and these weights allow,
+/// into `packed` (`stoke_int8_packed_bytes` bytes, 64-byte aligned), with its column sums.
 void stoke_int8_pack_b(const int8_t *_Nonnull b, size_t ldb, size_t k, size_t n, int level, void *_Nonnull packed);
 
-/// The level a packed matrix was packed for.
+/// The smallest kernel set holding the features of the entry a matrix was packed for.
 int stoke_int8_packed_level(const void *_Nonnull packed);
+
+/// The name of the entry a matrix was packed for ("avx512-vnni", "avx-vnni", "avx512-u8s8",
+/// "avx2-u8s8", "avx2-s16", "portable").
+const char *_Nonnull stoke_int8_packed_kernel(const void *_Nonnull packed);
+
+/// The name of the entry `stoke_int8_pack_b` would pick for these weights and kernel set.
+const char *_Nonnull stoke_int8_kernel_for(const int8_t *_Nonnull b, size_t ldb, size_t k, size_t n, int level);
+
+/// 1 when every pair of consecutive rows (0-1, 2-3, ...) of B has |b[i][j]| + |b[i+1][j]| <= 128 in
+/// every column, so vpmaddubsw's saturating s16 pair sums are exact for any u8 activations; else 0.
+int stoke_int8_pair_bounded(const int8_t *_Nonnull b, size_t ldb, size_t k, size_t n);
 
 /// C (M×N s32, row stride `ldc`) = A (M×K u8, row stride `lda`) × packed B − `a_zero_point` · colsum.
 void stoke_int8_gemm_s32(size_t m, size_t n, size_t k, const uint8_t *_Nonnull a, size_t lda,

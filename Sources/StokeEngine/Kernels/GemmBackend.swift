@@ -10,19 +10,30 @@ public enum GemmBackend: String, Sendable, CaseIterable {
     case openBLAS = "openblas"
     /// Stoke's packed AVX-512 kernel (CStokeKernels), split across the session's threads.
     case stokeAVX512 = "stoke-avx512"
+    /// Stoke's packed AVX2/FMA kernel (6x16 tile), split across the session's threads.
+    case stokeAVX2 = "stoke-avx2"
 
-    /// The backend in use: `STOKE_GEMM=openblas|stoke-avx512` if set, else the faster of the two
-    /// measured once per process on an MLP-sized product (OpenBLAS 0.3.21 may pick a slow SSE3
+    /// Whether the kernel set in use on this thread can run this backend.
+    public var isAvailable: Bool {
+        switch self {
+        case .openBLAS: true
+        case .stokeAVX512: stoke_cpu_has(UInt32(STOKE_CPU_FEATURE_AVX512F | STOKE_CPU_FEATURE_FMA)) != 0
+        case .stokeAVX2: stoke_cpu_has(UInt32(STOKE_CPU_FEATURE_AVX2 | STOKE_CPU_FEATURE_FMA)) != 0
+        }
+    }
+
+    /// The backend in use: `STOKE_GEMM=openblas|stoke-avx512|stoke-avx2` if set (and available), else
+    /// the fastest available one measured once per process on an MLP-sized product (OpenBLAS 0.3.21 may pick a slow SSE3
     /// kernel when it does not recognize a virtual CPU; the measurement catches that).
     public static let selected: GemmBackend = {
-        if let forced = ProcessInfo.processInfo.environment["STOKE_GEMM"].flatMap(GemmBackend.init(rawValue:)) { return forced }
+        if let forced = ProcessInfo.processInfo.environment["STOKE_GEMM"].flatMap(GemmBackend.init(rawValue:)), forced.isAvailable { return forced }
         return calibrate()
     }()
 
     /// `selected`, or OpenBLAS when the kernel set in use on this thread lacks what the Stoke kernel
     /// needs (AVX-512F and FMA): what plans and calls use, so a forced lower set never reaches it.
     public static var current: GemmBackend {
-        selected == .stokeAVX512 && stoke_cpu_has(UInt32(STOKE_CPU_FEATURE_AVX512F | STOKE_CPU_FEATURE_FMA)) == 0 ? .openBLAS : selected
+        selected.isAvailable ? selected : .openBLAS
     }
 
     /// OpenBLAS's name for the kernel family it chose (e.g. "SkylakeX", "Haswell", "Prescott").
@@ -35,11 +46,10 @@ public enum GemmBackend: String, Sendable, CaseIterable {
         let (m, n, k) = (128, 256, 512)
         let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
         var c = [Float](repeating: 0, count: m * n)
-        guard unsafe a.withUnsafeBufferPointer({ pa in unsafe b.withUnsafeBufferPointer { pb in unsafe c.withUnsafeMutableBufferPointer { pc in
-            unsafe stoke_sgemm_avx512(0, 0, m, n, k, 1, pa.baseAddress!, k, pb.baseAddress!, n, 0, pc.baseAddress!, n)
-        } } }) == 0 else { return .openBLAS }
+        let candidates = allCases.filter(\.isAvailable)
+        guard candidates.count > 1 else { return .openBLAS }
         var best: [GemmBackend: UInt64] = [:]
-        for backend in [GemmBackend.openBLAS, .stokeAVX512, .openBLAS, .stokeAVX512] {
+        for backend in candidates + candidates {
             let start = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<4 {
                 unsafe a.withUnsafeBufferPointer { pa in unsafe b.withUnsafeBufferPointer { pb in unsafe c.withUnsafeMutableBufferPointer { pc in
@@ -50,7 +60,7 @@ public enum GemmBackend: String, Sendable, CaseIterable {
             let elapsed = DispatchTime.now().uptimeNanoseconds - start
             best[backend] = min(best[backend] ?? .max, elapsed)
         }
-        return (best[.stokeAVX512] ?? .max) < (best[.openBLAS] ?? .max) ? .stokeAVX512 : .openBLAS
+        return candidates.min { (best[$0] ?? .max) < (best[$1] ?? .max) } ?? .openBLAS
     }
 }
 

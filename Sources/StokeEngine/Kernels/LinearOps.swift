@@ -46,18 +46,19 @@ enum LinearOps {
         switch backend {
         case .openBLAS:
             break
-        case .stokeAVX512:
+        case .stokeAVX512, .stokeAVX2:
             let (ta, tb): (Int32, Int32) = (transA ? 1 : 0, transB ? 1 : 0)
             let reluFlag: Int32 = relu ? 1 : 0
+            let kernel = backend == .stokeAVX512 ? stoke_sgemm_avx512_fused : stoke_sgemm_avx2_fused
             GemmSplit.run(m: m, n: n, k: k, threads: threads) { byRows, first, count in
                 if byRows {
                     let aPart = unsafe transA ? a + first : a + first * lda
-                    _ = unsafe stoke_sgemm_avx512_fused(ta, tb, count, n, k, alpha, aPart, lda, b, ldb, beta, y + first * ldy, ldy,
-                                                        rowBias.map { unsafe $0 + first }, columnBias, reluFlag)
+                    _ = unsafe kernel(ta, tb, count, n, k, alpha, aPart, lda, b, ldb, beta, y + first * ldy, ldy,
+                                      rowBias.map { unsafe $0 + first }, columnBias, reluFlag)
                 } else {
                     let bPart = unsafe transB ? b + first * ldb : b + first
-                    _ = unsafe stoke_sgemm_avx512_fused(ta, tb, m, count, k, alpha, a, lda, bPart, ldb, beta, y + first, ldy,
-                                                        rowBias, columnBias.map { unsafe $0 + first }, reluFlag)
+                    _ = unsafe kernel(ta, tb, m, count, k, alpha, a, lda, bPart, ldb, beta, y + first, ldy,
+                                      rowBias, columnBias.map { unsafe $0 + first }, reluFlag)
                 }
             }
         }
@@ -366,7 +367,7 @@ enum LinearOps {
         let pairStride = (2 * plane + 15) / 16 * 16
         let columnBytes = pointwise ? [0] : [colRows, paired ? pairStride : columnStride, 4]
         let backend = GemmBackend.current
-        let parts = backend == .stokeAVX512 ? max(1, min(EngineThreads.current, batch)) : 1
+        let parts = backend != .openBLAS ? max(1, min(EngineThreads.current, batch)) : 1
         let gemmThreads = parts > 1 ? 1 : EngineThreads.current
         let workspaces = try c.workspaces(parts, bytes: columnBytes, "im2col workspace")
         // Constant filters with Stoke's kernel: each group's [groupFilters, colRows] block packed once.

@@ -11,7 +11,8 @@ import StokeStore
 //                  "inputs": [{"name", "elem_type", "shape": [17 | "batch" | null]}], "outputs": [...],
 //                  "nodes": [{"name", "op", "domain", "inputs", "outputs", "attributes": {...}}],
 //                  "tensors": [{"name", "dataset", "dtype", "shape", "dequantize"?}],
-//                  "quantization": "none" | "dynamic" | "static"}
+//                  "quantization": "none" | "dynamic" | "static", "weight_range"?: "s7" | "s8"}
+//                  (weight_range: quantized models; absent in files written before it existed = s8)
 //   @metadata      JSON object of the caller's strings plus "created" and "stoke_version"
 //
 // The graph is the standard ONNX one, before Stoke's load-time fusions (activations and pooling
@@ -60,7 +61,8 @@ extension Model {
         }
         let record = GraphFileRecord(format: Self.graphFileFormat, version: Self.graphFileVersion, opset: Int(opset), name: graph.name,
                                      inputs: graph.inputs.map(GraphFileValue.init), outputs: graph.outputs.map(GraphFileValue.init),
-                                     nodes: nodes, tensors: tensors, quantization: quantization)
+                                     nodes: nodes, tensors: tensors, quantization: quantization,
+                                     weight_range: quantization == "none" ? nil : (weightRange ?? .s8).rawValue)
         var fullMetadata = metadata
         fullMetadata["created"] = fullMetadata["created"] ?? ISO8601DateFormatter().string(from: Date())
         fullMetadata["stoke_version"] = StokeVersion.string
@@ -134,11 +136,15 @@ extension Model {
         guard ["none", "dynamic", "static"].contains(quantization) else {
             throw fail("stoke_model.quantization", "'\(quantization)' is not none, dynamic or static")
         }
+        guard let range = WeightRange(rawValue: record.weight_range ?? WeightRange.s8.rawValue) else {
+            throw fail("stoke_model.weight_range", "'\(record.weight_range ?? "")' is not s7 or s8")
+        }
         var model: Model
         do throws(EngineError) {
             try Model.rejectInternalOperators(graph)
             model = try Model(graph: graph, opset: Int64(record.opset), options: options)
-            if quantization == "dynamic" { model = try model.quantizedDynamic() }
+            if quantization == "dynamic" { model = try model.quantizedDynamic(weightRange: range) }
+            if quantization == "static" { model.weightRange = range }
         } catch {
             throw fail("stoke_model.nodes", error.description)
         }
@@ -159,6 +165,8 @@ extension Model {
             guard case let .string(original)? = node.attributes.removeValue(forKey: "stoke.original_op") else {
                 throw .modelFile(path: path, field: "node '\(node.name)'", detail: "dynamically quantized node without its original operator")
             }
+            let range: WeightRange
+            if case let .string(name)? = node.attributes.removeValue(forKey: WeightRange.attribute) { range = WeightRange(rawValue: name) ?? .s8 } else { range = .s8 }
             node.opType = original
             graph.nodes[index] = node
             let weightName = node.inputs[1]
@@ -167,7 +175,7 @@ extension Model {
             }
             let transB: Bool
             if original == "Gemm", case let .int(value)? = node.attributes["transB"] { transB = value != 0 } else { transB = false }
-            dynamic[weightName] = DynamicWeights(weights, channelAxis: transB ? 0 : 1)
+            dynamic[weightName] = DynamicWeights(weights, channelAxis: transB ? 0 : 1, range: range)
         }
         let quantization = !dynamic.isEmpty ? "dynamic"
             : graph.nodes.contains(where: { $0.opType == "QuantizeLinear" || $0.opType == "DequantizeLinear" }) ? "static" : "none"
@@ -203,7 +211,9 @@ extension Model {
             }
             var transB = false
             if original == "Gemm", case let .int(value)? = node.attributes["transB"] { transB = value != 0 }
-            let quantized = DynamicWeights(weights, channelAxis: transB ? 0 : 1)
+            let range: WeightRange
+            if case let .string(name)? = node.attributes[WeightRange.attribute] { range = WeightRange(rawValue: name) ?? .s8 } else { range = .s8 }
+            let quantized = DynamicWeights(weights, channelAxis: transB ? 0 : 1, range: range)
             // MatMulInteger takes B as [K, N]: a transposed Gemm weight is transposed back once, here.
             let (k, n) = transB ? (weights.shape[1], weights.shape[0]) : (weights.shape[0], weights.shape[1])
             var values = quantized.values
@@ -247,7 +257,8 @@ struct DynamicWeights {
     var scales: [Float]
     var axis: Int
 
-    init(_ weights: Tensor, channelAxis: Int) {
+    init(_ weights: Tensor, channelAxis: Int, range: WeightRange) {
+        let limit = Float(range.largest)
         let source = weights.floats
         let (rows, columns) = (weights.shape[0], weights.shape[1])
         let channels = weights.shape[channelAxis]
@@ -258,11 +269,11 @@ struct DynamicWeights {
         for channel in 0..<channels {
             var largest: Float = 0
             for other in 0..<others { largest = max(largest, abs(source[index(channel, other)])) }
-            let scale = largest > 0 ? largest / 127 : 1
+            let scale = largest > 0 ? largest / limit : 1
             scales[channel] = scale
             for other in 0..<others {
                 let q = (source[index(channel, other)] / scale).rounded(.toNearestOrEven)
-                values[index(channel, other)] = Int8(max(-127, min(127, q)))
+                values[index(channel, other)] = Int8(max(-limit, min(limit, q)))
             }
         }
         self.shape = weights.shape
@@ -440,6 +451,7 @@ private struct GraphFileRecord: Codable {
     var nodes: [GraphFileNode]
     var tensors: [GraphFileTensor]
     var quantization: String?
+    var weight_range: String?
 }
 
 /// A graph input or output; `shape` entries are an extent, a symbolic name, or null (unknown).

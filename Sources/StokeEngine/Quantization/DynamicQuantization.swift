@@ -10,7 +10,8 @@ extension Model {
     /// This model with every Gemm (transA = 0, alpha = 1, bias a constant row or absent) and every
     /// MatMul whose weights are a constant matrix replaced by dynamically quantized INT8 versions; the
     /// other nodes stay FP32. The same semantics as PyTorch's and ONNX Runtime's `quantize_dynamic`.
-    public func quantizedDynamic() throws(EngineError) -> Model {
+    /// Weights use `weightRange` (`.s7` by default: exact and fast u8 x s8 kernels on every CPU).
+    public func quantizedDynamic(weightRange: WeightRange = .s7) throws(EngineError) -> Model {
         var graph = self.graph
         var quantized = 0
         for index in graph.nodes.indices {
@@ -30,12 +31,14 @@ extension Model {
             if case let .string(activation)? = node.attributes[fusedActivationKey], activation != "Relu" { continue }
             graph.nodes[index].attributes["stoke.original_op"] = .string(node.opType)
             graph.nodes[index].opType = dynamicQuantizedLinear
+            graph.nodes[index].attributes[WeightRange.attribute] = .string(weightRange.rawValue)
             quantized += 1
         }
         var options = OptimizationOptions.none
         options.removeDeadNodes = false
         var model = try Model(graph: graph, opset: opset, options: options)
         model.quantizedNodeCount = quantized
+        model.weightRange = weightRange
         return model
     }
 }
@@ -76,18 +79,21 @@ enum QuantizedOps {
         let m = a.shape.dropLast().reduce(1, *)
         let outputShape = Array(a.shape.dropLast()) + [n]
 
-        // Per output channel symmetric s8 weights: scale = max |w| / 127.
+        // Per output channel symmetric weights: scale = max |w| / 63 (s7) or / 127 (s8; nodes without
+        // the attribute, from files written before it existed).
+        let range = WeightRange(rawValue: try c.string(WeightRange.attribute, WeightRange.s8.rawValue)) ?? .s8
+        let limit = Float(range.largest)
         let source = weightTensor.floats
         var scales = [Float](repeating: 1, count: n)
         var quantizedWeights = [Int8](repeating: 0, count: k * n)
         for column in 0..<n {
             var largest: Float = 0
             for row in 0..<k { largest = max(largest, abs(source[transB ? column * k + row : row * n + column])) }
-            let scale = largest > 0 ? largest / 127 : 1
+            let scale = largest > 0 ? largest / limit : 1
             scales[column] = scale
             for row in 0..<k {
                 let value = source[transB ? column * k + row : row * n + column] / scale
-                quantizedWeights[row * n + column] = Int8(max(-127, min(127, value.rounded(.toNearestOrEven))))
+                quantizedWeights[row * n + column] = Int8(max(-limit, min(limit, value.rounded(.toNearestOrEven))))
             }
         }
         var bias: [Float]? = nil

@@ -4,6 +4,8 @@ public struct StaticQuantizationOptions: Sendable {
     public var perChannel = true
     /// Names of Conv/Gemm/MatMul nodes left in FP32 (mixed precision); see `Model.quantizableNodes`.
     public var keepFP32: Set<String> = []
+    /// The weight range (`.s7` by default: exact and fast u8 x s8 kernels on CPUs without VNNI).
+    public var weightRange: WeightRange = .s7
 
     public init() {}
 }
@@ -77,17 +79,18 @@ enum StaticQuantizer {
         return ActivationQuantization(scale: scale, zeroPoint: Int32(max(0, min(255, (-low / scale).rounded(.toNearestOrEven)))))
     }
 
-    /// Symmetric int8 weights in [-127, 127] with one scale per slice along `axis` (or one in all).
-    static func weights(_ tensor: Tensor, axis: Int, perChannel: Bool) -> (values: [Int8], scales: [Float]) {
+    /// Symmetric int8 weights in [-r, r] (r = `range.largest`) with one scale per slice along `axis` (or one in all).
+    static func weights(_ tensor: Tensor, axis: Int, perChannel: Bool, range: WeightRange) -> (values: [Int8], scales: [Float]) {
+        let limit = Float(range.largest)
         let values = tensor.floats
         let channels = perChannel ? tensor.shape[axis] : 1
         let inner = tensor.shape[(axis + 1)...].reduce(1, *)
         func channel(_ index: Int) -> Int { perChannel ? (index / inner) % channels : 0 }
         var largest = [Float](repeating: 0, count: channels)
         for (index, value) in values.enumerated() { largest[channel(index)] = max(largest[channel(index)], abs(value)) }
-        let scales = largest.map { $0 > 0 ? $0 / 127 : 1 }
+        let scales = largest.map { $0 > 0 ? $0 / limit : 1 }
         let quantized = values.enumerated().map { index, value in
-            Int8(max(-127, min(127, (value / scales[channel(index)]).rounded(.toNearestOrEven))))
+            Int8(max(-limit, min(limit, (value / scales[channel(index)]).rounded(.toNearestOrEven))))
         }
         return (quantized, scales)
     }
@@ -192,7 +195,7 @@ extension Model {
             let weightTensor = graph.initializers[weightName]!
             let transB = (StaticQuantizer.int(node, "transB") ?? 0) != 0
             let axis = node.opType == "Conv" || (node.opType == "Gemm" && transB) ? 0 : 1
-            let (values, scales) = StaticQuantizer.weights(weightTensor, axis: axis, perChannel: options.perChannel)
+            let (values, scales) = StaticQuantizer.weights(weightTensor, axis: axis, perChannel: options.perChannel, range: options.weightRange)
             let weightKey = "\(weightName)|\(axis)"
             let dequantizedWeights: String
             if let existing = quantizedWeights[weightKey] {
@@ -240,6 +243,7 @@ extension Model {
         GraphPasses.removeDeadNodes(&graph)
         var model = try Model(graph: graph, opset: opset)
         model.quantizedNodeCount = points.count
+        model.weightRange = options.weightRange
         return model
     }
 
