@@ -83,6 +83,12 @@ public final class Session {
         guard shapes.count == model.inputs.count, types.count == model.inputs.count else {
             throw EngineError.badInput("\(shapes.count) input shapes for \(model.inputs.count) inputs")
         }
+        // Shapes asked about (costs, memory plans: a model's declared extents) are bounded like tensors,
+        // so the planners' shape arithmetic on them cannot overflow.
+        for (index, shape) in shapes.enumerated()
+        where shape.contains(where: { $0 < 0 || $0 > maximumElementCount }) || elementCount(shape) > maximumElementCount {
+            throw EngineError.badInput("'\(model.inputs[index].name)' has shape \(shape): negative or more than \(maximumElementCount) elements")
+        }
         let plan = try ExecutionPlan(graph: model.graph, opset: model.opset, inputShapes: shapes, inputTypes: types,
                                      inputConstants: integerInputs, budget: memoryBudget, shapesOnly: shapesOnly)
         if shapesOnly { return plan }

@@ -218,7 +218,7 @@ struct Run: ParsableCommand {
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
                 document["repeat"] = repeatCount
                 document["seconds"] = seconds
-                document["samples_per_s"] = Double(repeatCount * batch) / max(seconds, 1e-9)
+                document["samples_per_s"] = Double(repeatCount) * Double(batch) / max(seconds, 1e-9)
             }
             var profileRows: [[String: Any]] = []
             if profile {

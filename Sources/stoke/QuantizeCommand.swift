@@ -73,7 +73,7 @@ struct Quantize: ParsableCommand {
                 throw UsageError("--mode static needs --calibrate STORE (a store of representative inputs to observe activation ranges) or --qat STORE")
             }
             if qat != nil, calibrate != nil { throw UsageError("--qat learns the activation ranges: drop --calibrate") }
-            guard epochs > 0, lr > 0 else { throw UsageError("--epochs and --lr must be positive") }
+            guard epochs > 0, lr > 0, lr.isFinite else { throw UsageError("--epochs and --lr must be positive (and --lr finite)") }
         case .dynamic:
             for (flag, given) in [("--calibrate", calibrate != nil), ("--qat", qat != nil), ("--keep-fp32", keepFP32 != nil), ("--max-accuracy-drop", maxAccuracyDrop != nil),
                                   ("--per-tensor", perTensor)] where given {

@@ -69,6 +69,42 @@ struct MemoryBudgetTests {
         }
     }
 
+    @Test("outputs that each fit but together exceed the budget are refused for the plan as a whole")
+    func wholeArena() throws {
+        let relu = Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["a"])
+        let neg = Node(name: "neg", opType: "Neg", inputs: ["x"], outputs: ["b"])
+        let model = try Model(graph: GraphBuilding.graph([relu, neg], inputs: ["x"], outputs: ["a", "b"]), opset: 13)
+        let x = Tensor(shape: [1, 150_000], floats: [Float](repeating: 1, count: 150_000))
+        let small = MemoryBudget(bytes: 1 << 20)
+        do {
+            _ = try Session(model: model, memoryBudget: small).run(["x": x])
+            Issue.record("no error")
+        } catch {
+            let described = "\(error)"
+            if case let .memoryBudget(op, node, budget) = error {
+                #expect(op.isEmpty && node.isEmpty && budget.requestedBytes >= 1_200_000 && budget.budgetBytes == 1 << 20)
+            } else {
+                Issue.record("expected a memory budget error, got \(described)")
+            }
+            #expect(described.hasPrefix("the activations of 'test' for input shapes [1, 150000] needs 1.1 MiB"), "\(described)")
+        }
+        #expect(try Session(model: model, memoryBudget: MemoryBudget(bytes: 2 << 20)).run(["x": x])["b"]?.floats.first == -1)
+    }
+
+    @Test("declared input extents beyond any tensor, and Tile repeats that overflow, are refused instead of trapping")
+    func overflowingShapes() throws {
+        let tile = Node(name: "tile", opType: "Tile", inputs: ["x", "r"], outputs: ["y"])
+        let model = try Model(graph: GraphBuilding.graph([tile], inputs: ["x"], outputs: ["y"],
+                                                         initializers: ["r": Tensor(shape: [2], int64s: [1, 1 << 40])]), opset: 13)
+        let session = Session(model: model, memoryBudget: Self.budget)
+        #expect(throws: EngineError.shapeMismatch(op: "Tile", node: "tile", detail: "repeats [1, 1099511627776] of shape [1, 1073741824] overflow")) {
+            try session.costs(inputShapes: ["x": [1, 1 << 30]])
+        }
+        #expect(throws: EngineError.badInput("'x' has shape [1, 4611686018427387904]: negative or more than 17179869184 elements")) {
+            try session.memoryPlan(inputShapes: ["x": [1, 1 << 62]])
+        }
+    }
+
     @Test("costs and memory plans are planned for shapes only: a 19 GB Pad is described, not allocated")
     func shapesOnlyPlanning() throws {
         let pad = Node(name: "pad", opType: "Pad", inputs: ["x", "p"], outputs: ["y"])

@@ -408,7 +408,13 @@ enum ShapeOps {
         let repeats = intValues(t)
         guard repeats.count == x.shape.count, repeats.allSatisfy({ $0 >= 0 }) else { throw c.fail("repeats \(repeats) for rank \(x.shape.count)") }
         guard x.shape.count <= 4 else { throw c.unsupported("Tile of rank \(x.shape.count) (4 at most)") }
-        let shape = try c.checkedShape(zip(x.shape, repeats).map { $0 * $1 })
+        var tiled: [Int] = []
+        for (extent, count) in zip(x.shape, repeats) {
+            let (product, overflow) = extent.multipliedReportingOverflow(by: count)
+            guard !overflow else { throw c.fail("repeats \(repeats) of shape \(x.shape) overflow") }
+            tiled.append(product)
+        }
+        let shape = try c.checkedShape(tiled)
         let dense = denseStrides(x.shape)
         var viewShape: [Int] = [], viewStrides: [Int64] = []
         for axis in x.shape.indices {
