@@ -141,6 +141,53 @@ public final class StoreWriter {
     /// store to `path`. On error the temporary file is removed and nothing appears at `path`.
     @discardableResult
     public func finish() throws(StoreError) -> StoreSummary {
+        try StoreWriter.finishTogether([self])[0]
+    }
+
+    /// Finishes several writers as one output (a train and a validation store): every store is completed
+    /// and synced under its temporary name first, then all are renamed into place. If any step fails, no
+    /// path changes: stores already renamed are taken back and the files they replaced are restored, and
+    /// every temporary file is removed.
+    @discardableResult
+    public static func finishTogether(_ writers: [StoreWriter]) throws(StoreError) -> [StoreSummary] {
+        var summaries: [StoreSummary] = []
+        do throws(StoreError) {
+            for writer in writers { summaries.append(try writer.prepare()) }
+        } catch {
+            for writer in writers { writer.abandon() }
+            throw error
+        }
+        // Keep each file being replaced under a second name (a hard link) until all renames succeeded.
+        var replaced: [(path: String, backup: String?)] = []
+        func rollBack() {
+            for (path, backup) in replaced.reversed() {
+                if let backup { unsafe rename(backup, path) } else { unsafe unlink(path) }
+            }
+            for writer in writers { writer.abandon() }
+        }
+        for writer in writers {
+            var backup: String?
+            var status = stat()
+            if unsafe lstat(writer.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG {
+                let name = writer.path + ".replaced-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+                if unsafe link(writer.path, name) == 0 { backup = name }
+            }
+            guard unsafe rename(writer.temporaryPath, writer.path) == 0 else {
+                let error = StoreError.io(path: writer.path, operation: "rename from \(writer.temporaryPath)", message: systemError())
+                if let backup { unsafe unlink(backup) }
+                rollBack()
+                throw error
+            }
+            replaced.append((writer.path, backup))
+        }
+        for (_, backup) in replaced { if let backup { unsafe unlink(backup) } }
+        for writer in writers { writer.finished = true }
+        return summaries
+    }
+
+    /// Completes the store under its temporary name (chunks, schema, index, fsync); `finishTogether`
+    /// renames it. On error the temporary file is removed.
+    private func prepare() throws(StoreError) -> StoreSummary {
         guard !finished else { throw .invalidArgument("\(path): finish called twice") }
         do throws(StoreError) {
             for index in fields.indices where fields[index].stagedRows > 0 {
@@ -152,9 +199,7 @@ public final class StoreWriter {
                 throw StoreError.invalidArgument(
                     "fields differ in sample count: '\(fields[0].spec.name)' has \(counts[0]), '\(mismatch.spec.name)' has \(mismatch.rowsWritten)")
             }
-            let summary = try complete(samples: counts[0])
-            finished = true
-            return summary
+            return try complete(samples: counts[0])
         } catch {
             abandon()
             throw error
@@ -200,9 +245,6 @@ public final class StoreWriter {
         _ = consume root
         try HDF5.close(file, context)
         try syncFile(temporaryPath)
-        guard unsafe rename(temporaryPath, path) == 0 else {
-            throw .io(path: path, operation: "rename from \(temporaryPath)", message: systemError())
-        }
         return summary
     }
 
