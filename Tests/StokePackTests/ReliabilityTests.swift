@@ -105,4 +105,27 @@ struct PackReliabilityTests {
         let left = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
         #expect(left == ["train.h5", "val.h5"], "\(left)")
     }
+
+    @Test("r15: a store with a corrupt chunk is not 'up to date' for the same command and sources")
+    func upToDateChecksChunks() throws {
+        let directory = scratchDirectory("stoke-r15")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/s.h5"
+        let source = MemoryArray(path: "x", dtype: .f32, shape: [200, 64], values: (0..<(200 * 64)).map { Float($0 % 97) })
+        let sources = [SourceRecord(path: "x.npy", bytes: 1, sha256: "00")]
+        let arguments = ["pack", "--from", "npy", "x.npy", "-o", path]
+        let provenance = ProvenanceDocument(arguments: arguments, command: "stoke", sources: sources).json()
+        _ = try ArrayPacker.pack(fields: [PackField(name: "data", source: source)], to: path, options: StoreWriteOptions(), metadata: [("provenance", provenance)])
+        #expect(ExistingStore.check(path: path, arguments: arguments, sources: sources) == .upToDate)
+        let offset = try #require(try Store(path: path).field("data").chunkIndex?.first?.offset)
+        var bytes = try readBytes(path)
+        bytes[Int(offset) + 100] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let state = ExistingStore.check(path: path, arguments: arguments, sources: sources)
+        guard case .stale(let reason) = state else {
+            Issue.record("expected stale, got \(state)")
+            return
+        }
+        #expect(reason.contains("damaged") && reason.contains("chunk 0"), "\(reason)")
+    }
 }
