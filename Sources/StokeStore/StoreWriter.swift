@@ -79,7 +79,14 @@ public final class StoreWriter {
         let directory = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         temporaryPath = (directory.isEmpty ? "" : directory + "/") + "\(base).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let file = try HDF5.createFile(temporaryPath)
+        PartialFiles.register(temporaryPath)
+        let file: H5File
+        do throws(StoreError) {
+            file = try HDF5.createFile(temporaryPath)
+        } catch {
+            PartialFiles.unregister(temporaryPath)
+            throw error
+        }
         var writers: [FieldWriter] = []
         do throws(StoreError) {
             for spec in specs {
@@ -88,6 +95,7 @@ public final class StoreWriter {
         } catch {
             _ = file.close()
             unsafe unlink(temporaryPath)
+            PartialFiles.unregister(temporaryPath)
             throw error
         }
         self.file = consume file
@@ -157,11 +165,19 @@ public final class StoreWriter {
             for writer in writers { writer.abandon() }
             throw error
         }
+        // An interrupt waits for the renames (or their rollback) to end.
+        PartialFiles.commitLock.lock()
+        defer { PartialFiles.commitLock.unlock() }
         // Keep each file being replaced under a second name (a hard link) until all renames succeeded.
         var replaced: [(path: String, backup: String?)] = []
         func rollBack() {
             for (path, backup) in replaced.reversed() {
-                if let backup { unsafe rename(backup, path) } else { unsafe unlink(path) }
+                if let backup {
+                    unsafe rename(backup, path)
+                    PartialFiles.unregister(backup)
+                } else {
+                    unsafe unlink(path)
+                }
             }
             for writer in writers { writer.abandon() }
         }
@@ -170,17 +186,27 @@ public final class StoreWriter {
             var status = stat()
             if unsafe lstat(writer.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG {
                 let name = writer.path + ".replaced-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-                if unsafe link(writer.path, name) == 0 { backup = name }
+                PartialFiles.register(name)
+                if unsafe link(writer.path, name) == 0 { backup = name } else { PartialFiles.unregister(name) }
             }
             guard unsafe rename(writer.temporaryPath, writer.path) == 0 else {
                 let error = StoreError.io(path: writer.path, operation: "rename from \(writer.temporaryPath)", message: systemError())
-                if let backup { unsafe unlink(backup) }
+                if let backup {
+                    unsafe unlink(backup)
+                    PartialFiles.unregister(backup)
+                }
                 rollBack()
                 throw error
             }
+            PartialFiles.unregister(writer.temporaryPath)
             replaced.append((writer.path, backup))
         }
-        for (_, backup) in replaced { if let backup { unsafe unlink(backup) } }
+        for (_, backup) in replaced {
+            if let backup {
+                unsafe unlink(backup)
+                PartialFiles.unregister(backup)
+            }
+        }
         for writer in writers { writer.finished = true }
         return summaries
     }
@@ -261,6 +287,7 @@ public final class StoreWriter {
         for writer in fields { writer.closeDataset() }
         if let file = file.take() { _ = file.close() }
         unsafe unlink(temporaryPath)
+        PartialFiles.unregister(temporaryPath)
         finished = true
     }
 

@@ -61,4 +61,39 @@ struct StoreReliabilityCLITests {
         let left = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains(".h5") }
         #expect(left.isEmpty, "\(left)")
     }
+
+    @Test("r20: SIGINT and SIGTERM during pack remove the partial file (exit 130, 143); a dead process's partials are removed next run")
+    func interruptedPackCleansUp() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try makeArrays(directory, rows: 400_000)
+        func partials() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.contains(".partial-") }
+        }
+        for (signalNumber, expected) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: stokeBinary)
+            process.arguments = ["pack", "--from", "npy", "\(directory)/x.npy", "-o", "\(directory)/o.h5", "--force", "--codec", "deflate:9"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(60)
+            while partials().isEmpty && process.isRunning && Date() < deadline { usleep(5_000) }
+            try #require(!partials().isEmpty, "the pack never started writing")
+            kill(process.processIdentifier, signalNumber)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == expected, "signal \(signalNumber): status \(process.terminationStatus)")
+            #expect(partials().isEmpty, "\(partials())")
+            #expect(!FileManager.default.fileExists(atPath: "\(directory)/o.h5"))
+        }
+        // A partial left by a process that no longer exists (a SIGKILL) is removed by the next run, which says so.
+        var dead: Int32 = 4_000_000
+        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        let stale = "\(directory)/s.h5.partial-\(dead)-12345"
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: stale))
+        let small = try execute(stokeBinary, ["pack", "--from", "npy", "\(directory)/y.npy", "-o", "\(directory)/s.h5"])
+        #expect(small.status == 0, "\(small.stderr)")
+        #expect(small.stderr.contains("removed \(stale), left by process \(dead)"), "\(small.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: stale))
+    }
 }
