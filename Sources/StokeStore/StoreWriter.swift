@@ -235,7 +235,8 @@ public final class StoreWriter {
     private func complete(samples: Int) throws(StoreError) -> StoreSummary {
         compressor.shutdown()
         guard let file = file.take() else { throw .invalidArgument("\(path): store already closed") }
-        let context = H5Context(path: temporaryPath)
+        // Errors name the output path: the temporary file is removed when they are thrown.
+        let context = H5Context(path: path)
         let schema = StoreSchema(
             samples: samples,
             fields: fields.map {
