@@ -88,8 +88,9 @@ public enum ArrayPacker {
         for (name, json) in metadata { try writer.setMetadata(name, json: json) }
         if let validation, let validationWriter {
             for (name, json) in validation.metadata { try validationWriter.setMetadata(name, json: json) }
-            let held = try validationWriter.finish()
-            return (try writer.finish(), held)
+            // Both stores appear together or neither does.
+            let summaries = try StoreWriter.finishTogether([writer, validationWriter])
+            return (summaries[0], summaries[1])
         }
         return (try writer.finish(), nil)
     }

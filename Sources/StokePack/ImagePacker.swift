@@ -166,15 +166,16 @@ public enum ImagePacker {
             throw SourceError(path: path, reason: "no image of the \(list.paths.count) in \(list.root) was usable for this store (all skipped or all held out for validation)")
         }
         for (name, json) in metadata("train", skipped) { try writer.setMetadata(name, json: json) }
-        var held: StoreSummary?
         if let validation {
             guard let validationWriter = writers[1] else {
                 throw SourceError(path: validation.path, reason: "the split holds out none of the usable images; raise the validation fraction")
             }
             for (name, json) in metadata("validation", skipped) { try validationWriter.setMetadata(name, json: json) }
-            held = try validationWriter.finish()
+            // Both stores appear together or neither does.
+            let summaries = try StoreWriter.finishTogether([writer, validationWriter])
+            return Result(summary: summaries[0], validation: summaries[1], skipped: skipped)
         }
-        return Result(summary: try writer.finish(), validation: held, skipped: skipped)
+        return Result(summary: try writer.finish(), validation: nil, skipped: skipped)
     }
 
     struct Sample: Sendable {

@@ -119,9 +119,10 @@ public struct ProvenanceDocument: Codable, Equatable, Sendable {
 public enum ExistingStore: Equatable, Sendable {
     /// Nothing there: write it.
     case absent
-    /// Made by the same arguments from sources with the same hashes, by this Stoke version: do nothing.
+    /// Made by the same arguments from sources with the same hashes, by this Stoke version, and every
+    /// chunk reads back (checksums checked where the store has them): do nothing.
     case upToDate
-    /// Made by the same arguments, but a source changed (named in the reason): rebuild it.
+    /// Made by the same arguments, but a source changed or the store is damaged (named in the reason): rebuild it.
     case stale(String)
     /// Something else is there (another command's store, or not a store): refuse without `--force`. The
     /// reason does not repeat the path.
@@ -130,7 +131,7 @@ public enum ExistingStore: Equatable, Sendable {
     /// Compares the store at `path` with what this run would write.
     public static func check(path: String, arguments: [String], sources: [SourceRecord]) -> ExistingStore {
         guard FileManager.default.fileExists(atPath: path) else { return .absent }
-        guard let store = try? Store(path: path), let text = store.attributes["provenance"],
+        guard let store = try? Store(path: path, options: StoreReadOptions(verifyChecksums: true)), let text = store.attributes["provenance"],
               let recorded = ProvenanceDocument.parse(text) else {
             return .different("already exists and has no Stoke provenance")
         }
@@ -144,6 +145,15 @@ public enum ExistingStore: Equatable, Sendable {
             return .stale("\(source.path) changed since the store was made")
         }
         if recorded.sources.count != sources.count { return .stale("the set of sources changed") }
+        // Same command and sources: the store itself must still be whole (one pass over its chunks,
+        // checksums on), or a damaged store would be kept as "up to date".
+        for field in store.fields {
+            do throws(StoreError) {
+                _ = try field.check()
+            } catch {
+                return .stale("its data is damaged (\(error))")
+            }
+        }
         return .upToDate
     }
 }

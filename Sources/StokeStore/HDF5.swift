@@ -1,4 +1,5 @@
 import CHDF5
+import Foundation
 
 // The one file that calls the HDF5 C library. Every call goes through `check` so a failure becomes a
 // typed `StoreError.hdf5` carrying the library's error stack, the file and the object name. Handles are
@@ -49,7 +50,11 @@ struct H5Context: Sendable {
 
 enum HDF5 {
     /// Silences the library's own error printing and registers Stoke's LZ4 filter, once per process.
+    /// First of all it turns off the library's atexit handler: after a failed write (a full disk), the
+    /// library's own shutdown flushed the failed file again and crashed (issue 19 r01). Stoke closes every
+    /// handle itself, and a file whose close failed is removed anyway, so nothing is left to do at exit.
     static let ready: Void = {
+        _ = H5dont_atexit()
         chdf5_silence_errors()
         LZ4Filter.register()
     }()
@@ -71,7 +76,17 @@ enum HDF5 {
         unsafe _ = H5Ewalk2(0, H5E_WALK_DOWNWARD, walker, Unmanaged.passUnretained(messages).toOpaque())
         _ = H5Eclear2(0)
         withExtendedLifetime(messages) {}
-        return messages.lines.isEmpty ? "no message from the library" : messages.lines.prefix(3).joined(separator: "; ")
+        guard !messages.lines.isEmpty else { return "no message from the library" }
+        // The outer three say what failed; a system error (a full disk: errno 28) lies deeper: add it.
+        var shown = Array(messages.lines.prefix(3))
+        if !shown.contains(where: { $0.contains("errno =") }),
+           let system = messages.lines.dropFirst(3).first(where: { $0.contains("errno =") }),
+           let start = system.range(of: "error message = '"),
+           let end = system[start.upperBound...].firstIndex(of: "'") {
+            let number = system.range(of: "errno = ").map { system[$0.upperBound...].prefix { $0.isNumber } } ?? ""
+            shown.append("system error: \(system[start.upperBound..<end]) (errno \(number))")
+        }
+        return shown.joined(separator: "; ")
     }
 
     static func failure(_ call: String, _ context: H5Context) -> StoreError {

@@ -79,7 +79,14 @@ public final class StoreWriter {
         let directory = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         temporaryPath = (directory.isEmpty ? "" : directory + "/") + "\(base).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let file = try HDF5.createFile(temporaryPath)
+        PartialFiles.register(temporaryPath)
+        let file: H5File
+        do throws(StoreError) {
+            file = try HDF5.createFile(temporaryPath)
+        } catch {
+            PartialFiles.unregister(temporaryPath)
+            throw error
+        }
         var writers: [FieldWriter] = []
         do throws(StoreError) {
             for spec in specs {
@@ -88,6 +95,7 @@ public final class StoreWriter {
         } catch {
             _ = file.close()
             unsafe unlink(temporaryPath)
+            PartialFiles.unregister(temporaryPath)
             throw error
         }
         self.file = consume file
@@ -141,6 +149,71 @@ public final class StoreWriter {
     /// store to `path`. On error the temporary file is removed and nothing appears at `path`.
     @discardableResult
     public func finish() throws(StoreError) -> StoreSummary {
+        try StoreWriter.finishTogether([self])[0]
+    }
+
+    /// Finishes several writers as one output (a train and a validation store): every store is completed
+    /// and synced under its temporary name first, then all are renamed into place. If any step fails, no
+    /// path changes: stores already renamed are taken back and the files they replaced are restored, and
+    /// every temporary file is removed.
+    @discardableResult
+    public static func finishTogether(_ writers: [StoreWriter]) throws(StoreError) -> [StoreSummary] {
+        var summaries: [StoreSummary] = []
+        do throws(StoreError) {
+            for writer in writers { summaries.append(try writer.prepare()) }
+        } catch {
+            for writer in writers { writer.abandon() }
+            throw error
+        }
+        // An interrupt waits for the renames (or their rollback) to end.
+        PartialFiles.commitLock.lock()
+        defer { PartialFiles.commitLock.unlock() }
+        // Keep each file being replaced under a second name (a hard link) until all renames succeeded.
+        var replaced: [(path: String, backup: String?)] = []
+        func rollBack() {
+            for (path, backup) in replaced.reversed() {
+                if let backup {
+                    unsafe rename(backup, path)
+                    PartialFiles.unregister(backup)
+                } else {
+                    unsafe unlink(path)
+                }
+            }
+            for writer in writers { writer.abandon() }
+        }
+        for writer in writers {
+            var backup: String?
+            var status = stat()
+            if unsafe lstat(writer.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG {
+                let name = writer.path + ".replaced-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+                PartialFiles.register(name)
+                if unsafe link(writer.path, name) == 0 { backup = name } else { PartialFiles.unregister(name) }
+            }
+            guard unsafe rename(writer.temporaryPath, writer.path) == 0 else {
+                let error = StoreError.io(path: writer.path, operation: "rename from \(writer.temporaryPath)", message: systemError())
+                if let backup {
+                    unsafe unlink(backup)
+                    PartialFiles.unregister(backup)
+                }
+                rollBack()
+                throw error
+            }
+            PartialFiles.unregister(writer.temporaryPath)
+            replaced.append((writer.path, backup))
+        }
+        for (_, backup) in replaced {
+            if let backup {
+                unsafe unlink(backup)
+                PartialFiles.unregister(backup)
+            }
+        }
+        for writer in writers { writer.finished = true }
+        return summaries
+    }
+
+    /// Completes the store under its temporary name (chunks, schema, index, fsync); `finishTogether`
+    /// renames it. On error the temporary file is removed.
+    private func prepare() throws(StoreError) -> StoreSummary {
         guard !finished else { throw .invalidArgument("\(path): finish called twice") }
         do throws(StoreError) {
             for index in fields.indices where fields[index].stagedRows > 0 {
@@ -152,9 +225,7 @@ public final class StoreWriter {
                 throw StoreError.invalidArgument(
                     "fields differ in sample count: '\(fields[0].spec.name)' has \(counts[0]), '\(mismatch.spec.name)' has \(mismatch.rowsWritten)")
             }
-            let summary = try complete(samples: counts[0])
-            finished = true
-            return summary
+            return try complete(samples: counts[0])
         } catch {
             abandon()
             throw error
@@ -164,7 +235,8 @@ public final class StoreWriter {
     private func complete(samples: Int) throws(StoreError) -> StoreSummary {
         compressor.shutdown()
         guard let file = file.take() else { throw .invalidArgument("\(path): store already closed") }
-        let context = H5Context(path: temporaryPath)
+        // Errors name the output path: the temporary file is removed when they are thrown.
+        let context = H5Context(path: path)
         let schema = StoreSchema(
             samples: samples,
             fields: fields.map {
@@ -200,9 +272,6 @@ public final class StoreWriter {
         _ = consume root
         try HDF5.close(file, context)
         try syncFile(temporaryPath)
-        guard unsafe rename(temporaryPath, path) == 0 else {
-            throw .io(path: path, operation: "rename from \(temporaryPath)", message: systemError())
-        }
         return summary
     }
 
@@ -219,6 +288,7 @@ public final class StoreWriter {
         for writer in fields { writer.closeDataset() }
         if let file = file.take() { _ = file.close() }
         unsafe unlink(temporaryPath)
+        PartialFiles.unregister(temporaryPath)
         finished = true
     }
 

@@ -137,6 +137,13 @@ struct Pack: ParsableCommand {
         do {
             let started = Date()
             let arguments = Array(CommandLine.arguments.dropFirst())
+            // Partial files of packs that were killed (their process is gone) are removed, and said so.
+            for path in [output] + (valOutput.map { [$0] } ?? []) {
+                for stale in PartialFiles.removeStale(near: path) {
+                    FileHandle.standardError.write(Data(
+                        "stoke: removed \(escapedForTerminal(stale.path)), left by process \(stale.pid) which is no longer running\n".utf8))
+                }
+            }
             let imageList = from == .images ? try shard?.imageList ?? imageListFromInput() : nil
             let sources = try sourceRecords(imageList: imageList)
             var overwrite = force

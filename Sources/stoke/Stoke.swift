@@ -24,6 +24,8 @@ struct Stoke: ParsableCommand {
 
 /// Runs a command body; any error becomes one line on stderr and exit status 1.
 func reportingErrors(_ body: () throws -> Void) throws {
+    // Ctrl-C and SIGTERM remove the partial files of writers in progress (exit 130 / 143).
+    PartialFiles.installSignalHandlers()
     do {
         try body()
     } catch let exit as ExitCode {

@@ -72,4 +72,60 @@ struct PackReliabilityTests {
         #expect(!text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, "\(text.debugDescription)")
         #expect(text.contains("\\e[31mRED\\e[0m\\e]0;title\\u{7}"))
     }
+
+    @Test("r10: with a validation store, both stores appear together or neither; a failed rename restores what was there")
+    func validationPairIsAtomic() throws {
+        let directory = scratchDirectory("stoke-r10")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let values = (0..<(200 * 8)).map { Float($0) }
+        let source = MemoryArray(path: "x", dtype: .f32, shape: [200, 8], values: values)
+        var options = StoreWriteOptions()
+        options.overwrite = true
+        func pack(fraction: Double) throws {
+            _ = try ArrayPacker.pack(
+                fields: [PackField(name: "data", source: source)], to: directory + "/train.h5", options: options, metadata: [],
+                validation: .init(split: SampleSplit(fraction: fraction), path: directory + "/val.h5", metadata: []))
+        }
+        try pack(fraction: 0.2)
+        let train = try readBytes(directory + "/train.h5"), val = try readBytes(directory + "/val.h5")
+
+        // The validation path cannot be replaced: train.h5, renamed first, is put back.
+        try FileManager.default.removeItem(atPath: directory + "/val.h5")
+        try FileManager.default.createDirectory(atPath: directory + "/val.h5/keep", withIntermediateDirectories: true)
+        #expect(throws: StoreError.self) { try pack(fraction: 0.3) }
+        #expect(try readBytes(directory + "/train.h5") == train)
+        try FileManager.default.removeItem(atPath: directory + "/val.h5")
+        try Data(val).write(to: URL(fileURLWithPath: directory + "/val.h5"))
+
+        // The train path cannot be replaced: val.h5 is left as it was.
+        try FileManager.default.removeItem(atPath: directory + "/train.h5")
+        try FileManager.default.createDirectory(atPath: directory + "/train.h5/keep", withIntermediateDirectories: true)
+        #expect(throws: StoreError.self) { try pack(fraction: 0.3) }
+        #expect(try readBytes(directory + "/val.h5") == val)
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        #expect(left == ["train.h5", "val.h5"], "\(left)")
+    }
+
+    @Test("r15: a store with a corrupt chunk is not 'up to date' for the same command and sources")
+    func upToDateChecksChunks() throws {
+        let directory = scratchDirectory("stoke-r15")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/s.h5"
+        let source = MemoryArray(path: "x", dtype: .f32, shape: [200, 64], values: (0..<(200 * 64)).map { Float($0 % 97) })
+        let sources = [SourceRecord(path: "x.npy", bytes: 1, sha256: "00")]
+        let arguments = ["pack", "--from", "npy", "x.npy", "-o", path]
+        let provenance = ProvenanceDocument(arguments: arguments, command: "stoke", sources: sources).json()
+        _ = try ArrayPacker.pack(fields: [PackField(name: "data", source: source)], to: path, options: StoreWriteOptions(), metadata: [("provenance", provenance)])
+        #expect(ExistingStore.check(path: path, arguments: arguments, sources: sources) == .upToDate)
+        let offset = try #require(try Store(path: path).field("data").chunkIndex?.first?.offset)
+        var bytes = try readBytes(path)
+        bytes[Int(offset) + 100] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let state = ExistingStore.check(path: path, arguments: arguments, sources: sources)
+        guard case .stale(let reason) = state else {
+            Issue.record("expected stale, got \(state)")
+            return
+        }
+        #expect(reason.contains("damaged") && reason.contains("chunk 0"), "\(reason)")
+    }
 }
