@@ -48,7 +48,7 @@ public final class MemoryLimit {
                 try "\(bytes)".write(toFile: child + "/memory.max", atomically: false, encoding: .utf8)
                 try "\(getpid())".write(toFile: child + "/cgroup.procs", atomically: false, encoding: .utf8)
             } catch {
-                _ = rmdir(child)
+                _ = unsafe rmdir(child)
                 throw error
             }
             directory = child
@@ -66,6 +66,6 @@ public final class MemoryLimit {
     public func release() {
         guard let cgroupDirectory, let parentProcs else { return }
         try? "\(getpid())".write(toFile: parentProcs, atomically: false, encoding: .utf8)
-        _ = rmdir(cgroupDirectory)
+        _ = unsafe rmdir(cgroupDirectory)
     }
 }

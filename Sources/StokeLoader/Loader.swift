@@ -85,7 +85,8 @@ public struct LoaderStats: Sendable, Equatable {
     /// Gathering rows into batch buffers, with conversion and normalization.
     public var gatherSeconds = 0.0
     public var waitSeconds = 0.0
-    /// Workers' time blocked for want of work: every batch allowed by `prefetch` taken, or no free buffer.
+    /// Workers' time blocked for want of work: every batch allowed by `prefetch` taken, no free buffer,
+    /// or none left in the epoch while the consumer takes the last ones.
     public var workerIdleSeconds = 0.0
     /// Workers' time waiting for a chunk another worker was decoding.
     public var chunkWaitSeconds = 0.0
@@ -513,8 +514,13 @@ public struct BatchFieldLayout: Sendable, Equatable {
             guard failure == nil, let plan, nextDispatch < endBatch, nextDispatch < nextConsume + options.prefetch,
                   let slot = freeSlots.popLast() else {
                 let idleStart = ContinuousClock.now
+                let waitGeneration = generation
                 condition.wait()
-                if self.plan != nil && nextDispatch < endBatch { stats.workerIdleSeconds += (ContinuousClock.now - idleStart).seconds }
+                // Idle within one running epoch (the end of an epoch included: every batch dispatched,
+                // the consumer still taking the last ones); not the time between epochs.
+                if generation == waitGeneration && self.plan != nil && endBatch > 0 {
+                    stats.workerIdleSeconds += (ContinuousClock.now - idleStart).seconds
+                }
                 continue
             }
             let number = nextDispatch

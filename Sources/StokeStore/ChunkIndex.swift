@@ -2,7 +2,7 @@
 public struct ChunkLocation: Sendable, Equatable {
     /// File offset of the first stored byte.
     public var offset: UInt64
-    /// Stored (filtered) size in bytes; 0 for a chunk that was never written (reads as zeros).
+    /// Stored (filtered) size in bytes; 0 for a chunk that was never written (reads as the fill value).
     public var size: UInt64
     /// HDF5 filter mask: bit `i` set means pipeline stage `i` was skipped for this chunk.
     public var filterMask: UInt32

@@ -19,7 +19,9 @@ public struct StoreReadOptions: Sendable {
 /// or by other tools (h5py + hdf5plugin with LZ4, gzip, shuffle or no filter; chunked or contiguous).
 ///
 /// Chunk bytes come from a memory map through the chunk address index and are decoded outside the HDF5
-/// lock; stores without an index fall back to H5Dread_chunk. Safe to share between threads.
+/// lock. The index is the file's chunk B-tree, scanned when the store is opened (a persisted
+/// `_stoke_index` is used only when it equals the scan); layouts the scanner does not read fall back to
+/// H5Dread_chunk. Safe to share between threads.
 public final class Store: @unchecked Sendable {
     // Immutable after init. HDF5 calls on `file` are serialized by the library's global lock.
     public let path: String
