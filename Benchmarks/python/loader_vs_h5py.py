@@ -106,6 +106,15 @@ def c_loop(path, args, folder):
     return float(result.stdout)
 
 
+class Rates(dict):
+    """Results by name, each printed to stderr as it is measured (the h5py runs take minutes)."""
+
+    def __setitem__(self, name, rate):
+        super().__setitem__(name, rate)
+        if rate is not None:
+            print(f"measured {name}: {rate:,.0f} samples/s", file=sys.stderr, flush=True)
+
+
 class H5Samples:
     """A map-style dataset reading one sample per __getitem__ from h5py (the usual PyTorch recipe).
     `chunk_cache` is the image dataset's HDF5 chunk cache in bytes (None: the library's default, a few MiB:
@@ -146,7 +155,7 @@ def h5py_rates(path, args, torch):
     dataset = H5Samples(path)
     cached = H5Samples(path, chunk_cache=256 << 20)
     limit = args.h5py_samples
-    rates = {}
+    rates = Rates()
     if torch is not None:
         from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
         for workers in sorted({0, args.workers}):
@@ -236,8 +245,8 @@ def main():
     parser.add_argument("--prefetch", type=int, default=4)
     parser.add_argument("--order", default="chunk-shuffle")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per loader measurement")
-    parser.add_argument("--h5py-samples", type=int, default=20480, help="samples read per h5py shuffled measurement")
-    parser.add_argument("--train-samples", type=int, default=20480, help="samples per training measurement")
+    parser.add_argument("--h5py-samples", type=int, default=5120, help="samples read per h5py shuffled measurement")
+    parser.add_argument("--train-samples", type=int, default=10240, help="samples per training measurement")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     try:
@@ -260,7 +269,7 @@ def main():
         results = {"store": path, "samples": store.samples, "library": stoke.library_path,
                    "settings": {"batch_size": args.batch_size, "workers": args.workers, "prefetch": args.prefetch,
                                 "order": args.order},
-                   "samples_per_second": {}, "training": {}}
+                   "samples_per_second": Rates(), "training": {}}
         rates = results["samples_per_second"]
         rates["stoke.Loader (Python, NumPy views)"] = stoke_loader(path, args)
         if torch is not None:
