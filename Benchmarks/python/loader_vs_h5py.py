@@ -136,12 +136,16 @@ class H5Samples:
             import h5py
             import hdf5plugin  # noqa: F401 (registers the LZ4 filter)
             self.file = h5py.File(self.path, "r")
-            self.images, self.labels = self.file["image"], self.file["label"]
             if self.chunk_cache is not None:
-                # Per dataset: with h5py 3.16 / HDF5 2.0, File(rdcc_nbytes=...) left the datasets at 8 MiB.
+                # Per dataset, on its first opening (a dataset already open keeps its cache): with h5py 3.16 /
+                # HDF5 2.0, File(rdcc_nbytes=...) left the datasets at 8 MiB.
                 access = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
                 access.set_chunk_cache(10007, self.chunk_cache, 0.75)
                 self.images = h5py.Dataset(h5py.h5d.open(self.file.id, b"image", dapl=access))
+                assert self.images.id.get_access_plist().get_chunk_cache()[1] == self.chunk_cache
+            else:
+                self.images = self.file["image"]
+            self.labels = self.file["label"]
 
     def __getitem__(self, index):
         self._open()
