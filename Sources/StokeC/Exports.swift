@@ -361,6 +361,23 @@ public func stoke_batch_indices(_ pointer: UnsafeRawPointer?, _ indices: UnsafeM
     }
 }
 
+@_cdecl("stoke_batch_addresses")
+public func stoke_batch_addresses(
+    _ pointer: UnsafeRawPointer?, _ capacity: Int32, _ addresses: UnsafeMutablePointer<UnsafeRawPointer?>?,
+    _ count: UnsafeMutablePointer<Int64>?
+) -> Int32 {
+    guarded {
+        let batch = try unsafe object(pointer, BatchHandle.self, "batch")
+        guard Int(capacity) > batch.layouts.count, let addresses = unsafe addresses else {
+            throw CAPIError("batch addresses: room for \(batch.layouts.count + 1) addresses is needed, not \(capacity)")
+        }
+        for unsafe (index, address) in unsafe batch.fieldData.enumerated() { unsafe addresses[index] = address }
+        unsafe addresses[batch.layouts.count] = UnsafeRawPointer(batch.indices)
+        unsafe count?.pointee = Int64(batch.count)
+        return Status.ok
+    }
+}
+
 @_cdecl("stoke_batch_release")
 public func stoke_batch_release(_ pointer: UnsafeMutableRawPointer?) { unsafe release(pointer, BatchHandle.self) }
 

@@ -214,8 +214,9 @@ class Loader:
         self._epoch = int(epoch)
         self._resume = False
         self._generation = 0
-        self._views = {}
-        self._tensors = {}
+        self._cache = {}
+        self._address_buffer = (c_void_p * (len(self._fields) + 1))()
+        self._count = c_int64()
         # The addresses stoke_batch_field/stoke_batch_indices gave for the current batch (for tests of
         # the zero-copy path).
         self._lease_addresses = {}
@@ -286,49 +287,41 @@ class Loader:
         self._generation += 1
         return self._batches(self._generation)
 
-    def _view(self, owner, address, dtype, shape):
-        key = (address, dtype, shape)
-        array = self._views.get(key)
-        if array is None:
-            if len(self._views) > 256:
-                self._views.clear()
-            array = _as_array(address, dtype, shape, owner)
-            self._views[key] = array
-        return array
-
     def _convert(self, batch_pointer, owner):
-        count, number = c_int64(), c_int64()
-        check(lib.stoke_batch_info(batch_pointer, byref(count), byref(number)))
-        batch = {}
-        addresses = self._lease_addresses
-        data, dtype, ndim, shape = c_void_p(), c_int32(), c_int32(), shape_array()
-        for index, field in enumerate(self._fields):
-            check(lib.stoke_batch_field(batch_pointer, index, byref(data), byref(dtype), byref(ndim), shape))
-            addresses[field.name] = data.value
-            batch[field.name] = self._view(owner, data.value, field.dtype, (count.value,) + field.shape)
-        indices = c_void_p()
-        check(lib.stoke_batch_indices(batch_pointer, byref(indices)))
-        addresses["index"] = indices.value
-        batch[self._index_key] = self._view(owner, indices.value, np.dtype("<i8"), (count.value,))
+        # One C call gives every address; a batch at addresses already seen reuses its views (the pool
+        # has prefetch + 2 buffers, so after the first few batches nothing is built per batch).
+        check(lib.stoke_batch_addresses(batch_pointer, len(self._address_buffer), self._address_buffer,
+                                        byref(self._count)))
+        key = (tuple(self._address_buffer), self._count.value)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._build(key, owner)
+        views, addresses = entry
+        self._lease_addresses = addresses
         if self.copy:
-            batch = {key: value.copy() for key, value in batch.items()}
+            batch = {name: value.copy() for name, value in views.items()}
             if self.tensors:
                 torch = _torch()
-                batch = {key: _to_tensor(torch, value) for key, value in batch.items()}
-        elif self.tensors:
-            batch = {key: self._tensor(value) for key, value in batch.items()}
-        return batch
+                batch = {name: _to_tensor(torch, value) for name, value in batch.items()}
+            return batch
+        return dict(views)
 
-    def _tensor(self, array):
-        """The torch tensor sharing a cached view's memory (made once per buffer, like the view)."""
-        key = id(array)
-        entry = self._tensors.get(key)
-        if entry is None or entry[0] is not array:
-            if len(self._tensors) > 256:
-                self._tensors.clear()
-            entry = (array, _to_tensor(_torch(), array))
-            self._tensors[key] = entry
-        return entry[1]
+    def _build(self, key, owner):
+        addresses, count = key
+        views, named = {}, {}
+        for field, address in zip(self._fields, addresses):
+            views[field.name] = _as_array(address, field.dtype, (count,) + field.shape, owner)
+            named[field.name] = address
+        views[self._index_key] = _as_array(addresses[-1], np.dtype("<i8"), (count,), owner)
+        named["index"] = addresses[-1]
+        if self.tensors and not self.copy:
+            torch = _torch()
+            views = {name: _to_tensor(torch, value) for name, value in views.items()}
+        if len(self._cache) > 64:
+            self._cache.clear()
+        entry = (views, named)
+        self._cache[key] = entry
+        return entry
 
     def _batches(self, generation):
         owner = self._owner
@@ -358,8 +351,7 @@ class Loader:
     def close(self):
         """Stops the epoch and joins the worker threads. Arrays of past batches stay readable."""
         owner, self._owner = getattr(self, "_owner", None), None
-        self._views = {}
-        self._tensors = {}
+        self._cache = {}
         if owner is not None and owner.pointer:
             lib.stoke_loader_shutdown(owner.pointer)
 

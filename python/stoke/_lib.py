@@ -94,6 +94,7 @@ _signatures = {
     "stoke_batch_info": (c_int, [_p, _i64p, _i64p]),
     "stoke_batch_field": (c_int, [_p, c_int32, _pp, _i32p, _i32p, _i64p]),
     "stoke_batch_indices": (c_int, [_p, _pp]),
+    "stoke_batch_addresses": (c_int, [_p, c_int32, _pp, _i64p]),
     "stoke_batch_release": (None, [_p]),
     "stoke_writer_open": (c_int, [c_char_p, c_char_p, _pp]),
     "stoke_writer_append": (c_int, [_p, c_char_p, c_void_p, c_int64]),

@@ -181,6 +181,10 @@ int stoke_batch_field(const stoke_batch *batch, int32_t index, const void **data
                       int64_t *shape);
 /** The global store indices of the batch's samples (`count` int64 values in the pinned buffer). */
 int stoke_batch_indices(const stoke_batch *batch, const int64_t **indices);
+/** Every address of the batch in one call (for bindings that convert each batch): the data of each field,
+ *  in the loader's field order, then the indices; `capacity` must be at least fields + 1. Also the
+ *  sample count. */
+int stoke_batch_addresses(const stoke_batch *batch, int32_t capacity, const void **addresses, int64_t *count);
 /** Returns the buffer to the loader; the pointers handed out for it become invalid. */
 void stoke_batch_release(stoke_batch *batch);
 
