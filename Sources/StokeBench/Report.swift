@@ -195,10 +195,17 @@ public enum Report {
     ) -> String {
         var page = "<!doctype html><html><head><meta charset='utf-8'><title>\(escape(title))</title>"
         page += "<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1em}"
-            + "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+            + "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}td.text,th.text{text-align:left}"
             + "th{background:#f4f4f4}.chart{margin:1em 0}.footer{color:#555;font-size:90%}</style></head><body>"
-        page += "<h1>\(escape(title))</h1><table><tr>" + table.header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>"
-        for row in table.rows { page += "<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>" }
+        // Columns of words are left-aligned, columns of numbers right-aligned.
+        let textColumns = Set(table.header.indices.filter { column in
+            table.rows.contains { row in column < row.count && !(row[column].first.map { $0.isNumber || $0 == "-" || $0 == "+" } ?? true) }
+        })
+        let cell = { (tag: String, column: Int, text: String) in
+            "<\(tag)\(textColumns.contains(column) ? " class='text'" : "")>\(escape(text))</\(tag)>"
+        }
+        page += "<h1>\(escape(title))</h1><table><tr>" + table.header.enumerated().map { cell("th", $0.offset, $0.element) }.joined() + "</tr>"
+        for row in table.rows { page += "<tr>" + row.enumerated().map { cell("td", $0.offset, $0.element) }.joined() + "</tr>" }
         page += "</table>"
         if let footer { page += "<p class='footer'>\(escape(footer))</p>" }
         for note in notes { page += "<p>\(escape(note))</p>" }

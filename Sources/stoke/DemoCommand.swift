@@ -26,6 +26,7 @@ struct Demo: ParsableCommand {
     @Flag(name: .long, help: "Use the generated dataset even when Fashion-MNIST is installed.") var generated = false
     @Option(name: .long, help: "Epochs to train the teacher.") var epochs = 2
     @Option(name: .long, help: "The teacher: cnn:TOKENS or mlp:IN-H1-…-OUT (as stoke train).") var teacherArch = Demo.teacherArchitecture
+    @Option(name: .long, help: "Adam learning rate of the teacher (cosine schedule).") var teacherLearningRate = Demo.teacherLearningRateDefault
     @Option(name: .long, help: "The student, trained alone and distilled: mlp:IN-H1-…-OUT or cnn:TOKENS.") var studentArch = Demo.studentArchitecture
     @Option(name: .long, help: "Epochs to train the student, alone and distilled (distillation gains show with longer training).")
     var studentEpochs = Demo.studentEpochDefault
@@ -44,6 +45,7 @@ struct Demo: ParsableCommand {
     static let teacherArchitecture = "cnn:c16k3p1-bn-relu-mp2-c32k3p1-bn-relu-mp2-fc128-relu-fc10"
     /// The student: an MLP about a fifth of the teacher's parameters.
     static let studentArchitecture = "mlp:784-64-10"
+    static let teacherLearningRateDefault: Float = 1e-3
     static let studentEpochDefault = DistillationDefaults.epochs
     static let temperatureDefault: Float = DistillationDefaults.temperature
     static let alphaDefault: Float = DistillationDefaults.alpha
@@ -54,7 +56,7 @@ struct Demo: ParsableCommand {
         guard samples > 0 else { throw UsageError("--samples must be positive") }
         guard epochs > 0, studentEpochs > 0 else { throw UsageError("--epochs and --student-epochs must be positive") }
         guard temperature > 0, (0...1).contains(alpha) else { throw UsageError("--temperature must be positive and --alpha in [0, 1]") }
-        guard studentLearningRate > 0 else { throw UsageError("--student-learning-rate must be positive") }
+        guard studentLearningRate > 0, teacherLearningRate > 0 else { throw UsageError("--student-learning-rate and --teacher-learning-rate must be positive") }
         guard seeds > 0 else { throw UsageError("--seeds must be positive") }
         for (option, spec) in [("--teacher-arch", teacherArch), ("--student-arch", studentArch)] {
             do { try ArchitectureSpec.validate(spec) } catch { throw UsageError("\(option): \(error)") }
@@ -386,10 +388,12 @@ struct Demo: ParsableCommand {
         } catch {
             throw UsageError("\(error)")
         }
-        let teacherRecipe = Demo.recipe(["step": "teacher", "data": trainRecipe, "layers": "\(teacherLayers)", "epochs": epochs, "seed": 42])
+        let teacherRecipe = Demo.recipe(["step": "teacher", "data": trainRecipe, "layers": "\(teacherLayers)", "epochs": epochs, "seed": 42,
+                                         "lr": Double(teacherLearningRate)])
         let teacherPath = "\(directory)/teacher.h5"
         let (teacherNative, trainingSeconds) = try trainedModel(path: teacherPath, recipe: teacherRecipe) {
             var options = TrainingOptions()
+            options.learningRate = teacherLearningRate
             options.schedule = .cosine(epochs: epochs)
             options.seed = 42
             let trainer = try Trainer(model: SequentialModel(layers: teacherLayers, sampleShape: sampleShape, seed: 42), options: options)
@@ -515,8 +519,8 @@ struct Demo: ParsableCommand {
         }
         let verdicts = Demo.verdicts(rows: rows, teacher: "teacher FP32", seeds: seedResults, epochs: studentEpochs)
         let description = String(
-            format: "teacher %@ trained for %d epoch(s) in %.1f s; half of each hidden layer pruned (L2 structured) and fine-tuned 1 epoch; static INT8 calibrated on %d training samples; students %@ trained %d epochs (Adam, learning rate %g, cosine), alone and distilled from the teacher's logits (T = %g, alpha = %g, soft loss scaled by T²), seeds %@; variants streamed through the test store:",
-            teacherArch, epochs, trainingSeconds, calibrationSamples, studentArch, studentEpochs, Double(studentLearningRate), Double(temperature), Double(alpha),
+            format: "teacher %@ trained for %d epoch(s) (Adam, learning rate %g, cosine) in %.1f s; half of each hidden layer pruned (L2 structured) and fine-tuned 1 epoch; static INT8 calibrated on %d training samples; students %@ trained %d epochs (Adam, learning rate %g, cosine), alone and distilled from the teacher's logits (T = %g, alpha = %g, soft loss scaled by T²), seeds %@; variants streamed through the test store:",
+            teacherArch, epochs, Double(teacherLearningRate), trainingSeconds, calibrationSamples, studentArch, studentEpochs, Double(studentLearningRate), Double(temperature), Double(alpha),
             students.map { String($0.seed) }.joined(separator: ", "))
         document["variants"] = rows
         document["models"] = description

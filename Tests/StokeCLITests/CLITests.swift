@@ -120,6 +120,24 @@ struct CLITests {
             "student INT8 (dynamic)", "student INT8 (static)",
         ])
         #expect(variants.allSatisfy { ($0["accuracy"] as? Double ?? 0) > 0.5 })
+        // The machine, so two users can compare tables; the verdicts follow from the numbers.
+        let machine = document?["machine"] as? [String: Any] ?? [:]
+        #expect(["avx512-vnni", "avx2", "portable"].contains(machine["kernel_set"] as? String ?? ""))
+        #expect(machine["cores"] as? Int ?? 0 > 0 && machine["stoke_version"] is String)
+        #expect((document?["total_seconds"] as? Double ?? 0) > 0)
+        let seeds = (document?["distillation"] as? [String: Any])?["seeds"] as? [[String: Any]] ?? []
+        #expect(seeds.count == 3)
+        let wins = seeds.filter { ($0["distilled_accuracy"] as? Double ?? 0) > ($0["alone_accuracy"] as? Double ?? 0) }.count
+        let verdicts = document?["verdicts"] as? [String] ?? []
+        let distillation = verdicts.first { $0.hasPrefix("Distillation") } ?? ""
+        #expect(distillation.hasPrefix(wins == 3 ? "Distillation pays" : wins == 0 ? "Distillation does NOT pay" : "Distillation does not reliably pay"),
+                "\(wins) of 3 seeds won: \(distillation)")
+        let accuracy = { (row: [String: Any]?) in row?["accuracy"] as? Double ?? 0 }
+        let teacher = accuracy(variants.first)
+        let best = variants.map(accuracy).max() ?? 1
+        let bestStudent = variants.filter { ($0["variant"] as? String ?? "").hasPrefix("student") }.map(accuracy).max() ?? 1
+        let expected = best <= teacher ? "is the most accurate model" : bestStudent < teacher ? "is more accurate than every student" : "is NOT the strongest model"
+        #expect(verdicts.contains { $0.hasPrefix("The teacher") && $0.contains(expected) }, "\(verdicts)")
         #expect(FileManager.default.fileExists(atPath: directory + "/report.html"))
         #expect(FileManager.default.fileExists(atPath: directory + "/report.json"))
 
