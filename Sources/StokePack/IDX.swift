@@ -38,6 +38,11 @@ public struct IDXArray: ArraySource {
             guard !overflow else { throw SourceError(path: path, reason: "IDX shape \(shape) overflows") }
             elements = product
         }
+        // Zero elements with samples declared: a 16-byte file could name 2^32 - 1 empty samples and
+        // keep a reader looping over them.
+        guard elements > 0 || shape[0] == 0 else {
+            throw SourceError(path: path, reason: "IDX shape \(shape) has \(shape[0]) samples of 0 elements each")
+        }
         let (needed, overflow) = elements.multipliedReportingOverflow(by: dtype.size)
         guard !overflow, needed == bytes.count - dataOffset else {
             throw SourceError(

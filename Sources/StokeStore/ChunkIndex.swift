@@ -113,13 +113,13 @@ enum ChunkBTree {
             var chunkSize: UInt64 = 0
             for index in 0..<sizeWidth { chunkSize |= UInt64(try reader.u8(position + UInt64(index))) << (8 * UInt64(index)) }
             position += UInt64(sizeWidth)
-            blocks.append((position, position + chunkSize, true))
+            blocks.append(try reader.block(position, chunkSize, "object header chunk", version2: true))
         } else {
             guard try reader.u8(objectHeader) == 1 else {
                 throw ScanError(reason: "unknown object header version at address \(objectHeader)", unsupported: true)
             }
             let headerSize = UInt64(try reader.u32(objectHeader + 8))
-            blocks.append((objectHeader + 16, objectHeader + 16 + headerSize, false))
+            blocks.append(try reader.block(objectHeader + 16, headerSize, "object header", version2: false))
         }
         var visitedBlocks = 0
         while let block = blocks.popLast() {
@@ -149,9 +149,10 @@ enum ChunkBTree {
                         guard try reader.bytes(address, 4) == Array("OCHK".utf8), length >= 8 else {
                             throw ScanError(reason: "bad object header continuation block at \(address)", unsupported: false)
                         }
-                        blocks.append((address + 4, address + length - 4, true))
+                        let whole = try reader.block(address, length, "object header continuation block", version2: true)
+                        blocks.append((whole.start + 4, whole.end - 4, true))
                     } else {
-                        blocks.append((address, address + length, false))
+                        blocks.append(try reader.block(address, length, "object header continuation block", version2: false))
                     }
                 case 0x08:  // data layout
                     let version = Int(try reader.u8(data))
@@ -181,6 +182,17 @@ enum ChunkBTree {
                 throw ScanError(reason: "address \(address) + \(count) lies past the end of the file", unsupported: false)
             }
             return unsafe Array(view)
+        }
+        /// The byte range `[start, start + length)` of an object header block, refused when it overflows
+        /// or runs past the end of the file (sizes and addresses come from the file's bytes).
+        func block(_ start: UInt64, _ length: UInt64, _ what: String, version2: Bool) throws(ScanError)
+            -> (start: UInt64, end: UInt64, version2: Bool)
+        {
+            let (end, overflow) = start.addingReportingOverflow(length)
+            guard !overflow, end <= UInt64(file.size) else {
+                throw ScanError(reason: "\(what) at address \(start) of \(length) bytes runs past the end of the file", unsupported: false)
+            }
+            return (start, end, version2)
         }
         func u8(_ address: UInt64) throws(ScanError) -> UInt8 { try bytes(address, 1)[0] }
         func u16(_ address: UInt64) throws(ScanError) -> UInt16 { UInt16(try little(address, 2)) }
