@@ -27,13 +27,12 @@ struct Infer: ParsableCommand {
     @Flag(name: .long, help: "Do not check Fletcher-32 checksums while reading the store (checked by default).") var noVerifyChecksums = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
-    mutating func validate() throws {
+    func validate() throws {
         guard batchSize > 0 else { throw UsageError("--batch-size must be positive") }
         if let workers, workers <= 0 || workers > LoaderOptions.maximumWorkers {
             throw UsageError("--workers must be 1 to \(LoaderOptions.maximumWorkers)")
         }
         if let threads, threads <= 0 { throw UsageError("--threads must be positive") }
-        threads = threads.map { clampedEngineThreads($0) }
         if let output {
             guard sweep.isEmpty else { throw UsageError("--output writes one run's predictions: it does not combine with --sweep") }
             try checkOutputPath(output, option: "--output", inputs: [model, store])
@@ -59,7 +58,7 @@ struct Infer: ParsableCommand {
             var base = StreamingInference.Options()
             base.batchSize = batchSize
             base.loaderWorkers = workers
-            base.engineThreads = threads
+            base.engineThreads = threads.map { clampedEngineThreads($0) }
             base.inputField = inputField
             base.labelField = labelField
             base.maxSamples = maxSamples
