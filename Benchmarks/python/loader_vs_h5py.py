@@ -147,6 +147,14 @@ class H5Samples:
                 self.images = self.file["image"]
             self.labels = self.file["label"]
 
+    def close(self):
+        """Closes the file, so the next opening (another cache size, a forked worker) starts afresh: HDF5
+        shares an open file and its open datasets, caches included, within a process."""
+        if self.file is not None:
+            self.images = self.labels = None
+            self.file.close()
+            self.file = None
+
     def __getitem__(self, index):
         self._open()
         if isinstance(index, (list, tuple, range)):  # batch-sequential: one slice read
@@ -164,12 +172,16 @@ def h5py_rates(path, args, torch):
         from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
         for workers in sorted({0, args.workers}):
             for name, data in (("default chunk cache", dataset), ("256 MiB chunk cache", cached)):
+                data.close()
                 shuffled = DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=workers)
                 rates[f"DataLoader + h5py, shuffled per sample, {name}, num_workers={workers}"] = timed_epochs(
                     lambda: shuffled, lambda b: len(b[1]), epochs=1, limit=limit)
+                data.close()
+        dataset.close()
         sequential = DataLoader(dataset, batch_size=None,
                                 sampler=BatchSampler(SequentialSampler(range(len(dataset))), args.batch_size, False))
         rates["DataLoader + h5py, batch-sequential slices"] = timed_epochs(lambda: sequential, lambda b: len(b[1]), epochs=2)
+        dataset.close()
     else:
         rng = np.random.default_rng(0)
 
