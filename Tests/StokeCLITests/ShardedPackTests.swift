@@ -70,7 +70,9 @@ struct ShardedPackTests {
         #expect(join.stdout.contains("joined 3 shard(s), 150 samples"))
         try expectSameAsSingle(joined, directory + "/single.h5", samples: 150)
 
-        for command in [["inspect", joined], ["verify", joined], ["bench", "io", joined, "--workers", "1", "--batch-size", "32"]] {
+        let model = directory + "/model.h5"
+        for command in [["inspect", joined], ["verify", joined], ["bench", "io", joined, "--workers", "1", "--batch-size", "32"],
+                        ["train", joined, "--arch", "mlp:1200-16-3", "-o", model, "--epochs", "1"], ["infer", model, joined]] {
             let run = try execute(stoke, command)
             #expect(run.status == 0, "stoke \(command.joined(separator: " ")): \(run.stderr)")
         }
