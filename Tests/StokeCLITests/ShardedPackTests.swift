@@ -95,6 +95,26 @@ struct ShardedPackTests {
         }
     }
 
+    @Test("default chunking: every field of a shard is cut at the first field's chunk size, so bench io reads the joined store chunk by chunk")
+    func defaultChunking() throws {
+        let directory = temporaryDirectory("stoke-shard-idx-")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fashion = "/usr/share/datasets/fashion-mnist"
+        for index in 0..<2 {
+            let run = try execute(stoke, ["pack", "--from", "idx", "\(fashion)/t10k-images-idx3-ubyte.gz", "--labels", "\(fashion)/t10k-labels-idx1-ubyte.gz",
+                                          "--shard", "\(index)/2", "-o", directory + "/fm-{shard}.h5"])
+            try #require(run.status == 0, "\(run.stderr)")
+        }
+        let join = try execute(stoke, ["join", directory + "/fm-00000-of-00002.h5", directory + "/fm-00001-of-00002.h5", "-o", directory + "/fm.h5"])
+        try #require(join.status == 0, "\(join.stderr)")
+        let bench = try execute(stoke, ["bench", "io", directory + "/fm.h5", "--workers", "1", "--json"])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        #expect((jsonObject(bench.stdout)?["loader_state"] as? [String: Any])?["samples_consumed"] as? Int == 0)
+        let chunks = try execute(venvPython, ["-c", "import sys, h5py, hdf5plugin; f = h5py.File(sys.argv[1], 'r'); print(f['image'].chunks[0], f['label'].chunks[0])",
+                                              directory + "/fm-00000-of-00002.h5"])
+        #expect(chunks.stdout == "2674 2674\n", "\(chunks.stdout) \(chunks.stderr)")
+    }
+
     @Test("mpirun -np 2 stoke pack --join: the joined store equals the single-process pack")
     func mpirunPackAndJoin() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else {
