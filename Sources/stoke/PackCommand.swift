@@ -178,6 +178,7 @@ struct Pack: ParsableCommand {
             options.codec = Codec(parsing: codec)!
             if let chunkBytes { options.chunking = .bytes(chunkBytes) }
             if let chunkSamples { options.chunking = .samples(chunkSamples) }
+            if let shard { options.chunking = .samples(shard.chunkSamples) }
             if let workers { options.workers = workers }
             options.checksum = !noChecksum
             options.overwrite = overwrite

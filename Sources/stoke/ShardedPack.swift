@@ -9,6 +9,10 @@ struct ShardSlice {
     /// Global sample range of this shard.
     var range: Range<Int>
     var place: ShardPlace
+    /// Samples per chunk of every field of the shard: the slices are cut at multiples of it, so no chunk of
+    /// the joined store straddles two shards (the label field too, whose byte-sized chunks would hold more
+    /// samples than a shard).
+    var chunkSamples: Int
     /// For image sources: this shard's images.
     var imageList: ImageList?
 }
@@ -97,7 +101,7 @@ enum ShardedPack {
             let range = try Sharding.range(of: spec, total: list.paths.count, alignment: alignment)
             let place = ShardPlace(index: spec.index, count: spec.count, start: range.lowerBound, end: range.upperBound,
                                    total: list.paths.count, sourcesSHA256: list.listHash)
-            return ShardSlice(spec: spec, range: range, place: place, imageList: list.slice(range))
+            return ShardSlice(spec: spec, range: range, place: place, chunkSamples: alignment, imageList: list.slice(range))
         }
         let fields = try pack.packFields()
         let total = fields[0].source.count
@@ -105,7 +109,7 @@ enum ShardedPack {
         let range = try Sharding.range(of: spec, total: total, alignment: alignment)
         let hash = Sharding.listHash(fields.map { "\($0.name)\t\($0.source.path)\t\($0.source.shape)" })
         let place = ShardPlace(index: spec.index, count: spec.count, start: range.lowerBound, end: range.upperBound, total: total, sourcesSHA256: hash)
-        return ShardSlice(spec: spec, range: range, place: place, imageList: nil)
+        return ShardSlice(spec: spec, range: range, place: place, chunkSamples: alignment, imageList: nil)
     }
 
     /// Joins shards `0..<count` of `pack.output` into its joined path.

@@ -70,7 +70,9 @@ struct ShardedPackTests {
         #expect(join.stdout.contains("joined 3 shard(s), 150 samples"))
         try expectSameAsSingle(joined, directory + "/single.h5", samples: 150)
 
-        for command in [["inspect", joined], ["verify", joined], ["bench", "io", joined, "--workers", "1", "--batch-size", "32"]] {
+        let model = directory + "/model.h5"
+        for command in [["inspect", joined], ["verify", joined], ["bench", "io", joined, "--workers", "1", "--batch-size", "32"],
+                        ["train", joined, "--arch", "mlp:1200-16-3", "-o", model, "--epochs", "1"], ["infer", model, joined]] {
             let run = try execute(stoke, command)
             #expect(run.status == 0, "stoke \(command.joined(separator: " ")): \(run.stderr)")
         }
@@ -91,6 +93,26 @@ struct ShardedPackTests {
                 """, expected, parts[index]])
             #expect(same.status == 0, "\(environment): \(same.stderr)")
         }
+    }
+
+    @Test("default chunking: every field of a shard is cut at the first field's chunk size, so bench io reads the joined store chunk by chunk")
+    func defaultChunking() throws {
+        let directory = temporaryDirectory("stoke-shard-idx-")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fashion = "/usr/share/datasets/fashion-mnist"
+        for index in 0..<2 {
+            let run = try execute(stoke, ["pack", "--from", "idx", "\(fashion)/t10k-images-idx3-ubyte.gz", "--labels", "\(fashion)/t10k-labels-idx1-ubyte.gz",
+                                          "--shard", "\(index)/2", "-o", directory + "/fm-{shard}.h5"])
+            try #require(run.status == 0, "\(run.stderr)")
+        }
+        let join = try execute(stoke, ["join", directory + "/fm-00000-of-00002.h5", directory + "/fm-00001-of-00002.h5", "-o", directory + "/fm.h5"])
+        try #require(join.status == 0, "\(join.stderr)")
+        let bench = try execute(stoke, ["bench", "io", directory + "/fm.h5", "--workers", "1", "--json"])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        #expect((jsonObject(bench.stdout)?["loader_state"] as? [String: Any])?["samples_consumed"] as? Int == 0)
+        let chunks = try execute(venvPython, ["-c", "import sys, h5py, hdf5plugin; f = h5py.File(sys.argv[1], 'r'); print(f['image'].chunks[0], f['label'].chunks[0])",
+                                              directory + "/fm-00000-of-00002.h5"])
+        #expect(chunks.stdout == "2674 2674\n", "\(chunks.stdout) \(chunks.stderr)")
     }
 
     @Test("mpirun -np 2 stoke pack --join: the joined store equals the single-process pack")
