@@ -6,9 +6,17 @@
 
 #include <immintrin.h>
 
+static int allow_avx512 = 1;
+int engine_bench_vnni_allowed = 1;
+
+void engine_bench_restrict(int avx512, int vnni) {
+    allow_avx512 = avx512;
+    engine_bench_vnni_allowed = vnni;
+}
+
 int engine_bench_fma_width(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return 2;
+    if (allow_avx512 && __builtin_cpu_supports("avx512f")) return 2;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
     return 0;
 }

@@ -6,9 +6,11 @@
 
 #include <immintrin.h>
 
+extern int engine_bench_vnni_allowed;
+
 int engine_bench_has_vnni(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f");
+    return engine_bench_vnni_allowed && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f");
 }
 
 #define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
@@ -41,4 +43,35 @@ uint64_t engine_bench_vnni_loop(uint64_t iterations, int32_t *sink) {
         return 0;
     }
     return vnni_loop(iterations, sink);
+}
+
+#define CHAINS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+__attribute__((target("avx2"))) static uint64_t u8s8_loop(uint64_t iterations, int32_t *sink) {
+    const __m256i u = _mm256_set1_epi8(1), s = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
+#define DECLARE12(i) __m256i b##i = _mm256_set1_epi32(i);
+    CHAINS12(DECLARE12)
+    for (uint64_t r = 0; r < iterations; r++) {
+#define STEP12(i) b##i = _mm256_add_epi32(b##i, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+        CHAINS12(STEP12)
+        __asm__ volatile("" : "+x"(b0), "+x"(b1), "+x"(b2), "+x"(b3), "+x"(b4), "+x"(b5));
+        __asm__ volatile("" : "+x"(b6), "+x"(b7), "+x"(b8), "+x"(b9), "+x"(b10), "+x"(b11));
+    }
+    __m256i t = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(b0, b1), _mm256_add_epi32(b2, b3)),
+                                 _mm256_add_epi32(_mm256_add_epi32(b4, b5), _mm256_add_epi32(b6, b7)));
+    t = _mm256_add_epi32(t, _mm256_add_epi32(_mm256_add_epi32(b8, b9), _mm256_add_epi32(b10, b11)));
+    int32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, t);
+    *sink = lanes[0] + lanes[7];
+    // Each chain step: 8 lanes x 4 multiply-adds = 32 products = 64 int8 ops.
+    return iterations * 12 * 64;
+}
+
+uint64_t engine_bench_u8s8_avx2_loop(uint64_t iterations, int32_t *sink) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2")) {
+        *sink = 0;
+        return 0;
+    }
+    return u8s8_loop(iterations, sink);
 }

@@ -1,7 +1,10 @@
 // engine-ratios: the engine numbers issue 6 sets goals for, measured in one run.
 //
 //   swift run -c release --package-path Benchmarks engine-ratios [--batch 256] [--threads 1,2]
-//       [--rounds 3] [--seconds 1] [--profile] [--keep]
+//       [--rounds 3] [--seconds 1] [--profile] [--keep] [--cpu LEVEL]
+//
+//   --cpu portable|avx2|avx-vnni|avx512|avx512-vnni runs Stoke's kernels (and the FMA peak loop) on
+//   that kernel set, as STOKE_CPU does; the kernel set in use is printed first.
 //
 //   samples/s of Stoke vs onnxruntime on the Fashion-MNIST MLP (784-512-256-10) and a small CNN
 //   (conv3×3 1→16, ReLU, maxpool 2, conv3×3 16→32, ReLU, maxpool 2, FC 1568→128, ReLU, FC 128→10),
@@ -28,6 +31,8 @@ struct Options {
     var seconds = 1.0
     var keep = false
     var profile = false
+    /// A kernel set name (`--cpu`), applied before anything runs.
+    var cpu: String?
 }
 
 func fail(_ message: String) -> Never {
@@ -59,8 +64,11 @@ func parseOptions() -> Options {
             options.seconds = value
         case "--keep": options.keep = true
         case "--profile": options.profile = true
+        case "--cpu":
+            guard let value = arguments.popFirst() else { fail("--cpu needs a kernel set") }
+            options.cpu = value
         case "-h", "--help":
-            print("usage: engine-ratios [--batch N] [--threads 1,2] [--rounds N] [--seconds S] [--profile] [--keep]")
+            print("usage: engine-ratios [--batch N] [--threads 1,2] [--rounds N] [--seconds S] [--profile] [--keep] [--cpu LEVEL]")
             exit(0)
         default:
             fail("unknown argument '\(argument)' (see --help)")
@@ -198,9 +206,13 @@ final class UnsafeAtomicCounter: @unchecked Sendable {
 // MARK: - Main
 
 func run(_ options: Options) throws {
+    if let cpu = options.cpu, let problem = KernelSet.apply(cpu) { fail(problem) }
+    if options.cpu == nil, let problem = KernelSet.applyEnvironment() { fail(problem) }
+    engine_bench_restrict(KernelSet.current.features.contains("avx512f") ? 1 : 0, KernelSet.current.features.contains("avx512vnni") ? 1 : 0)
     let cores = ProcessInfo.processInfo.activeProcessorCount
     print("engine-ratios: batch \(options.batch), threads \(options.threads), \(options.rounds) rounds of \(options.seconds) s per side; \(cores) cores; load average \(loadAverage())")
-    print("GEMM backend: \(GemmBackend.selected.rawValue) (OpenBLAS core: \(GemmBackend.openBLASCoreName))")
+    print("kernel set: \(KernelSet.current) (machine: \(KernelSet.machineFeatures.joined(separator: ",")))")
+    print("GEMM backend: \(GemmBackend.current.rawValue) (OpenBLAS core: \(GemmBackend.openBLASCoreName))")
 
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("stoke-engine-ratios-\(getpid())")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)

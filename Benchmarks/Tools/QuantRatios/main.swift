@@ -1,7 +1,13 @@
 // quant-ratios: the INT8 numbers issue 7 sets goals for, measured in one run.
 //
 //   swift run -c release --package-path Benchmarks quant-ratios [--batch 256] [--threads 1,2]
-//       [--rounds 3] [--seconds 1] [--calibration-samples 1024] [--keep]
+//       [--rounds 3] [--seconds 1] [--calibration-samples 1024] [--keep] [--cpu LEVEL]
+//
+//   --cpu portable|avx2|avx-vnni|avx512|avx512-vnni runs Stoke's kernels (and the peak loops) on that
+//   kernel set, as STOKE_CPU does; the kernel set in use is printed first. The int8 GEMM of (a) runs
+//   with 7-bit (s7, the quantizer's default) and 8-bit (s8) weights, naming the table entry each
+//   used; without VNNI the int8 limit is a vpmaddubsw + vpmaddwd + vpaddd register loop. (b) also
+//   times Stoke's own FP32 model and prints INT8 / own FP32 (issue 13: ≥ 1.25× at avx2).
 //
 //   (a) int8 GEMM ops/s (stoke_int8_gemm_s32, u8 × packed s8 → s32, rows split over the threads) and
 //       FP32 sgemm FLOP/s (the engine's MatMul) on the same shapes, each as a fraction of its peak
@@ -38,6 +44,8 @@ struct Options {
     var keep = false
     /// A folder with train.h5 and test.h5 for the accuracy part (c).
     var stores: String?
+    /// A kernel set name (`--cpu`), applied before anything runs.
+    var cpu: String?
 }
 
 func fail(_ message: String) -> Never {
@@ -70,8 +78,9 @@ func parseOptions() -> Options {
             options.seconds = value
         case "--keep": options.keep = true
         case "--stores": options.stores = next(argument)
+        case "--cpu": options.cpu = next(argument)
         case "-h", "--help":
-            print("usage: quant-ratios [--batch N] [--threads 1,2] [--rounds N] [--seconds S] [--calibration-samples N] [--stores DIR] [--keep]")
+            print("usage: quant-ratios [--batch N] [--threads 1,2] [--rounds N] [--seconds S] [--calibration-samples N] [--stores DIR] [--keep] [--cpu LEVEL]")
             exit(0)
         default:
             fail("unknown argument '\(argument)' (see --help)")
@@ -124,6 +133,14 @@ func vnniPeak(threads: Int) -> Double {
     }
 }
 
+/// The AVX2 int8 limit without VNNI: vpmaddubsw + vpmaddwd + vpaddd register chains.
+func u8s8Peak(threads: Int) -> Double {
+    peak(threads: threads) { iterations in
+        var sink: Int32 = 0
+        return unsafe engine_bench_u8s8_avx2_loop(iterations, &sink)
+    }
+}
+
 // MARK: - GEMM
 
 /// Deterministic values from a 64-bit LCG.
@@ -137,9 +154,11 @@ func lcg(_ count: Int, seed: UInt64) -> [UInt64] {
 
 /// Int8 ops/s of C (M×N s32) = A (M×K u8) × B (K×N s8, packed once for the best level), the rows of A
 /// split evenly over `threads` threads, best of 3 measurements of at least 0.5 s.
-func int8GemmRate(m: Int, k: Int, n: Int, threads: Int) -> Double {
-    let b = lcg(k * n, seed: 2).map { Int8(truncatingIfNeeded: $0) }
+func int8GemmRate(m: Int, k: Int, n: Int, threads: Int, range: WeightRange) -> (rate: Double, kernel: String) {
+    let span = UInt64(2 * range.largest + 1)
+    let b = lcg(k * n, seed: 2).map { Int8(Int($0 % span) - range.largest) }
     let level = Int32(stoke_cpu_active().rawValue)
+    let kernel = unsafe b.withUnsafeBufferPointer { unsafe String(cString: stoke_int8_kernel_for($0.baseAddress!, n, k, n, level)) }
     let packed = UnsafeMutableRawPointer.allocate(byteCount: max(64, stoke_int8_packed_bytes(k, n, level)), alignment: 64)
     defer { unsafe packed.deallocate() }
     unsafe b.withUnsafeBufferPointer { unsafe stoke_int8_pack_b($0.baseAddress!, n, k, n, level, packed) }
@@ -172,7 +191,7 @@ func int8GemmRate(m: Int, k: Int, n: Int, threads: Int) -> Double {
         }
         best = max(best, 2 * Double(m * n * k) * Double(runs) / (now() - start))
     }
-    return best
+    return (best, kernel)
 }
 
 
@@ -333,10 +352,13 @@ func accuracyReport(directory: String, calibrationSamples: Int) throws {
 // MARK: - Main
 
 func run(_ options: Options) throws {
+    if let cpu = options.cpu, let problem = KernelSet.apply(cpu) { fail(problem) }
+    if let problem = KernelSet.applyEnvironment(), options.cpu == nil { fail(problem) }
+    engine_bench_restrict(stoke_cpu_has(UInt32(STOKE_CPU_FEATURE_AVX512F)) != 0 ? 1 : 0,
+                          stoke_cpu_has(UInt32(STOKE_CPU_FEATURE_AVX512VNNI)) != 0 ? 1 : 0)
     let cores = ProcessInfo.processInfo.activeProcessorCount
     print("quant-ratios: batch \(options.batch), threads \(options.threads), \(options.rounds) rounds of \(options.seconds) s per side; \(cores) cores; load average \(loadAverage())")
-    let levels = ["portable C", "AVX2", "AVX-512 VNNI"]
-    print("int8 kernel level: \(levels[Int(stoke_cpu_active().rawValue)]); GEMM backend: \(GemmBackend.selected.rawValue)")
+    print("kernel set: \(KernelSet.current) (machine: \(KernelSet.machineFeatures.joined(separator: ","))); GEMM backend: \(GemmBackend.current.rawValue)")
 
     // (a) peaks and GEMMs
     print("")
@@ -347,19 +369,24 @@ func run(_ options: Options) throws {
         // The peaks are measured before and after the GEMMs and the higher kept: on a shared machine
         // one measurement can land while another process holds the core, and a peak measured low
         // would overstate the GEMMs' share of it.
-        var int8Peak = vnniPeak(threads: threads), fp32Peak = fmaPeak(threads: threads)
-        var rates: [(int8: Double, fp32: Double)] = []
+        let vnni = engine_bench_has_vnni() != 0
+        let int8PeakLoop = { vnni ? vnniPeak(threads: threads) : u8s8Peak(threads: threads) }
+        var int8Peak = int8PeakLoop(), fp32Peak = fmaPeak(threads: threads)
+        var rates: [(s7: (rate: Double, kernel: String), s8: (rate: Double, kernel: String), fp32: Double)] = []
         for shape in shapes {
-            rates.append((int8GemmRate(m: shape.m, k: shape.k, n: shape.n, threads: threads), try sgemmRate(m: shape.m, k: shape.k, n: shape.n, threads: threads)))
+            rates.append((int8GemmRate(m: shape.m, k: shape.k, n: shape.n, threads: threads, range: .s7),
+                          int8GemmRate(m: shape.m, k: shape.k, n: shape.n, threads: threads, range: .s8),
+                          try sgemmRate(m: shape.m, k: shape.k, n: shape.n, threads: threads)))
         }
-        int8Peak = max(int8Peak, vnniPeak(threads: threads))
+        int8Peak = max(int8Peak, int8PeakLoop())
         fp32Peak = max(fp32Peak, fmaPeak(threads: threads))
         fp32Peaks[threads] = fp32Peak
-        print("  threads=\(threads): int8 peak \(int8Peak > 0 ? format(int8Peak / 1e9, 0) + " Gops/s" : "n/a (no AVX-512 VNNI)"), FP32 peak \(format(fp32Peak / 1e9, 0)) GFLOP/s (int8/FP32 \(fp32Peak > 0 ? format(int8Peak / fp32Peak, 2) : "?")×)")
+        let loopName = vnni ? "vpdpbusd loop" : "vpmaddubsw+vpmaddwd+vpaddd loop"
+        print("  threads=\(threads): int8 peak (\(loopName)) \(format(int8Peak / 1e9, 0)) Gops/s, FP32 peak \(format(fp32Peak / 1e9, 0)) GFLOP/s (int8/FP32 \(fp32Peak > 0 ? format(int8Peak / fp32Peak, 2) : "?")×)")
         for (shape, rate) in zip(shapes, rates) {
-            let (int8, fp32) = rate
-            let int8Share = int8Peak > 0 ? "\(format(100 * int8 / int8Peak, 1))% of peak" : "no VNNI peak"
-            print("    M×K×N \(shape.m)×\(shape.k)×\(shape.n): int8 \(format(int8 / 1e9, 0)) Gops/s = \(int8Share); sgemm \(format(fp32 / 1e9, 0)) GFLOP/s = \(format(100 * fp32 / max(fp32Peak, 1), 1))% of peak; int8/FP32 \(format(int8 / max(fp32, 1), 2))×")
+            let fp32 = rate.fp32
+            let share = { (ops: Double) in int8Peak > 0 ? "\(format(100 * ops / int8Peak, 1))% of peak" : "no int8 peak" }
+            print("    M×K×N \(shape.m)×\(shape.k)×\(shape.n): int8 s7 weights (\(rate.s7.kernel)) \(format(rate.s7.rate / 1e9, 0)) Gops/s = \(share(rate.s7.rate)), s8 weights (\(rate.s8.kernel)) \(format(rate.s8.rate / 1e9, 0)) Gops/s = \(share(rate.s8.rate)); sgemm \(format(fp32 / 1e9, 0)) GFLOP/s = \(format(100 * fp32 / max(fp32Peak, 1), 1))% of peak; int8 s7/FP32 \(format(rate.s7.rate / max(fp32, 1), 2))×")
         }
     }
     if let one = fp32Peaks[1], one > 0 {
@@ -393,6 +420,7 @@ func run(_ options: Options) throws {
             timingSpecs.append("\(bench.name) \(variant)=\(modelPath.replacingOccurrences(of: ".onnx", with: "-ort-\(variant).onnx")),\(dataPath)")
         }
         let fp32 = try Model.load(path: modelPath)
+        stokeModels.append((bench.name, "fp32", fp32, x))
         fp32Predictions[bench.name] = argmax(try Session(model: fp32).run(["input": x])["output"]?.floats ?? [], rows: options.batch)
         // Static: calibrated on the same samples onnxruntime's quantize_static sees, in batches of --batch.
         let calibrator = try Calibrator(model: fp32)
@@ -421,7 +449,7 @@ func run(_ options: Options) throws {
             ort["\(result.model) \(result.threads)", default: []].append(result.rate)
         }
         if round == 0 {
-            for entry in stokeModels {
+            for entry in stokeModels where entry.variant != "fp32" {
                 let ours = argmax(try Session(model: entry.model).run(["input": entry.x])["output"]?.floats ?? [], rows: options.batch)
                 let ortPath = scratch.appendingPathComponent("\(entry.name)-ort-\(entry.variant)-out.npy").path
                 let theirs = argmax(try NPY.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: ortPath)))).floats, rows: options.batch)
@@ -437,9 +465,11 @@ func run(_ options: Options) throws {
             let ortMedianBest = ["dynamic", "static"].map { median(ort["\(bench.name) \($0) \(threads)"] ?? [0]) }.max() ?? 0
             let goal = bench.name == "mlp" ? "≥ 1.0×" : "≥ 2×"
             print("  \(bench.name) threads=\(threads):")
+            let own = stoke["\(bench.name) fp32 \(threads)"] ?? [0]
+            print("    Stoke FP32: \(format(own.max() ?? 0)) [\(format(median(own)))]")
             for variant in ["dynamic", "static"] {
                 let ours = stoke["\(bench.name) \(variant) \(threads)"] ?? [0], theirs = ort["\(bench.name) \(variant) \(threads)"] ?? [0]
-                print("    \(variant): stoke \(format(ours.max() ?? 0)) [\(format(median(ours)))], onnxruntime \(format(theirs.max() ?? 0)) [\(format(median(theirs)))]; stoke / onnxruntime best INT8 \(format((ours.max() ?? 0) / max(ortBest, 1), 2))× [\(format(median(ours) / max(ortMedianBest, 1), 2))×] (goal \(goal) for static)")
+                print("    \(variant): stoke \(format(ours.max() ?? 0)) [\(format(median(ours)))], onnxruntime \(format(theirs.max() ?? 0)) [\(format(median(theirs)))]; stoke / onnxruntime best INT8 \(format((ours.max() ?? 0) / max(ortBest, 1), 2))× [\(format(median(ours) / max(ortMedianBest, 1), 2))×] (goal \(goal) for static); stoke INT8 / own FP32 \(format((ours.max() ?? 0) / max(own.max() ?? 0, 1), 2))× [\(format(median(ours) / max(median(own), 1), 2))×]")
             }
         }
     }

@@ -3,6 +3,15 @@
 
 #include <stdint.h>
 
+/// Restricts the peak loops to a kernel set (`--cpu LEVEL`): with `avx512` 0 the FMA loop uses
+/// 256-bit AVX2/FMA3 even on an AVX-512 CPU; with `vnni` 0 the VNNI loop reports 0. Call before measuring.
+void engine_bench_restrict(int avx512, int vnni);
+
+/// Runs `iterations` rounds of 12 independent 256-bit u8 x s8 chains, each vpmaddubsw + vpmaddwd
+/// (with ones) + vpaddd (no memory traffic): the AVX2 int8 limit without VNNI. Returns the int8 ops
+/// done (32 multiply-adds = 64 ops per chain step), or 0 without AVX2.
+uint64_t engine_bench_u8s8_avx2_loop(uint64_t iterations, int32_t *sink);
+
 /// Which FMA loop `engine_bench_fma_loop` runs: 2 = AVX-512 (16 floats per FMA), 1 = AVX2/FMA3 (8), 0 = none.
 int engine_bench_fma_width(void);
 
