@@ -1,13 +1,13 @@
 /// Element types a store field can hold. Raw values are the names the CLI and the JSON schema use.
 public enum DType: String, CaseIterable, Sendable, Codable {
-    case u8, i8, u16, i16, i32, i64, f16, f32, f64
+    case u8, i8, u16, i16, u32, i32, i64, f16, f32, f64
 
     /// Bytes per element.
     public var size: Int {
         switch self {
         case .u8, .i8: 1
         case .u16, .i16, .f16: 2
-        case .i32, .f32: 4
+        case .u32, .i32, .f32: 4
         case .i64, .f64: 8
         }
     }
@@ -21,6 +21,7 @@ public enum DType: String, CaseIterable, Sendable, Codable {
         case .i8: "|i1"
         case .u16: "<u2"
         case .i16: "<i2"
+        case .u32: "<u4"
         case .i32: "<i4"
         case .i64: "<i8"
         case .f16: "<f2"
@@ -36,6 +37,7 @@ public enum DType: String, CaseIterable, Sendable, Codable {
         case "i1": self = .i8
         case "u2": self = .u16
         case "i2": self = .i16
+        case "u4": self = .u32
         case "i4": self = .i32
         case "i8": self = .i64
         case "f2": self = .f16

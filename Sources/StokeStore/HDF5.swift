@@ -59,6 +59,13 @@ enum HDF5 {
         LZ4Filter.register()
     }()
 
+    /// The HDF5 library's version, `major.minor.release`.
+    static var libraryVersion: String {
+        var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        _ = unsafe H5get_libversion(&major, &minor, &release)
+        return "\(major).\(minor).\(release)"
+    }
+
     // MARK: - Errors
 
     /// The calling thread's HDF5 error stack as one line, innermost message first; clears the stack.
@@ -77,8 +84,10 @@ enum HDF5 {
         _ = H5Eclear2(0)
         withExtendedLifetime(messages) {}
         guard !messages.lines.isEmpty else { return "no message from the library" }
-        // The outer three say what failed; a system error (a full disk: errno 28) lies deeper: add it.
+        // The outer three say what failed; the innermost says why (a newer format version, say), and a
+        // system error (a full disk: errno 28) may lie between: add them.
         var shown = Array(messages.lines.prefix(3))
+        if messages.lines.count > 3, let innermost = messages.lines.last, !innermost.contains("errno =") { shown.append(innermost) }
         if !shown.contains(where: { $0.contains("errno =") }),
            let system = messages.lines.dropFirst(3).first(where: { $0.contains("errno =") }),
            let start = system.range(of: "error message = '"),
@@ -299,6 +308,7 @@ enum HDF5 {
         case .i8: native = chdf5_native_int8()
         case .u16: native = chdf5_native_uint16()
         case .i16: native = chdf5_native_int16()
+        case .u32: native = chdf5_native_uint32()
         case .i32: native = chdf5_native_int32()
         case .i64: native = chdf5_native_int64()
         case .f32: native = chdf5_native_float()
@@ -321,6 +331,7 @@ enum HDF5 {
             case (1, true): return (.i8, little)
             case (2, false): return (.u16, little)
             case (2, true): return (.i16, little)
+            case (4, false): return (.u32, little)
             case (4, true): return (.i32, little)
             case (8, true): return (.i64, little)
             default: return nil

@@ -171,7 +171,18 @@ public final class Field: @unchecked Sendable {
         self.map = map
         self.path = path
         self.options = options
-        let dataset = try HDF5.openDataset(file.id, name, context)
+        let dataset: H5Dataset
+        do throws(StoreError) {
+            dataset = try HDF5.openDataset(file.id, name, context)
+        } catch {
+            // HDF5 2.0 with libver='latest' writes a layout message version 1.10 cannot decode.
+            if case .hdf5(_, _, _, let message) = error, message.contains("bad version number") {
+                throw .unsupported(
+                    path: path,
+                    reason: "field '\(escapedForTerminal(name))' uses a newer HDF5 file format than this Stoke's HDF5 library (\(HDF5.libraryVersion)) reads (\(message.split(separator: ";").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "")); h5py with HDF5 2.0 writes it for compressed or checksummed datasets under libver='latest': write the file with libver=('earliest', 'v112') or repack it with h5repack")
+            }
+            throw error
+        }
         let type = try HDF5.type(of: dataset, context)
         guard let (dtype, littleEndian) = HDF5.dtype(of: type) else {
             throw .unsupported(path: path, reason: "field '\(name)' has an element type Stoke does not read")

@@ -88,4 +88,34 @@ struct StoreReliabilityTests {
         #expect(check.chunks == 4 && check.unwrittenChunks == 6, "\(check)")
         #expect(check.level == .decodedAndChecksums && check.note.contains("6 chunks were never written"), "\(check)")
     }
+
+    @Test("r22: a uint32 field is read as u32; libver='latest' compressed fields are read or refused saying why")
+    func foreignFormats() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.file("u32.h5"), latest = directory.file("latest.h5")
+        let made = try python("""
+            import sys, h5py, numpy as np
+            x = np.arange(200 * 4, dtype=np.float32).reshape(200, 4)
+            with h5py.File(sys.argv[1], 'w') as f:
+                f.create_dataset('data', data=x, chunks=(16, 4))
+                f.create_dataset('label', data=(np.arange(200) * 20_000_000).astype('u4'), chunks=(16,), compression='gzip')
+            with h5py.File(sys.argv[2], 'w', libver='latest') as f:
+                f.create_dataset('data', data=x, chunks=(16, 4), compression='gzip', fletcher32=True)
+            """, [path, latest])
+        try #require(made.status == 0, "\(made.output)")
+        let store = try Store(path: path)
+        let label = try store.field("label")
+        #expect(label.dtype == .u32)
+        #expect(try label.read(0..<200, as: UInt32.self) == (0..<200).map { UInt32($0) * 20_000_000 })
+        #expect(try label.check().level == .decodedOnly)
+
+        do {
+            let opened = try Store(path: latest)
+            #expect(try opened.field("data").read(0..<200, as: Float.self) == (0..<800).map { Float($0) })
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("uses a newer HDF5 file format than this Stoke's HDF5 library") && text.contains("libver"), "\(text)")
+        }
+    }
 }
