@@ -24,7 +24,7 @@ struct Demo: ParsableCommand {
     @Option(name: .long, help: "Where to write the demo's files.") var directory: String = "stoke-demo"
     @Option(name: .long, help: "Samples of the generated dataset when Fashion-MNIST is not installed.") var samples: Int = 60_000
     @Flag(name: .long, help: "Use the generated dataset even when Fashion-MNIST is installed.") var generated = false
-    @Option(name: .long, help: "Epochs to train the teacher.") var epochs = 2
+    @Option(name: .long, help: "Epochs to train the teacher.") var epochs = 3
     @Option(name: .long, help: "The teacher: cnn:TOKENS or mlp:IN-H1-…-OUT (as stoke train).") var teacherArch = Demo.teacherArchitecture
     @Option(name: .long, help: "Adam learning rate of the teacher (cosine schedule).") var teacherLearningRate = Demo.teacherLearningRateDefault
     @Option(name: .long, help: "The student, trained alone and distilled: mlp:IN-H1-…-OUT or cnn:TOKENS.") var studentArch = Demo.studentArchitecture

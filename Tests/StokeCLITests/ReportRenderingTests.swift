@@ -83,7 +83,8 @@ struct ReportRenderingTests {
             #expect(plot.marks > 3, "\(path) plot \(index): only \(plot.marks) marks drawn")
         }
         let (inked, colors) = try screenshot(path, to: path + ".png", in: directory)
-        #expect(inked > 0.02, "\(path): the screenshot is (nearly) blank: \(inked) of the pixels inked")
+        // A blank page inks nothing; a 720×720 SVG of thin lines in a 1000×1400 window inks about 1%.
+        #expect(inked > 0.002, "\(path): the screenshot is (nearly) blank: \(inked) of the pixels inked")
         #expect(colors > 16, "\(path): the screenshot has only \(colors) colors")
     }
 
