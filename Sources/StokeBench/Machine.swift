@@ -1,20 +1,14 @@
-import CStokeKernels
 import Foundation
+import StokeEngine
 import StokeStore
 
 /// What a result table needs to say about the machine that produced it, so two users can compare
 /// their tables: the kernel set, the core count, the load while it ran and the Stoke version.
 public enum Machine {
-    /// The kernel set Stoke's C kernels dispatch to on this CPU: "avx512-vnni", "avx2" or "portable".
-    ///
-    /// The one place reports name it (the table footers, `report.json`).
-    public static func kernelSet() -> String {
-        switch stoke_cpu_active() {
-        case STOKE_CPU_AVX512_VNNI: "avx512-vnni"
-        case STOKE_CPU_AVX2: "avx2"
-        default: "portable"
-        }
-    }
+    /// The kernel set Stoke's C kernels dispatch to (`KernelSet.current`: the CPU's best, or the set
+    /// `STOKE_CPU` forced), e.g. "avx512-vnni", "avx2" or "portable": what the table footers and
+    /// `report.json` name.
+    public static func kernelSet() -> String { KernelSet.current.name }
 
     /// Cores this process may run on.
     public static var cores: Int { ProcessInfo.processInfo.activeProcessorCount }
