@@ -78,6 +78,29 @@ public struct NPYArray: ArraySource {
         }
     }
 
+    /// The total bytes (header and data) an NPY document declares, from its first bytes; nil when
+    /// `prefix` is too short to hold the whole header. Throws when the header is malformed.
+    static func declaredBytes(prefix: [UInt8], path: String) throws(SourceError) -> Int? {
+        guard prefix.count >= 10 else { return nil }
+        guard prefix[0] == 0x93, Array(prefix[1..<6]) == Array("NUMPY".utf8) else {
+            throw SourceError(path: path, reason: "not an NPY file (magic bytes missing)")
+        }
+        let headerStart = prefix[6] == 1 ? 10 : 12
+        guard prefix.count >= headerStart else { return nil }
+        let headerLength = prefix[6] == 1 ? Int(prefix[8]) | Int(prefix[9]) << 8
+            : Int(prefix[8]) | Int(prefix[9]) << 8 | Int(prefix[10]) << 16 | Int(prefix[11]) << 24
+        guard prefix.count >= headerStart + headerLength else { return nil }
+        let fields = try NPYHeader.parse(String(decoding: prefix[headerStart..<(headerStart + headerLength)], as: UTF8.self), path: path)
+        guard let code = fields.descr.first.map({ _ in String(fields.descr.dropFirst()) }), let dtype = DType(numpyCode: code) else {
+            throw SourceError(path: path, reason: "field 'descr': dtype '\(fields.descr)' is not supported (u1 i1 b1 u2 i2 u4 i4 i8 f2 f4 f8)")
+        }
+        guard let data = MemoryBudget.product(fields.shape + [dtype.size]), let total = MemoryBudget.product([1, data]),
+              total <= Int.max - headerStart - headerLength else {
+            throw SourceError(path: path, reason: "field 'shape': \(fields.shape) of \(dtype.rawValue) overflows a size")
+        }
+        return headerStart + headerLength + total
+    }
+
     /// Calls `body` with rows `[start, start + n)` as little-endian C-order bytes, `batchRows` at a time.
     /// C-order little-endian data is passed straight from the map, without a copy.
     public func forEachBatch(batchRows: Int, _ body: (Range<Int>, UnsafeRawBufferPointer) throws -> Void) throws {

@@ -152,6 +152,24 @@ enum ZipDirectory {
             }
             member = stored
         case 8:
+            // Before inflating the member whole (a few KiB can declare gigabytes): its NPY header must
+            // account for exactly the declared size, and that size must fit the memory budget.
+            let prefix: [UInt8]
+            do {
+                prefix = try unsafe Gzip.inflateRawPrefix(stored.bytes(at: 0, count: stored.count)!, count: min(entry.size, 1 << 16), path: memberPath)
+            } catch {
+                throw SourceError(path: memberPath, reason: "\(error)".replacingOccurrences(of: "\(memberPath): ", with: ""))
+            }
+            if let declared = try NPYArray.declaredBytes(prefix: prefix, path: memberPath), declared != entry.size {
+                throw SourceError(
+                    path: memberPath,
+                    reason: "the NPY header declares \(declared) bytes (header and data), the archive says the member holds \(entry.size); refused before inflating")
+            }
+            do throws(MemoryBudgetError) {
+                try MemoryBudget.current.check(entry.size, for: "\(memberPath) (a deflated member, inflated in memory)")
+            } catch {
+                throw SourceError(path: memberPath, reason: "\(error)".replacingOccurrences(of: "\(memberPath) ", with: ""))
+            }
             do {
                 let decoded = try unsafe Gzip.inflateRaw(stored.bytes(at: 0, count: stored.count)!, expectedBytes: entry.size, path: memberPath)
                 member = SourceBytes(copying: decoded, path: memberPath)

@@ -128,4 +128,25 @@ struct PackReliabilityTests {
         }
         #expect(reason.contains("damaged") && reason.contains("chunk 0"), "\(reason)")
     }
+
+    @Test("r09: an NPZ member whose NPY header declares more than the member holds is refused before it is inflated")
+    func npzBomb() throws {
+        let directory = scratchDirectory("stoke-r09")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try runPython("""
+            import sys, zipfile, struct
+            def header(descr, shape):
+                d = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, repr(tuple(shape)))
+                d = d + ' ' * ((64 - ((10 + len(d) + 1) % 64)) % 64) + '\\n'
+                return b'\\x93NUMPY\\x01\\x00' + struct.pack('<H', len(d)) + d.encode()
+            with zipfile.ZipFile(sys.argv[1] + '/bomb.npz', 'w', zipfile.ZIP_DEFLATED) as z:
+                with z.open('data.npy', 'w', force_zip64=True) as f:
+                    f.write(header('<f4', (20000, 1000, 100)))
+                    for _ in range(4): f.write(b'\\0' * (1 << 22))
+            """, [directory])
+        let started = Date()
+        let error = #expect(throws: SourceError.self) { try NPZArchive(path: directory + "/bomb.npz") }
+        #expect(error?.reason.contains("the NPY header declares 8000000128 bytes") == true, "\(String(describing: error))")
+        #expect(Date().timeIntervalSince(started) < 5)
+    }
 }
