@@ -47,9 +47,23 @@ enum Status {
     }
 }
 
-/// The C codes of element types (STOKE_DTYPE_*), in `DType.allCases` order.
+/// The C codes of element types (STOKE_DTYPE_* in stoke.h). Fixed numbers, not `DType.allCases`
+/// positions: a new DType case must not renumber the ABI (u32 came later and is 9).
 extension DType {
-    var code: Int32 { Int32(DType.allCases.firstIndex(of: self)!) }
+    var code: Int32 {
+        switch self {
+        case .u8: 0
+        case .i8: 1
+        case .u16: 2
+        case .i16: 3
+        case .i32: 4
+        case .i64: 5
+        case .f16: 6
+        case .f32: 7
+        case .f64: 8
+        case .u32: 9
+        }
+    }
 }
 
 /// Whether a value JSONSerialization produced is a JSON `true`/`false` (an NSNumber subclass whose 1 and 0

@@ -15,8 +15,8 @@ OK = 0
 END = 1
 
 # STOKE_DTYPE_* codes, in stoke.h order, as NumPy dtypes (little-endian).
-DTYPES = [np.dtype(code) for code in ("u1", "i1", "<u2", "<i2", "<i4", "<i8", "<f2", "<f4", "<f8")]
-DTYPE_NAMES = ["u8", "i8", "u16", "i16", "i32", "i64", "f16", "f32", "f64"]
+DTYPES = [np.dtype(code) for code in ("u1", "i1", "<u2", "<i2", "<i4", "<i8", "<f2", "<f4", "<f8", "<u4")]
+DTYPE_NAMES = ["u8", "i8", "u16", "i16", "i32", "i64", "f16", "f32", "f64", "u32"]
 
 
 class StokeError(Exception):

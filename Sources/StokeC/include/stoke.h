@@ -60,6 +60,7 @@ extern "C" {
 #define STOKE_DTYPE_F16 6 /* f16, 2 bytes (IEEE half) */
 #define STOKE_DTYPE_F32 7 /* f32, 4 bytes */
 #define STOKE_DTYPE_F64 8 /* f64, 8 bytes */
+#define STOKE_DTYPE_U32 9 /* u32, 4 bytes */
 
 typedef struct stoke_store stoke_store;
 typedef struct stoke_loader stoke_loader;
