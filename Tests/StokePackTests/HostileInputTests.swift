@@ -99,7 +99,8 @@ struct HostileInputTests {
         let trailer = #expect(throws: SourceError.self) { try IDXArray(path: directory + "/trailer.gz") }
         #expect(trailer?.reason.contains("incorrect length check") == true, "\(String(describing: trailer))")
         let zip = #expect(throws: SourceError.self) { try NPZArchive(path: directory + "/big.npz") }
-        #expect(zip?.reason.contains("more than deflate can produce") == true, "\(String(describing: zip))")
+        // The member's NPY header (inflated from its first bytes) disagrees with the size the archive declares.
+        #expect(zip?.reason.contains("refused before inflating") == true, "\(String(describing: zip))")
         for name in ["huge.png", "huge.jpg"] {
             let error = #expect(throws: SourceError.self) { try ImageDecoder.decode(path: "\(directory)/\(name)") }
             #expect(error?.reason.contains("more than a") == true, "\(name): \(String(describing: error))")
