@@ -49,7 +49,7 @@ let swiftTargets: [Target] = [
     .testTarget(name: "StokeLoaderTests", dependencies: ["StokeLoader", "StokeStore"]),
     .testTarget(name: "StokeBenchTests", dependencies: ["StokeBench", "StokeLoader", "StokeStore"]),
     .testTarget(name: "StokePackTests", dependencies: ["StokePack", "StokeStore", "StokeTestSupport"]),
-    .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine", "StokeStore"], exclude: ["Resources"]),
+    .testTarget(name: "StokeEngineTests", dependencies: ["StokeEngine", "StokeStore", "StokeTestSupport"], exclude: ["Resources"]),
     .testTarget(name: "StokeCLITests", dependencies: ["stoke", "StokeEngine", "StokeTestSupport"]),
     // Soak: 100 loader epochs (flat RSS) and 1,000 open/close cycles (no fd or thread leaks), in its own process.
     .executableTarget(name: "stoke-soak", dependencies: ["StokeStore", "StokeLoader"], path: "Tests/StokeSoak"),

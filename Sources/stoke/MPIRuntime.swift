@@ -46,7 +46,7 @@ final class MPIRuntime: Sendable {
             if unsafe handle != nil { break }
         }
         guard let handle = unsafe handle else {
-            throw LoadError(description: "running under Open MPI (OMPI_COMM_WORLD_SIZE is set) but libmpi.so.40 cannot be loaded: \(String(cString: dlerror())) (install openmpi-bin / libopenmpi3)")
+            throw LoadError(description: "running under Open MPI (OMPI_COMM_WORLD_SIZE is set) but libmpi.so.40 cannot be loaded: \(unsafe String(cString: dlerror())) (install openmpi-bin / libopenmpi3)")
         }
         func symbol(_ name: String) throws -> UnsafeMutableRawPointer {
             guard let address = unsafe dlsym(handle, name) else {

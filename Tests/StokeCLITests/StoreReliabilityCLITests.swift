@@ -71,18 +71,14 @@ struct StoreReliabilityCLITests {
             ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.contains(".partial-") }
         }
         for (signalNumber, expected) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: stokeBinary)
-            process.arguments = ["pack", "--from", "npy", "\(directory)/x.npy", "-o", "\(directory)/o.h5", "--force", "--codec", "deflate:9"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            let process = try ChildProcess(stokeBinary, ["pack", "--from", "npy", "\(directory)/x.npy", "-o", "\(directory)/o.h5", "--force", "--codec", "deflate:9"],
+                                           captureOutput: false)
             let deadline = Date().addingTimeInterval(60)
             while partials().isEmpty && process.isRunning && Date() < deadline { usleep(5_000) }
             try #require(!partials().isEmpty, "the pack never started writing")
-            kill(process.processIdentifier, signalNumber)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == expected, "signal \(signalNumber): status \(process.terminationStatus)")
+            process.send(signalNumber)
+            let status = try process.waitForExit().status
+            #expect(status == expected, "signal \(signalNumber): status \(status)")
             #expect(partials().isEmpty, "\(partials())")
             #expect(!FileManager.default.fileExists(atPath: "\(directory)/o.h5"))
         }

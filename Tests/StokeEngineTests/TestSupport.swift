@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import StokeEngine
+import StokeTestSupport
 
 /// Locations and helpers shared by the engine tests.
 enum TestSupport {
@@ -18,16 +19,8 @@ enum TestSupport {
         guard FileManager.default.isExecutableFile(atPath: python.path) else {
             throw SetupError(message: "\(python.path) not found; \(setupHint)")
         }
-        let process = Process()
-        process.executableURL = python
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = try execute(python.path, arguments)
+        return (result.status, result.stdout + result.stderr)
     }
 
     struct SetupError: Error, CustomStringConvertible {
