@@ -248,8 +248,8 @@ public struct BatchFieldLayout: Sendable, Equatable {
         for field in fields {
             var normalization = options.normalization[field.name] ?? storeNormalization[field.name]
             if let wanted = options.outputTypes[field.name], wanted != field.dtype, wanted != (normalization == nil ? field.dtype : .f32) {
-                guard field.dtype == .u8, wanted == .f32 else {
-                    throw .invalidArgument("field '\(field.name)': the loader converts u8 to f32 only, not \(field.dtype.rawValue) to \(wanted.rawValue)")
+                guard wanted == .f32 else {
+                    throw .invalidArgument("field '\(field.name)': the loader converts to f32 only, not \(field.dtype.rawValue) to \(wanted.rawValue)")
                 }
                 // Plain widening: (x · 1 − 0) / 1 = x.
                 normalization = Normalization(mean: [0], std: [1], inputScale: 1)
@@ -257,9 +257,6 @@ public struct BatchFieldLayout: Sendable, Equatable {
             var dtype = field.dtype
             var channelScale: [Float] = [], channelBias: [Float] = [], innerCount = 1
             if let normalization {
-                guard [.u8, .f16, .f32].contains(field.dtype) else {
-                    throw .invalidArgument("\(store.path): normalization applies to u8, f16 and f32 fields; '\(field.name)' is \(field.dtype.rawValue)")
-                }
                 guard normalization.mean.count == normalization.std.count, !normalization.mean.isEmpty,
                       normalization.std.allSatisfy({ $0 > 0 }) else {
                     throw .invalidArgument("field '\(field.name)': normalization needs as many positive std as mean values")
@@ -435,7 +432,14 @@ public struct BatchFieldLayout: Sendable, Equatable {
     fileprivate func next(generation expected: Int) throws(StoreError) -> Batch? {
         condition.lock()
         defer { condition.unlock() }
-        guard generation == expected else { return nil }
+        guard generation == expected else {
+            // A superseded epoch ends (documented: one epoch at a time). A shut-down loader is an error,
+            // not an empty epoch: `let epoch = try Loader(...).epoch(0)` releases the loader at once.
+            if shuttingDown {
+                throw .invalidArgument("\(store.path): the loader was shut down or released while epoch \(epochNumber) was in use; keep the Loader alive as long as its epochs")
+            }
+            return nil
+        }
         let waitStart = ContinuousClock.now
         defer { stats.waitSeconds += (ContinuousClock.now - waitStart).seconds }
         while true {
@@ -747,14 +751,27 @@ public struct BatchFieldLayout: Sendable, Equatable {
                 let channel = (index / inner) % channels
                 unsafe output[index] = input[index] * scales[field][channel] + biases[field][channel]
             }
-        case .f16:
-            let input = unsafe source.assumingMemoryBound(to: Float16.self)
-            for index in 0..<elements {
-                let channel = (index / inner) % channels
-                unsafe output[index] = Float(input[index]) * scales[field][channel] + biases[field][channel]
-            }
-        default:
-            preconditionFailure("normalization of \(dtype) is refused at init")
+        case .f16: unsafe widen(source, Float16.self, into: output, field: field, elements: elements) { Float($0) }
+        case .f64: unsafe widen(source, Double.self, into: output, field: field, elements: elements) { Float($0) }
+        case .i8: unsafe widen(source, Int8.self, into: output, field: field, elements: elements) { Float($0) }
+        case .u16: unsafe widen(source, UInt16.self, into: output, field: field, elements: elements) { Float($0) }
+        case .i16: unsafe widen(source, Int16.self, into: output, field: field, elements: elements) { Float($0) }
+        case .u32: unsafe widen(source, UInt32.self, into: output, field: field, elements: elements) { Float($0) }
+        case .i32: unsafe widen(source, Int32.self, into: output, field: field, elements: elements) { Float($0) }
+        case .i64: unsafe widen(source, Int64.self, into: output, field: field, elements: elements) { Float($0) }
+        }
+    }
+
+    /// `normalize` for element types without a SIMD kernel: each value to Float (rounded to nearest for
+    /// wide integers and f64), then `x · scale[c] + bias[c]`.
+    @inline(__always)
+    private func widen<Element>(_ source: UnsafeRawPointer, _: Element.Type, into output: UnsafeMutablePointer<Float>, field: Int,
+                                elements: Int, _ toFloat: (Element) -> Float) {
+        let input = unsafe source.assumingMemoryBound(to: Element.self)
+        let inner = channelInner[field], channels = scales[field].count
+        for index in 0..<elements {
+            let channel = (index / inner) % channels
+            unsafe output[index] = toFloat(input[index]) * scales[field][channel] + biases[field][channel]
         }
     }
 

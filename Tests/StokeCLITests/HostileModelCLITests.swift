@@ -132,7 +132,7 @@ struct HostileModelCLITests {
         }
     }
 
-    @Test("r22: infer reads u8, i8, u16, i16, i32 and i64 labels, checks each is a class of the model, and refuses float labels")
+    @Test("r22: infer reads u8, i8, u16, i16, i32 and i64 labels, checks each is a class of the model, and refuses float labels; i32 and f64 data feed a float model")
     func integerLabels() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -145,7 +145,19 @@ struct HostileModelCLITests {
             with h5py.File('big.h5', 'w') as f: f.create_dataset('data', data=x); f.create_dataset('label', data=np.full(40, 300, 'u2'))
             with h5py.File('float.h5', 'w') as f: f.create_dataset('data', data=x); f.create_dataset('label', data=y.astype('f4'))
             np.save('expected.npy', np.array([(x.argmax(1) == y).mean()]))
+            xi = (x * 1e6).astype('i4')
+            with h5py.File('i4data.h5', 'w') as f: f.create_dataset('data', data=xi, chunks=(8, 8)); f.create_dataset('label', data=y, chunks=(8,))
+            with h5py.File('f8data.h5', 'w') as f: f.create_dataset('data', data=x.astype('f8'), chunks=(8, 8)); f.create_dataset('label', data=y, chunks=(8,))
+            np.save('expected_i4.npy', np.array([(xi.argmax(1) == y).mean()]))
             """, in: directory)
+        // r22: integer and f64 data feed a float model (widened by the loader).
+        for (type, file) in [("i4data", "expected_i4.npy"), ("f8data", "expected.npy")] {
+            let want = try execute(venvPython, ["-c", "import sys, numpy as np; print(np.load(sys.argv[1])[0])", "\(directory)/\(file)"])
+            let infer = try execute(stokeBinary, ["infer", "\(directory)/id.onnx", "\(directory)/\(type).h5", "--json"])
+            #expect(infer.status == 0, "\(type): \(infer.stderr)")
+            let got = jsonObject(infer.stdout)?["accuracy"] as? Double ?? -1
+            #expect(abs(got - (Double(want.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -2)) < 1e-9, "\(type): \(infer.stdout)")
+        }
         let expected = try execute(venvPython, ["-c", "import sys, numpy as np; print(np.load(sys.argv[1])[0])", "\(directory)/expected.npy"])
         let accuracy = Double(expected.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         for type in ["u1", "i1", "u2", "i2", "i4", "i8"] {

@@ -233,21 +233,71 @@ struct LoaderTests {
         }
     }
 
-    @Test("output type f32 widens u8 samples; other conversions are refused")
+    @Test("output type f32 widens u8 and i64 samples (r22: integer data feeds a float model); other targets are refused")
     func outputTypes() throws {
         let (path, cleanup) = try makeStore(samples: 50, chunkRows: 16)
         defer { cleanup() }
         var options = LoaderOptions()
         options.order = .sequential
         options.batchSize = 50
-        options.outputTypes = ["x": .f32]
+        options.outputTypes = ["x": .f32, "id": .f32]
         let loader = try Loader(store: Store(path: path), options: options)
         let epoch = try loader.epoch(0)
-        let values = try #require(try epoch.next()?.values("x", as: Float.self))
-        #expect(values == (0..<50).flatMap { sample in (0..<32).map { Float(UInt8(truncatingIfNeeded: sample * 31 + $0)) } })
+        guard let batch = try epoch.next() else {
+            Issue.record("no batch")
+            return
+        }
+        let x = try batch.values("x", as: Float.self), ids = try batch.values("id", as: Float.self)
+        let expectedX: [Float] = (0..<50).flatMap { (sample: Int) -> [Float] in (0..<32).map { Float(UInt8(truncatingIfNeeded: sample * 31 + $0)) } }
+        #expect(x == expectedX)
+        #expect(ids == (0..<50).map { Float($0) })
         var bad = LoaderOptions()
-        bad.outputTypes = ["id": .f32]
+        bad.outputTypes = ["id": .i32]
         #expect(throws: StoreError.self) { try Loader(store: Store(path: path), options: bad) }
+    }
+
+    @Test("an epoch whose loader was released throws instead of ending as if empty")
+    func epochOutlivesLoader() throws {
+        let (path, cleanup) = try makeStore(samples: 64, chunkRows: 16)
+        defer { cleanup() }
+        let epoch = try Loader(store: Store(path: path), options: LoaderOptions()).epoch(0)
+        #expect(throws: StoreError.self) { _ = try epoch.next() }
+    }
+
+    @Test("every element type widens to f32, with a store's normalization applied", arguments: DType.allCases)
+    func widening(dtype: DType) throws {
+        let directory = NSTemporaryDirectory() + "stoke-widen-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/store.h5"
+        let writer = try StoreWriter(path: path, fields: [FieldSpec(name: "v", dtype: dtype, sampleShape: [3])], options: StoreWriteOptions())
+        // Values every type holds exactly: 0...29, negated for signed types.
+        let values: [Double] = (0..<30).map { [.i8, .i16, .i32, .i64, .f16, .f32, .f64].contains(dtype) && $0 % 2 == 1 ? -Double($0) : Double($0) }
+        switch dtype {
+        case .u8: try writer.append("v", values: values.map { UInt8($0) })
+        case .i8: try writer.append("v", values: values.map { Int8($0) })
+        case .u16: try writer.append("v", values: values.map { UInt16($0) })
+        case .i16: try writer.append("v", values: values.map { Int16($0) })
+        case .u32: try writer.append("v", values: values.map { UInt32($0) })
+        case .i32: try writer.append("v", values: values.map { Int32($0) })
+        case .i64: try writer.append("v", values: values.map { Int64($0) })
+        case .f16: try writer.append("v", values: values.map { Float16($0) })
+        case .f32: try writer.append("v", values: values.map { Float($0) })
+        case .f64: try writer.append("v", values: values.map { $0 })
+        }
+        try writer.setMetadata("normalization", json: #"{"v": {"mean": [1], "std": [2], "scale": 1}}"#)
+        try writer.finish()
+        var options = LoaderOptions()
+        options.order = .sequential
+        options.batchSize = 10
+        options.outputTypes = ["v": .f32]
+        for useStore in [false, true] {
+            options.useStoreNormalization = useStore
+            let loader = try Loader(store: Store(path: path), options: options)
+            let epoch = try loader.epoch(0)
+            let got = try #require(try epoch.next()?.values("v", as: Float.self))
+            #expect(got == values.map { Float(useStore ? ($0 - 1) / 2 : $0) }, "\(dtype) store normalization \(useStore)")
+        }
     }
 
     @Test("a corrupt chunk surfaces as an error naming store, field and chunk, without hanging")

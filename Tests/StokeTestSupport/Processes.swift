@@ -97,6 +97,11 @@ public final class ChildProcess {
     }
 
     private struct SpawnFailure: Error { var code: Int32 }
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which its headers declare only for
+    /// _GNU_SOURCE builds, so Swift's Glibc module does not import it.
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = unsafe dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np")
+        .map { unsafe unsafeBitCast($0, to: AddCloseFrom.self) }
     /// A wait status no real one has (bits 0-6 = 0x7f with a stop signal of 0xff): the child was reaped
     /// by someone else's waitpid and its status is lost.
     private static let reapedElsewhere: Int32 = 0x7fff
@@ -117,6 +122,9 @@ public final class ChildProcess {
             unsafe posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
             unsafe posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         }
+        // Then nothing else of this process reaches the child: an inherited descriptor of an HDF5 file
+        // keeps that file's lock held for as long as the child lives, and another test cannot open it.
+        guard let closeFrom = unsafe Self.addCloseFrom, unsafe closeFrom(&actions, 3) == 0 else { return .failure(SpawnFailure(code: ENOSYS)) }
         let argv: [UnsafeMutablePointer<CChar>?] = unsafe ([executable] + arguments).map { unsafe strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = unsafe environment.map { unsafe strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
