@@ -9,8 +9,13 @@ guarded() {
     local limit=$1; shift
     local log
     log=$(mktemp "${TMPDIR:-/tmp}/stoke-step-XXXXXX")
-    STEP_LOG=$log setsid bash -o pipefail -c '"$@" 2>&1 | tee -a "$STEP_LOG"' guarded-step "$@" &
+    # Job control on for this one start: the step gets its own process group (so it can be stopped as a
+    # whole), and unlike a plain `&` in a script it does not start with SIGINT ignored, which tests that
+    # send SIGINT to themselves (Ctrl-C handling) depend on.
+    set -m
+    STEP_LOG=$log bash -o pipefail -c '"$@" 2>&1 | tee -a "$STEP_LOG"' guarded-step "$@" &
     local pid=$! waited=0
+    set +m
     while kill -0 "$pid" 2>/dev/null; do
         sleep 2
         waited=$((waited + 2))
@@ -54,7 +59,7 @@ for name in open_tests:
     print(f"    {name}")
 PY
     echo "  processes still running:" >&2
-    ps -o pid,etimes,args --forest -g "$group" 2>/dev/null | sed 's/^/    /' | cut -c1-220 >&2 || true
+    ps -o pid,etimes,args --forest -p "$(pgrep -d, -g "$group")" 2>/dev/null | sed 's/^/    /' | cut -c1-220 >&2 || true
     if command -v gdb >/dev/null; then
         local runner
         for runner in $(pgrep -g "$group" -f 'xctest|swiftpm-testing-helper|PackageTests' || true); do
