@@ -174,7 +174,8 @@ extension Quantize {
             result["qat"] = ["store": qat, "epochs": epochs, "lr": Double(lr), "seed": seed]
         } else {
             guard let calibrate else { throw UsageError("--mode static needs --calibrate STORE") }
-            table = try CalibrationRun.run(model: source, storePath: calibrate, samples: calibrationSamples, method: calibrationMethod)
+            table = try CalibrationRun.run(model: source, storePath: calibrate, samples: calibrationSamples, method: calibrationMethod,
+                                           context: processContext)
             rangesStore = calibrate
             result["calibration"] = ["store": calibrate, "samples": calibrationSamples, "method": method.rawValue,
                                      "percentile": method == .percentile ? percentile : NSNull(), "per_channel": !perTensor]

@@ -11,14 +11,33 @@ struct Stoke: ParsableCommand {
         version: StokeVersion.string,
         subcommands: [Pack.self, Join.self, Inspect.self, Verify.self, Index.self, Bench.self, Run.self, Infer.self, Train.self, Distill.self, Prune.self, Quantize.self, Demo.self])
 
-    /// Reads `STOKE_CPU` once, before any command runs: the whole process uses that kernel set; a
-    /// value that is not one exits with status 2 and a message naming the accepted values.
+    /// Reads the environment once, before any command runs (`environmentContext`): the whole process
+    /// uses the kernel set `STOKE_CPU` names, and commands run the engine on that context with their
+    /// `--threads`. A value it refuses exits with status 2 and a message naming the variable and the
+    /// accepted values.
     static func main() {
-        if let problem = KernelSet.applyEnvironment() {
+        switch environmentContext {
+        case let .failure(problem):
             FileHandle.standardError.write(Data("stoke: error: \(problem)\n".utf8))
             Foundation.exit(2)
+        case let .success(context):
+            context.applyKernelSet()
         }
         Self.main(nil)
+    }
+}
+
+/// The engine's execution context from `STOKE_CPU`, `STOKE_GEMM` and `STOKE_CONV`, read once at
+/// start-up (`Stoke.main`), with one thread; commands pass `processContext.with(threads:)` down.
+let environmentContext: Result<ExecutionContext, ExecutionContextError> = Result { () throws(ExecutionContextError) in
+    try ExecutionContext.fromEnvironment()
+}
+
+/// `environmentContext`, which `Stoke.main` has checked before any command runs.
+var processContext: ExecutionContext {
+    switch environmentContext {
+    case let .success(context): context
+    case .failure: ExecutionContext.default
     }
 }
 
