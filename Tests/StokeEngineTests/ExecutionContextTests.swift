@@ -36,8 +36,9 @@ struct ExecutionContextTests {
         // Alone, one after another.
         var alone: [[Float]] = []
         for (_, model, input) in models { for context in contexts { alone.append(try Self.output(model, input, context)) } }
-        // Backends round differently, and so may thread counts (a split moves tile edges: the MLP's
-        // outputs differ in the last bits between 1 and 2 threads), so each is compared with itself alone.
+        // Backends round differently, and so may thread counts (OpenBLAS's MLP outputs differ in the
+        // last bits between 1 and 2 threads), so each is compared with itself alone: before contexts,
+        // a 1-thread session planned beside a 2-thread one took the other's count.
         // All at once: every (model, context) pair on its own thread, each running several times.
         struct Job: @unchecked Sendable { let model: Model; let input: Tensor; let context: ExecutionContext; let expected: [Float]; let label: String }
         let jobs: [Job] = models.enumerated().flatMap { modelIndex, entry in

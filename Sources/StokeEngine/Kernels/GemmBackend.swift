@@ -98,8 +98,9 @@ enum DirectConv {
 /// OpenBLAS's thread count is process-wide (`openblas_set_num_threads`), so the one OpenBLAS GEMM call
 /// site runs under this lock and sets the count to its context's threads first: sessions with
 /// different thread counts in one process never change each other's, and OpenBLAS GEMMs from different
-/// sessions run one at a time (they would share OpenBLAS's one thread pool anyway). OpenBLAS splits a
-/// GEMM by rows and columns, never along K, so its results do not depend on the count.
+/// sessions run one at a time (they would share OpenBLAS's one thread pool anyway). This matters for
+/// results, not only speed: OpenBLAS's sums can round differently with another thread count (the
+/// 784-512-256-10 MLP's outputs differ in the last bits between 1 and 2 threads; Stoke's kernels do not).
 enum OpenBLASCalls {
     private static let lock = Mutex<Void>(())
 
