@@ -70,6 +70,13 @@ public struct KernelSet: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
+    /// Restricts the whole process's C kernels to this set (what `STOKE_CPU` does). Call once at
+    /// start-up, before any kernel runs: the restriction is process-wide.
+    public func restrictProcess() {
+        let level = unsafe stoke_cpu_parse_level(name)
+        if level >= 0 { stoke_cpu_set_process_level(level) }
+    }
+
     public var description: String { "\(name) [\(features.joined(separator: ","))]" }
 
     /// `{"name": ..., "features": [...]}` for JSON reports.

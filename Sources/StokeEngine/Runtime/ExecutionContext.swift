@@ -37,7 +37,7 @@ public struct ExecutionContext: Sendable, Equatable {
     public let conv: ConvPolicy
     /// The CPU kernel set Stoke's C kernels run on: the machine's features as restricted by
     /// `STOKE_CPU`. The restriction itself is process-wide and applied once at start-up
-    /// (`applyKernelSet()`, or by the C kernels' first use in processes that do not call it); the
+    /// (`KernelSet.restrictProcess()`, or by the C kernels' first use in processes that do not call it); the
     /// context records it for reports (`kernel_set` in the CLI's JSON).
     public let kernelSet: KernelSet
 
@@ -72,7 +72,8 @@ public struct ExecutionContext: Sendable, Equatable {
     /// set lacks what `gemm` needs (a test forcing a lower set, say), so such a set never reaches it.
     public var gemmInUse: GemmBackend { gemm.isAvailable ? gemm : .openBLAS }
 
-    /// A context from the environment, read once:
+    /// A context from the environment, read once (`parseEnvironment(_:)`, then
+    /// `EnvironmentRequest.context(threads:)`):
     /// - `STOKE_CPU=portable|avx2|avx-vnni|avx512|avx512-vnni`: the kernel set (default: the machine's best);
     /// - `STOKE_GEMM=openblas|stoke-avx512|stoke-avx2`: the GEMM backend (default: measured once per process);
     /// - `STOKE_CONV=direct|im2col`: the convolution policy (default: direct).
@@ -82,6 +83,32 @@ public struct ExecutionContext: Sendable, Equatable {
     ///   of those, or names a GEMM backend the kernel set cannot run.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment,
                                        threads: Int = 1) throws(ExecutionContextError) -> ExecutionContext {
+        try parseEnvironment(environment).context(threads: threads)
+    }
+
+    /// What the environment asks for, checked but not yet resolved: a caller can check the
+    /// environment at start-up (and restrict the process to `kernelSet`) without timing the GEMM
+    /// backends, and make the context when it first runs the engine.
+    public struct EnvironmentRequest: Sendable, Equatable {
+        /// The kernel set `STOKE_CPU` names (default: the one in use now).
+        public let kernelSet: KernelSet
+        /// `STOKE_GEMM`'s backend, or `.automatic`.
+        public let gemm: GemmChoice
+        /// `STOKE_CONV`'s policy (default: direct).
+        public let conv: ConvPolicy
+
+        /// The context these settings give, with `threads` threads (an automatic GEMM choice is
+        /// resolved here: measured the first time in the process, the same backend after that).
+        public func context(threads: Int = 1) -> ExecutionContext {
+            ExecutionContext(threads: threads, gemm: gemm, conv: conv, kernelSet: kernelSet)
+        }
+    }
+
+    /// Reads and checks `STOKE_CPU`, `STOKE_GEMM` and `STOKE_CONV` (see `fromEnvironment`) without
+    /// measuring anything.
+    /// - Throws: `ExecutionContextError` naming the variable and its value.
+    public static func parseEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws(ExecutionContextError) -> EnvironmentRequest {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         var kernelSet = KernelSet.current
         if let name = value("STOKE_CPU") {
@@ -111,15 +138,12 @@ public struct ExecutionContext: Sendable, Equatable {
             }
             conv = policy
         }
-        return ExecutionContext(threads: threads, gemm: gemm, conv: conv, kernelSet: kernelSet)
+        return EnvironmentRequest(kernelSet: kernelSet, gemm: gemm, conv: conv)
     }
 
     /// Restricts the whole process's C kernels to `kernelSet` (what `STOKE_CPU` does). Call once at
     /// start-up, before any kernel runs: the restriction is process-wide.
-    public func applyKernelSet() {
-        let level = unsafe stoke_cpu_parse_level(kernelSet.name)
-        if level >= 0 { stoke_cpu_set_process_level(level) }
-    }
+    public func applyKernelSet() { kernelSet.restrictProcess() }
 }
 
 /// An environment variable `ExecutionContext.fromEnvironment` refuses.
