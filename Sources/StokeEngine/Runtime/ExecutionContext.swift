@@ -6,13 +6,16 @@ import Foundation
 /// A value built once by the caller and held by each `Session` and `Trainer`; planners take their
 /// threads, backend and policy from the context of the session they plan for, never from process-wide
 /// state, so two sessions with different contexts in one process do not affect each other (and their
-/// results are those each gives alone). The CLI builds one with `fromEnvironment()` at start-up;
-/// library users who pass nothing get `ExecutionContext.default`.
+/// results are those each gives alone). The CLI checks the environment at start-up
+/// (`parseEnvironment`) and makes its context from it when a command first runs the engine; library
+/// users who pass nothing get `ExecutionContext.default`.
 public struct ExecutionContext: Sendable, Equatable {
     /// Which FP32 GEMM to use.
     public enum GemmChoice: Sendable, Equatable {
         /// The fastest available backend, measured once per process (`GemmBackend.measuredFastest`):
-        /// every context in the process that asks for it records the same backend.
+        /// every context in the process that asks for it records the same backend. Being a timing,
+        /// it can differ between processes (and the backends round differently); `.backend(_)` or
+        /// `STOKE_GEMM` fixes it.
         case automatic
         /// This backend.
         case backend(GemmBackend)
