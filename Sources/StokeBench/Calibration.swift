@@ -13,9 +13,10 @@ public enum CalibrationRun {
     ///   - batchSize: samples per batch fed to the FP32 model (a model with a fixed batch size is fed
     ///     at it instead; a short last batch then repeats its own samples, which leaves the observed
     ///     ranges unchanged).
+    ///   - context: how the FP32 model runs; its thread count is replaced by the engine's share of the cores.
     /// - Returns: the calibration table of `method` over the observed samples.
     public static func run(model: Model, storePath: String, samples: Int, method: CalibrationMethod,
-                           batchSize: Int = 256) throws -> CalibrationTable {
+                           batchSize: Int = 256, context: ExecutionContext = .default) throws -> CalibrationTable {
         guard samples > 0, batchSize > 0 else {
             throw StoreError.invalidArgument("calibration needs a positive sample count and batch size (got \(samples), \(batchSize))")
         }
@@ -34,7 +35,7 @@ public enum CalibrationRun {
         options.workers = budget.loader
         options.outputTypes[field.name] = .f32
         let loader = try Loader(store: store, options: options)
-        let calibrator = try Calibrator(model: model, method: method)
+        let calibrator = try Calibrator(model: model, method: method, context: context.with(threads: budget.engine))
         let total = min(samples, store.sampleCount)
         let epoch = try loader.epoch(0)
         var observed = 0

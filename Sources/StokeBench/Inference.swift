@@ -12,6 +12,9 @@ public struct StreamingInference {
         /// Loader worker threads and engine threads; nil chooses them for this machine.
         public var loaderWorkers: Int? = nil
         public var engineThreads: Int? = nil
+        /// How the engine runs (GEMM backend, convolution policy, kernel set); its thread count is
+        /// replaced by `engineThreads` or the budget's choice.
+        public var context: ExecutionContext = .default
         public var prefetch = 4
         /// The store field fed to the model (nil: the first non-label field).
         public var inputField: String? = nil
@@ -107,7 +110,7 @@ public struct StreamingInference {
         if let normalization = options.normalization { loaderOptions.normalization[inputName] = normalization }
         loaderOptions.outputTypes[inputName] = .f32
         let loader = try Loader(store: store, options: loaderOptions)
-        let session = Session(model: model, threads: budget.engine)
+        let session = Session(model: model, context: options.context.with(threads: budget.engine))
 
         let sampleShape = inputField.sampleShape
         let width = sampleShape.reduce(1, *)

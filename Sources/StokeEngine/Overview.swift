@@ -18,7 +18,8 @@
 // Public API in brief:
 //   let model = try Model.load(path: "model.onnx")             // ONNX or a Stoke .h5 model file, by content;
 //                                                              // or Model.load(onnx:), load(onnxBytes:), Model(graph:opset:)
-//   let session = Session(model: model, threads: 2)            // sizes OpenBLAS and Stoke's own kernels
+//   let context = try ExecutionContext.fromEnvironment(threads: 2) // threads, GEMM backend, conv policy, kernel set
+//   let session = Session(model: model, context: context)      // or Session(model:threads:): .default with N threads
 //   let outputs = try session.run(["input": tensor])           // [String: Tensor], copies the outputs
 //   try session.run(input: "input", shape: [n, 784], data: span) { outputs in
 //       try outputs.withFloats("logits") { span in ... }       // zero-copy in and out

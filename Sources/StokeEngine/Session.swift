@@ -3,12 +3,16 @@ import Dispatch
 import StokeStore
 
 /// Runs a `Model`. A session owns plans (one per distinct set of input shapes, built on first use)
-/// and their arenas, so steady-state runs allocate nothing. Not thread-safe: use one session per
-/// thread.
+/// and their arenas, so steady-state runs allocate nothing. Its `ExecutionContext` (threads, GEMM
+/// backend, convolution policy) is fixed when it is made and reaches every plan it builds; sessions
+/// with different contexts in one process do not affect each other. Not thread-safe: use one session
+/// per thread.
 public final class Session {
     public let model: Model
-    /// Threads OpenBLAS uses inside this session's kernels.
-    public let threads: Int
+    /// How this session's plans run: threads, GEMM backend, convolution policy, kernel set.
+    public let context: ExecutionContext
+    /// The threads this session's kernels use (`context.threads`).
+    public var threads: Int { context.threads }
     /// What each plan's activations, workspaces and folded constants are checked against before they
     /// are allocated (`EngineError.memoryBudget`).
     public let memoryBudget: MemoryBudget
@@ -28,18 +32,23 @@ public final class Session {
     static let specializedIntegerInputLimit = 64
 
     /// - Parameters:
-    ///   - threads: OpenBLAS thread count for GEMMs (the engine's whole thread budget; the
-    ///     process-wide OpenBLAS setting is changed to it).
+    ///   - context: threads, GEMM backend and convolution policy (default: `ExecutionContext.default`,
+    ///     one thread). Nothing process-wide is changed.
     ///   - memoryBudget: the most bytes one plan may allocate (default: the process's budget).
-    public init(model: Model, threads: Int = 1, memoryBudget: MemoryBudget = .current) {
+    public init(model: Model, context: ExecutionContext = .default, memoryBudget: MemoryBudget = .current) {
         self.model = model
         self.memoryBudget = memoryBudget
-        self.threads = max(1, threads)
-        copenblas_set_threads(Int32(self.threads))
-        EngineThreads.set(self.threads)
+        self.context = context
     }
 
-    /// The number of threads OpenBLAS currently uses (process-wide).
+    /// A session on `ExecutionContext.default` with `threads` threads (the engine's whole thread
+    /// budget: Stoke's kernels split work across them and OpenBLAS runs with that many).
+    public convenience init(model: Model, threads: Int, memoryBudget: MemoryBudget = .current) {
+        self.init(model: model, context: ExecutionContext.default.with(threads: threads), memoryBudget: memoryBudget)
+    }
+
+    /// The number of threads OpenBLAS was last set to (process-wide; each OpenBLAS GEMM sets it to
+    /// its session's threads while it runs).
     public static var openBLASThreads: Int { Int(copenblas_get_threads()) }
 
     /// The plan for these input shapes, building it (shape inference, folding, arena) if new.
@@ -90,7 +99,8 @@ public final class Session {
             throw EngineError.badInput("'\(model.inputs[index].name)' has shape \(shape): negative or more than \(maximumElementCount) elements")
         }
         let plan = try ExecutionPlan(graph: model.graph, opset: model.opset, inputShapes: shapes, inputTypes: types,
-                                     inputConstants: integerInputs, budget: memoryBudget, shapesOnly: shapesOnly)
+                                     inputConstants: integerInputs, budget: memoryBudget, shapesOnly: shapesOnly,
+                                     context: context)
         if shapesOnly { return plan }
         plans[key] = plan
         lastPlan = (key, plan)

@@ -89,7 +89,7 @@ struct Bench: ParsableCommand {
                 if let report { try writeReport(result, to: report) }
                 if json {
                     printJSON(result.json.merging([
-                        "kernel_set": KernelSet.current.jsonObject,
+                        "kernel_set": processKernelSet.jsonObject,
                         // Where a next run resumes: the epoch after the measured ones.
                         "loader_state": LoaderState(seed: configuration.loader.seed, epoch: epochs).jsonObject,
                     ]) { $1 })
@@ -196,7 +196,7 @@ struct Bench: ParsableCommand {
                     })
                 }
                 if json {
-                    printJSON(result.json.merging(["kernel_set": KernelSet.current.jsonObject]) { $1 })
+                    printJSON(result.json.merging(["kernel_set": processKernelSet.jsonObject]) { $1 })
                     return
                 }
                 print(String(format: "%@: %d chunks of %@ sampled; storage reads %.0f MB/s warm, %.0f MB/s cold (%.0f%% resident after eviction); %d cores",

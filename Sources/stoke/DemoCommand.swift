@@ -253,7 +253,7 @@ struct Demo: ParsableCommand {
         options.workers = 1
         options.outputTypes["image"] = .f32
         let loader = try Loader(store: store, options: options)
-        let session = Session(model: teacher)
+        let session = Session(model: teacher, context: processContext)
         let sampleShape = try store.field("image").sampleShape
         let width = sampleShape.reduce(1, *)
         let (input, output) = (teacher.inputs[0].name, teacher.outputs[0].name)
@@ -291,6 +291,7 @@ struct Demo: ParsableCommand {
     /// the loader's throughput, a large one the engine's threads).
     static func streamingOptions(macsPerSample: Int, samples: Int, cores: Int) -> StreamingInference.Options {
         var options = StreamingInference.Options()
+        options.context = processContext
         // Enough passes over the test store for about 3·10⁹ multiply-adds, so a model that streams it in
         // milliseconds is timed over many batches (at most 20 passes).
         let work = Double(max(macsPerSample, 1)) * Double(max(samples, 1))
@@ -396,7 +397,7 @@ struct Demo: ParsableCommand {
             options.learningRate = teacherLearningRate
             options.schedule = .cosine(epochs: epochs)
             options.seed = 42
-            let trainer = try Trainer(model: SequentialModel(layers: teacherLayers, sampleShape: sampleShape, seed: 42), options: options)
+            let trainer = try Trainer(model: SequentialModel(layers: teacherLayers, sampleShape: sampleShape, seed: 42), options: options, context: processContext)
             try train(trainer, loader: teacherLoader, samples: samples, epochs: epochs, label: "training teacher")
             return try trainer.model()
         }
@@ -428,7 +429,7 @@ struct Demo: ParsableCommand {
             let aloneFile = "\(directory)/student-alone\(suffix).h5"
             let studentLoader = try loader(seed: studentSeed)
             let alone = try trainedModel(path: aloneFile, recipe: aloneRecipe) {
-                let trainer = try Trainer(model: SequentialModel(layers: studentLayers, sampleShape: sampleShape, seed: studentSeed), options: options)
+                let trainer = try Trainer(model: SequentialModel(layers: studentLayers, sampleShape: sampleShape, seed: studentSeed), options: options, context: processContext)
                 try train(trainer, loader: studentLoader, samples: samples, epochs: studentEpochs, label: "training student alone (seed \(studentSeed))")
                 return try trainer.model()
             }.model.model()
@@ -437,7 +438,7 @@ struct Demo: ParsableCommand {
             ]) { $1 })
             let distilledFile = "\(directory)/student\(suffix).h5"
             let distilled = try trainedModel(path: distilledFile, recipe: distilledRecipe) {
-                let trainer = try Trainer(model: SequentialModel(layers: studentLayers, sampleShape: sampleShape, seed: studentSeed), options: options)
+                let trainer = try Trainer(model: SequentialModel(layers: studentLayers, sampleShape: sampleShape, seed: studentSeed), options: options, context: processContext)
                 try train(trainer, loader: studentLoader, samples: samples, epochs: studentEpochs, label: "distilling student (seed \(studentSeed))",
                           teacherLogits: try logits(), temperature: temperature, alpha: alpha)
                 return try trainer.model()
@@ -454,7 +455,7 @@ struct Demo: ParsableCommand {
             var options = TrainingOptions()
             options.learningRate = 5e-4
             options.seed = 42
-            let trainer = try Trainer(model: try teacherNative.prunedStructured(amount: 0.5, norm: 2), options: options)
+            let trainer = try Trainer(model: try teacherNative.prunedStructured(amount: 0.5, norm: 2), options: options, context: processContext)
             try train(trainer, loader: teacherLoader, samples: samples, epochs: 1, firstEpoch: epochs, label: "fine-tuning pruned teacher")
             return try trainer.model()
         }.model.model()
@@ -490,7 +491,7 @@ struct Demo: ParsableCommand {
         var baseline = 0.0
         let testSamples = try Store(path: testPath).sampleCount
         for variant in variants {
-            let macs = try Session(model: variant.fp32).costs(inputShapes: [variant.fp32.inputs[0].name: [1] + sampleShape]).reduce(0) { $0 + $1.macs }
+            let macs = try Session(model: variant.fp32, context: processContext).costs(inputShapes: [variant.fp32.inputs[0].name: [1] + sampleShape]).reduce(0) { $0 + $1.macs }
             let options = Demo.streamingOptions(macsPerSample: macs, samples: testSamples, cores: Machine.cores)
             let result = try StreamingInference.run(model: variant.model, storePath: testPath, options: options)
             if baseline == 0 { baseline = result.samplesPerSecond }
@@ -512,6 +513,7 @@ struct Demo: ParsableCommand {
                 continue
             }
             var options = StreamingInference.Options()
+            options.context = processContext
             options.batchSize = 1024
             let aloneAccuracy = try StreamingInference.run(model: student.alone, storePath: testPath, options: options).accuracy ?? 0
             let distilledAccuracy = try StreamingInference.run(model: student.distilled, storePath: testPath, options: options).accuracy ?? 0

@@ -45,7 +45,7 @@ struct Distill: ParsableCommand {
             guard let teacherInput = teacherModel.inputs.first?.name, let teacherOutput = teacherModel.outputs.first?.name else {
                 throw UsageError("\(teacher): the teacher has no input or output")
             }
-            let session = Session(model: teacherModel)
+            let session = Session(model: teacherModel, context: processContext)
             var results: [String: Any] = ["epochs": epochs, "temperature": temperature, "alpha": alpha]
 
             func trainStudent(distilled: Bool) throws -> Trainer {
@@ -64,6 +64,7 @@ struct Distill: ParsableCommand {
             try distilled.model().save(to: output, metadata: ["distilled_from": teacher, "temperature": "\(temperature)", "alpha": "\(alpha)"])
             if let eval {
                 var options = StreamingInference.Options()
+                options.context = processContext
                 options.batchSize = 512
                 let teacherResult = try StreamingInference.run(model: teacherModel, storePath: eval, options: options)
                 let alone = try trainStudent(distilled: false)

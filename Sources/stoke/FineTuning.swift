@@ -25,7 +25,7 @@ func loadSequentialModel(_ path: String) throws -> SequentialModel {
 func fineTune(_ model: SequentialModel, store path: String, options: TrainingOptions, epochs: Int, seed: UInt64, batchSize: Int = 128,
               teacher: (session: Session, input: String, output: String, temperature: Float, alpha: Float)? = nil,
               label: (Int) -> String) throws -> Trainer {
-    let trainer = try Trainer(model: model, options: options)
+    let trainer = try Trainer(model: model, options: options, context: processContext)
     let store = try Store(path: path)
     let field = try trainingField(of: store, path: path)
     var loaderOptions = LoaderOptions()

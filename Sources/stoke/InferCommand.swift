@@ -56,6 +56,7 @@ struct Infer: ParsableCommand {
         try reportingErrors {
             let loaded = int8 ? try loadModel(model).quantizedDynamic() : try loadModel(model)
             var base = StreamingInference.Options()
+            base.context = processContext
             base.batchSize = batchSize
             base.loaderWorkers = workers
             base.engineThreads = threads.map { clampedEngineThreads($0) }
@@ -70,7 +71,7 @@ struct Infer: ParsableCommand {
             if sweep.isEmpty {
                 base.outputPath = output
                 let result = try StreamingInference.run(model: loaded, storePath: store, options: base)
-                if json { printJSON(result.json.merging(["kernel_set": KernelSet.current.jsonObject]) { $1 }) } else { printResult(result) }
+                if json { printJSON(result.json.merging(["kernel_set": processContext.kernelSet.jsonObject]) { $1 }) } else { printResult(result) }
                 return
             }
             var settings: [([String: Int], StreamingInference.Options)] = [([:], base)]
@@ -105,7 +106,7 @@ struct Infer: ParsableCommand {
                 var document: [String: Any] = [
                     "sweep": results.map { entry in entry.1.json.merging(["setting": entry.0]) { $1 } },
                     "recommended": ["throughput": fastest.0],
-                    "kernel_set": KernelSet.current.jsonObject,
+                    "kernel_set": processContext.kernelSet.jsonObject,
                 ]
                 if let maxLatencyMs {
                     document["recommended"] = ["throughput": fastest.0, "latency_bound": underBound?.0 ?? NSNull(), "max_latency_ms": maxLatencyMs]

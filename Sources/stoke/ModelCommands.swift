@@ -99,7 +99,7 @@ struct ModelReport {
         // Planned for shapes only: nothing activation-sized is allocated, however large the model's
         // shapes are; a shape the engine refuses is named instead of the MACs.
         do {
-            let session = Session(model: model)
+            let session = Session(model: model, context: processContext)
             let total = try session.costs(inputShapes: shapes).reduce(0) { $0 + $1.macs } / (model.fixedBatchSize ?? 1)
             let arena = try session.memoryPlan(inputShapes: shapes).arenaBytes
             let note = model.fixedBatchSize.map { "per sample (the model's fixed batch of \($0) divided out)" } ?? "per sample (symbolic dimensions taken as 1)"
@@ -190,7 +190,7 @@ struct Run: ParsableCommand {
             }
             let missing = loaded.inputs.map(\.name).filter { inputs[$0] == nil }
             guard missing.isEmpty else { throw UsageError("\(model): missing input(s) \(missing.joined(separator: ", ")) (give --input NAME=FILE.npy)") }
-            let session = Session(model: loaded, threads: threads)
+            let session = Session(model: loaded, context: processContext.with(threads: threads))
             let outputs = try session.run(inputs)
             var written: [String: String] = [:]
             if let outputDir {
@@ -233,7 +233,7 @@ struct Run: ParsableCommand {
                 document["profile"] = profileRows
             }
             if json {
-                document["kernel_set"] = KernelSet.current.jsonObject
+                document["kernel_set"] = processContext.kernelSet.jsonObject
                 printJSON(document)
                 return
             }

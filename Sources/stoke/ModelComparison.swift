@@ -37,6 +37,7 @@ struct ModelMetrics {
             var options = StreamingInference.Options()
             options.batchSize = batchSize
             options.engineThreads = threads
+            options.context = processContext
             let result = try StreamingInference.run(model: model, storePath: eval, options: options)
             return ModelMetrics(params: params, nonzeros: nonzeros, bytes: bytes, macs: macs, accuracy: result.accuracy,
                                 samplesPerSecond: result.samplesPerSecond)
@@ -46,7 +47,7 @@ struct ModelMetrics {
         }
         var shape = dims.map { dimension -> Int in if case .fixed(let value) = dimension { return value } else { return 1 } }
         if !shape.isEmpty { shape[0] = batchSize }
-        let session = Session(model: model, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let session = Session(model: model, context: processContext.with(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount))
         let batch = Tensor(shape: shape, floats: [Float](repeating: 0, count: shape.reduce(1, *)))
         _ = try session.run([input.name: batch]) { _ in 0 }
         var runs = 0

@@ -114,6 +114,7 @@ struct Prune: ParsableCommand {
 
     private func accuracy(of model: SequentialModel, on store: String) throws -> Double? {
         var options = StreamingInference.Options()
+        options.context = processContext
         options.batchSize = 512
         return try StreamingInference.run(model: model.model(), storePath: store, options: options).accuracy
     }

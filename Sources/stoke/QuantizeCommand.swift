@@ -174,7 +174,8 @@ extension Quantize {
             result["qat"] = ["store": qat, "epochs": epochs, "lr": Double(lr), "seed": seed]
         } else {
             guard let calibrate else { throw UsageError("--mode static needs --calibrate STORE") }
-            table = try CalibrationRun.run(model: source, storePath: calibrate, samples: calibrationSamples, method: calibrationMethod)
+            table = try CalibrationRun.run(model: source, storePath: calibrate, samples: calibrationSamples, method: calibrationMethod,
+                                           context: processContext)
             rangesStore = calibrate
             result["calibration"] = ["store": calibrate, "samples": calibrationSamples, "method": method.rawValue,
                                      "percentile": method == .percentile ? percentile : NSNull(), "per_channel": !perTensor]
@@ -209,7 +210,8 @@ extension Quantize {
             throw UsageError("--max-accuracy-drop needs labels: \(labeledStore) has no label field (give a labeled --eval store)")
         }
         let plan = try MixedPrecision.plan(for: source, calibration: table, options: options, batches: batches, labeled: labeled,
-                                           maxAccuracyDrop: maxAccuracyDrop / 100, threads: engineThreads)
+                                           maxAccuracyDrop: maxAccuracyDrop / 100,
+                                           context: processContext.with(threads: engineThreads))
         result["layers"] = plan.layers.map { layer -> [String: Any] in
             ["node": layer.node, "op": layer.op, "macs": layer.macs, "error": layer.outputError, "accuracy": layer.accuracy ?? NSNull(),
              "precision": layer.keptFP32 ? "fp32" : "int8"]

@@ -11,14 +11,43 @@ struct Stoke: ParsableCommand {
         version: StokeVersion.string,
         subcommands: [Pack.self, Join.self, Inspect.self, Verify.self, Index.self, Bench.self, Run.self, Infer.self, Train.self, Distill.self, Prune.self, Quantize.self, Demo.self])
 
-    /// Reads `STOKE_CPU` once, before any command runs: the whole process uses that kernel set; a
-    /// value that is not one exits with status 2 and a message naming the accepted values.
+    /// Reads the environment once, before any command runs (`environmentRequest`): the whole process
+    /// uses the kernel set `STOKE_CPU` names, and commands run the engine on `processContext` with their
+    /// `--threads`. A value it refuses exits with status 2 and a message naming the variable and the
+    /// accepted values.
     static func main() {
-        if let problem = KernelSet.applyEnvironment() {
+        switch environmentRequest {
+        case let .failure(problem):
             FileHandle.standardError.write(Data("stoke: error: \(problem)\n".utf8))
             Foundation.exit(2)
+        case let .success(request):
+            request.kernelSet.restrictProcess()
         }
         Self.main(nil)
+    }
+}
+
+/// `STOKE_CPU`, `STOKE_GEMM` and `STOKE_CONV`, read and checked once at start-up (`Stoke.main`).
+let environmentRequest: Result<ExecutionContext.EnvironmentRequest, ExecutionContextError> = Result {
+    () throws(ExecutionContextError) in try ExecutionContext.parseEnvironment()
+}
+
+/// The engine's execution context: `environmentRequest` with one thread, made once, when a command first
+/// runs the engine (an automatic GEMM choice is measured then, not by commands that never multiply);
+/// commands pass `processContext.with(threads:)` down.
+let processContext: ExecutionContext = {
+    switch environmentRequest {
+    case let .success(request): request.context()
+    case .failure: ExecutionContext.default
+    }
+}()
+
+/// The kernel set the process runs on (`environmentRequest`'s, which `processContext` records), for
+/// reports of commands that do not run the engine.
+var processKernelSet: KernelSet {
+    switch environmentRequest {
+    case let .success(request): request.kernelSet
+    case .failure: KernelSet.current
     }
 }
 

@@ -67,8 +67,7 @@ struct Train: ParsableCommand {
             options.weightDecay = weightDecay
             options.schedule = schedule == "cosine" ? .cosine(epochs: epochs) : schedule == "step" ? .step(every: max(1, epochs / 3), gamma: 0.1) : .constant
             options.seed = seed
-            let trainer = try Trainer(model: model, options: options)
-            Trainer.setThreads(threads)
+            let trainer = try Trainer(model: model, options: options, context: processContext.with(threads: threads))
 
             var loaderOptions = LoaderOptions()
             loaderOptions.fields = [imageField.name, "label"]

@@ -12,6 +12,13 @@ struct KernelSetCLITests {
         #expect(result.stderr.contains("STOKE_CPU=avx3 is not a kernel set") && result.stderr.contains("avx512-vnni"), "\(result.stderr)")
     }
 
+    @Test("bad STOKE_GEMM and STOKE_CONV values exit 2 naming the variable", arguments: [("STOKE_GEMM", "mkl"), ("STOKE_CONV", "winograd")])
+    func badEngineVariableExitsTwo(variable: String, value: String) throws {
+        let result = try execute(stokeBinary, ["inspect", "nothing.onnx"], environment: [variable: value])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("\(variable)=\(value) is not"), "\(result.stderr)")
+    }
+
     @Test("run --json reports the forced kernel set", arguments: ["portable", "avx2"])
     func runReportsTheKernelSet(level: String) throws {
         let directory = temporaryDirectory("stoke-kernel-set-")

@@ -307,7 +307,8 @@ struct GemmBackendTests {
     }
 
     @Test func selectionIsOneOfTheBackends() {
-        #expect(GemmBackend.allCases.contains(GemmBackend.selected))
+        #expect(GemmBackend.allCases.contains(GemmBackend.measuredFastest))
+        #expect(ExecutionContext(threads: 2).gemm == GemmBackend.measuredFastest)
         #expect(!GemmBackend.openBLASCoreName.isEmpty)
     }
 }

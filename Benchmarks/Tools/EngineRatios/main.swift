@@ -212,7 +212,7 @@ func run(_ options: Options) throws {
     let cores = ProcessInfo.processInfo.activeProcessorCount
     print("engine-ratios: batch \(options.batch), threads \(options.threads), \(options.rounds) rounds of \(options.seconds) s per side; \(cores) cores; load average \(loadAverage())")
     print("kernel set: \(KernelSet.current) (machine: \(KernelSet.machineFeatures.joined(separator: ",")))")
-    print("GEMM backend: \(GemmBackend.current.rawValue) (OpenBLAS core: \(GemmBackend.openBLASCoreName))")
+    print("GEMM backend: \(ExecutionContext.default.gemmInUse.rawValue) (OpenBLAS core: \(GemmBackend.openBLASCoreName))")
 
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("stoke-engine-ratios-\(getpid())")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)

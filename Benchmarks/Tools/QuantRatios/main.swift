@@ -358,7 +358,7 @@ func run(_ options: Options) throws {
                           stoke_cpu_has(UInt32(STOKE_CPU_FEATURE_AVX512VNNI)) != 0 ? 1 : 0)
     let cores = ProcessInfo.processInfo.activeProcessorCount
     print("quant-ratios: batch \(options.batch), threads \(options.threads), \(options.rounds) rounds of \(options.seconds) s per side; \(cores) cores; load average \(loadAverage())")
-    print("kernel set: \(KernelSet.current) (machine: \(KernelSet.machineFeatures.joined(separator: ","))); GEMM backend: \(GemmBackend.current.rawValue)")
+    print("kernel set: \(KernelSet.current) (machine: \(KernelSet.machineFeatures.joined(separator: ","))); GEMM backend: \(ExecutionContext.default.gemmInUse.rawValue)")
 
     // (a) peaks and GEMMs
     print("")

@@ -60,7 +60,7 @@ guard let field = store.fields.first(where: { $0.name != "label" && !$0.sampleSh
     FileHandle.standardError.write(Data("train-ratios: \(path) has no sample field\n".utf8))
     exit(1)
 }
-Trainer.setThreads(threads)
+let context = ExecutionContext.default.with(threads: threads)
 
 @MainActor func loaderOptions() -> LoaderOptions {
     var options = LoaderOptions()
@@ -76,7 +76,7 @@ Trainer.setThreads(threads)
 /// One measured pass over the first `samples` training samples of an epoch: from preloaded batches, or streamed from the store.
 @MainActor func measure(_ spec: String, samples: Int, streaming: Bool) throws -> (samplesPerSecond: Double, dataWait: Double) {
     let layers = try ArchitectureSpec.layers(spec, sampleShape: field.sampleShape)
-    let trainer = try Trainer(model: try SequentialModel(layers: layers, sampleShape: field.sampleShape, seed: 1))
+    let trainer = try Trainer(model: try SequentialModel(layers: layers, sampleShape: field.sampleShape, seed: 1), context: context)
     let loader = try Loader(store: store, options: loaderOptions())
     var seen = 0
     if streaming {
@@ -107,7 +107,7 @@ Trainer.setThreads(threads)
 }
 
 var load = [Double](repeating: 0, count: 3)
-print("train-ratios: \(path), batch \(batch), \(workers) loader worker(s) + \(threads) trainer thread(s), \(ProcessInfo.processInfo.activeProcessorCount) cores, GEMM \(GemmBackend.selected.rawValue)")
+print("train-ratios: \(path), batch \(batch), \(workers) loader worker(s) + \(threads) trainer thread(s), \(ProcessInfo.processInfo.activeProcessorCount) cores, GEMM \(context.gemm.rawValue)")
 for (name, spec, count) in [("MLP", "mlp:784-512-256-10", samples), ("CNN", "cnn:c16k3p1-relu-mp2-c32k3p1-relu-mp2-fc128-relu-fc10", cnnSamples)] where count > 0 {
     var bestPreloaded = 0.0, bestStreaming = 0.0, waitAtBest = 0.0
     for _ in 0..<rounds {

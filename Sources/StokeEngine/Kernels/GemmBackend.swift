@@ -22,19 +22,23 @@ public enum GemmBackend: String, Sendable, CaseIterable {
         }
     }
 
-    /// The backend in use: `STOKE_GEMM=openblas|stoke-avx512|stoke-avx2` if set (and available), else
-    /// the fastest available one measured once per process on an MLP-sized product (OpenBLAS 0.3.21 may pick a slow SSE3
-    /// kernel when it does not recognize a virtual CPU; the measurement catches that).
-    public static let selected: GemmBackend = {
-        if let forced = ProcessInfo.processInfo.environment["STOKE_GEMM"].flatMap(GemmBackend.init(rawValue:)), forced.isAvailable { return forced }
-        return calibrate()
-    }()
-
-    /// `selected`, or OpenBLAS when the kernel set in use on this thread lacks what the Stoke kernel
-    /// needs (AVX-512F and FMA): what plans and calls use, so a forced lower set never reaches it.
-    public static var current: GemmBackend {
-        selected.isAvailable ? selected : .openBLAS
+    /// The kernel-set features this backend needs ("avx512f", "fma"; none for OpenBLAS).
+    public var requiredFeatures: [String] {
+        switch self {
+        case .openBLAS: []
+        case .stokeAVX512: ["avx512f", "fma"]
+        case .stokeAVX2: ["avx2", "fma"]
+        }
     }
+
+    /// Whether kernel set `set` can run this backend.
+    public func isAvailable(in set: KernelSet) -> Bool { requiredFeatures.allSatisfy(set.features.contains) }
+
+    /// The fastest backend available here, measured once per process on an MLP-sized product
+    /// (OpenBLAS 0.3.21 may pick a slow SSE3 kernel when it does not recognize a virtual CPU; the
+    /// measurement catches that): what `ExecutionContext`'s `.automatic` GEMM choice records, so every
+    /// context in a process that asks for it gets the same backend.
+    public static let measuredFastest: GemmBackend = calibrate()
 
     /// OpenBLAS's name for the kernel family it chose (e.g. "SkylakeX", "Haswell", "Prescott").
     public static var openBLASCoreName: String {
@@ -64,19 +68,16 @@ public enum GemmBackend: String, Sendable, CaseIterable {
     }
 }
 
-/// The engine's thread budget, set by the most recent `Session` (like OpenBLAS's own setting,
-/// it is process-wide).
-enum EngineThreads {
-    private static let count = Atomic<Int>(1)
-    static var current: Int { count.load(ordering: .relaxed) }
-    static func set(_ value: Int) { count.store(max(1, value), ordering: .relaxed) }
-}
-
 /// When stride-1, single-group convolutions with constant filters use the direct kernel
-/// (conv_f32.c) instead of im2col + GEMM, on kernel sets where it has a vector path. `STOKE_CONV=im2col` keeps im2col + GEMM, for comparisons.
+/// (conv_f32.c) instead of im2col + GEMM: under the context's `.direct` policy (the default), on
+/// kernel sets where it has a vector path and where it pays. `.im2col` (`STOKE_CONV=im2col`) keeps
+/// im2col + GEMM, for comparisons.
 enum DirectConv {
-    static let enabled: Bool = stoke_conv2d_direct_vectorized() != 0
-        && ProcessInfo.processInfo.environment["STOKE_CONV"] != "im2col"
+    /// Whether the direct kernel has a vector path on this machine (probed once per process).
+    static let vectorized: Bool = stoke_conv2d_direct_vectorized() != 0
+
+    /// Whether plans made with `context` use the direct kernel where it pays.
+    static func enabled(_ context: ExecutionContext) -> Bool { context.conv == .direct && vectorized }
 
     /// Whether the direct kernel beats im2col + GEMM for this geometry. Its tiles are 16 output
     /// columns wide, so it wastes the lanes past the last column of a row; the GEMM gains with the
@@ -91,5 +92,24 @@ enum DirectConv {
         let reduction = channels * Int(g.kernel_h * g.kernel_w)
         let padded = channels * Int(g.out_h + (g.kernel_h - 1) * g.dilation_h) * Int(g.out_w + (g.kernel_w - 1) * g.dilation_w)
         return padded <= 1 << 18 && (columns * 5 >= lanes * 4 || reduction <= 320)
+    }
+}
+
+/// OpenBLAS's thread count is process-wide (`openblas_set_num_threads`), so the one OpenBLAS GEMM call
+/// site runs under this lock and sets the count to its context's threads first: sessions with
+/// different thread counts in one process never change each other's, and OpenBLAS GEMMs from different
+/// sessions run one at a time (they would share OpenBLAS's one thread pool anyway). This matters for
+/// results, not only speed: OpenBLAS's sums can round differently with another thread count (the
+/// 784-512-256-10 MLP's outputs differ in the last bits between 1 and 2 threads; Stoke's kernels do not).
+enum OpenBLASCalls {
+    private static let lock = Mutex<Void>(())
+
+    /// Runs `body` (an OpenBLAS call) with OpenBLAS set to `threads` threads.
+    static func withThreads(_ threads: Int, _ body: () -> Void) {
+        lock.withLock { _ in
+            let wanted = Int32(max(1, threads))
+            if copenblas_get_threads() != wanted { copenblas_set_threads(wanted) }
+            body()
+        }
     }
 }

@@ -28,6 +28,23 @@ public struct KernelSet: Sendable, Equatable, CustomStringConvertible {
                          features: featureNames.filter { bits & $0.0 != 0 }.map(\.1))
     }
 
+    /// The set `STOKE_CPU=name` gives on this machine (its features that the named set allows), or nil
+    /// when `name` is not a kernel set. Computes only: nothing is restricted.
+    public static func restricted(to name: String) -> KernelSet? {
+        let level = unsafe stoke_cpu_parse_level(name)
+        guard level >= 0 else { return nil }
+        let bits = stoke_cpu_probed_features() & stoke_cpu_level_features(level)
+        // The best named set these features cover (as stoke_cpu_active does): avx512-vnni needs the
+        // avx512 set and AVX512VNNI, every other set all of its features.
+        let best = (0..<Int32(STOKE_CPU_LEVEL_COUNT)).reversed().first { candidate in
+            let need = candidate == Int32(STOKE_CPU_AVX512_VNNI.rawValue)
+                ? stoke_cpu_level_features(Int32(STOKE_CPU_AVX512.rawValue)) | UInt32(STOKE_CPU_FEATURE_AVX512VNNI)
+                : stoke_cpu_level_features(candidate)
+            return bits & need == need
+        } ?? 0
+        return KernelSet(name: unsafe String(cString: stoke_cpu_level_name(best)), features: featureNames.filter { bits & $0.0 != 0 }.map(\.1))
+    }
+
     /// The features this machine has, before any restriction.
     public static var machineFeatures: [String] {
         let bits = stoke_cpu_probed_features()
@@ -51,6 +68,13 @@ public struct KernelSet: Sendable, Equatable, CustomStringConvertible {
         }
         stoke_cpu_set_process_level(level)
         return nil
+    }
+
+    /// Restricts the whole process's C kernels to this set (what `STOKE_CPU` does). Call once at
+    /// start-up, before any kernel runs: the restriction is process-wide.
+    public func restrictProcess() {
+        let level = unsafe stoke_cpu_parse_level(name)
+        if level >= 0 { stoke_cpu_set_process_level(level) }
     }
 
     public var description: String { "\(name) [\(features.joined(separator: ","))]" }

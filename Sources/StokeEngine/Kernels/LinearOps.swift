@@ -4,20 +4,10 @@ import Glibc
 
 /// Matrix products, convolution, pooling, normalization and reductions.
 enum LinearOps {
-    /// y[m, n] = alpha * op(a) op(b) + beta * y, row-major, on the selected GEMM backend.
-    /// Zero-sized products skip BLAS, which rejects leading dimensions of 0.
-    @inline(__always)
-    static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
-                      rowBias: UnsafePointer<Float>? = nil, columnBias: UnsafePointer<Float>? = nil, relu: Bool = false) {
-        unsafe sgemm(backend: GemmBackend.current, threads: EngineThreads.current, transA: transA, transB: transB, m: m, n: n, k: k,
-                     alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, y: y, ldy: ldy,
-                     rowBias: rowBias, columnBias: columnBias, relu: relu)
-    }
-
     /// The GEMM with an optional epilogue: + rowBias[i], + columnBias[j], then max(0, ·) when
-    /// `relu`; Stoke's kernel applies it while storing, OpenBLAS gets a pass afterwards.
+    /// `relu`; Stoke's kernel applies it while storing, OpenBLAS gets a pass afterwards. Stoke's kernels
+    /// split the product across `threads`; OpenBLAS runs with `threads` threads (`OpenBLASCalls`).
+    /// Zero-sized products skip BLAS, which rejects leading dimensions of 0.
     static func sgemm(backend: GemmBackend, threads: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                       beta: Float, y: UnsafeMutablePointer<Float>, ldy: Int,
@@ -30,9 +20,11 @@ enum LinearOps {
                     for column in 0..<n { unsafe y[row * ldy + column] = beta == 0 ? 0 : beta * y[row * ldy + column] }
                 }
             } else {
-                unsafe cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                                   Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
-                                   beta, y, Int32(max(ldy, 1)))
+                OpenBLASCalls.withThreads(threads) {
+                    unsafe cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                                       Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                                       beta, y, Int32(max(ldy, 1)))
+                }
             }
             if epilogue {
                 for row in 0..<m {
@@ -65,6 +57,7 @@ enum LinearOps {
     }
 
     static func gemm(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let (gemmBackend, gemmThreads) = (c.execution.gemmInUse, c.execution.threads)
         let a = try c.float32Input(0), b = try c.float32Input(1)
         guard a.shape.count == 2, b.shape.count == 2 else { throw c.fail("A \(a.shape) and B \(b.shape) must be matrices") }
         let transA = try c.int("transA", 0) != 0
@@ -114,7 +107,7 @@ enum LinearOps {
         }
         let outputs: [(ElementType, [Int])] = [(.float32, [m, n])]
         // Constant weights with Stoke's kernel: packed once here, read as panels on every run.
-        if PrepackedGemm.enabled, !transA, alpha == 1, fullBias == nil, biasKind != 3, act == 0 || act == 1,
+        if PrepackedGemm.enabled(gemmBackend), !transA, alpha == 1, fullBias == nil, biasKind != 3, act == 0 || act == 1,
            let weights = b.constant, m * n * k > 0 {
             let packed = PrepackedGemm.packB(weights, k: k, n: n, transB: try c.int("transB", 0) != 0)
             let bias = biasTensor
@@ -122,7 +115,7 @@ enum LinearOps {
                 let biasPointer: UnsafePointer<Float>? = unsafe bias.map { unsafe UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
                 unsafe PrepackedGemm.multiply(m: m, n: n, k: k, a: s.floats(ia), lda: lda, packedB: packed, y: s.floats(iy), ldy: n,
                                               rowBias: biasKind == 2 ? biasPointer : nil, columnBias: biasKind == 1 ? biasPointer : nil,
-                                              relu: act == 1, threads: EngineThreads.current)
+                                              relu: act == 1, threads: gemmThreads)
             }
         }
         let (slotB, frozenB) = (ib, transposedWeights)
@@ -136,7 +129,7 @@ enum LinearOps {
             let dense = denseStrides([m, n])
             return .kernel(outputs) { s in
                 unsafe stoke_strided_copy(s.raw(fullBias.slot), fullBias.strides, s.raw(iy), dense, dims, 2, 4)
-                unsafe sgemm(transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
+                unsafe sgemm(backend: gemmBackend, threads: gemmThreads, transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
                              b: weights(s), ldb: ldbFinal, beta: beta, y: s.floats(iy), ldy: n)
                 if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), m * n, actAlpha, 0) }
             }
@@ -147,12 +140,12 @@ enum LinearOps {
         return .kernel(outputs) { s in
             let bias: UnsafePointer<Float>? = unsafe biasTensor.map { unsafe UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
             if fused {
-                unsafe sgemm(transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
+                unsafe sgemm(backend: gemmBackend, threads: gemmThreads, transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
                              b: weights(s), ldb: ldbFinal, beta: 0, y: s.floats(iy), ldy: n,
                              rowBias: biasKind == 2 ? bias : nil, columnBias: biasKind == 1 ? bias : nil, relu: act == 1)
                 return
             }
-            unsafe sgemm(transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
+            unsafe sgemm(backend: gemmBackend, threads: gemmThreads, transA: transA, transB: transBFinal, m: m, n: n, k: k, alpha: alpha, a: s.floats(ia), lda: lda,
                          b: weights(s), ldb: ldbFinal, beta: 0, y: s.floats(iy), ldy: n)
             unsafe stoke_bias_activation_f32(s.floats(iy), m, n, bias, biasKind, act, actAlpha, 0)
         }
@@ -166,6 +159,7 @@ enum LinearOps {
     }
 
     static func matMul(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let (gemmBackend, gemmThreads) = (c.execution.gemmInUse, c.execution.threads)
         let a = try c.float32Input(0), b = try c.float32Input(1)
         guard !a.shape.isEmpty, !b.shape.isEmpty else { throw c.fail("MatMul of a scalar") }
         // Numpy rules: a 1-D operand gains a unit axis that is dropped from the result.
@@ -188,11 +182,11 @@ enum LinearOps {
         if bBatch.allSatisfy({ $0 == 1 }) {
             // The common inference case (activations x weights): one sgemm over all rows of A.
             let rows = aBatch.reduce(1, *) * m
-            if PrepackedGemm.enabled, let weights = b.constant, rows * n * k > 0 {
+            if PrepackedGemm.enabled(gemmBackend), let weights = b.constant, rows * n * k > 0 {
                 let packed = PrepackedGemm.packB(weights, k: k, n: n, transB: false)
                 return .kernel(outputs) { s in
                     unsafe PrepackedGemm.multiply(m: rows, n: n, k: k, a: s.floats(ia), lda: k, packedB: packed, y: s.floats(iy), ldy: n,
-                                                  rowBias: nil, columnBias: nil, relu: act == 1, threads: EngineThreads.current)
+                                                  rowBias: nil, columnBias: nil, relu: act == 1, threads: gemmThreads)
                     if act > 1 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), total, actAlpha, 0) }
                 }
             }
@@ -209,7 +203,7 @@ enum LinearOps {
             return .kernel(outputs) { s in
                 let weights = unsafe frozen.map { unsafe UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
                     ?? UnsafePointer(s.floats(ib))
-                unsafe sgemm(transA: false, transB: false, m: rows, n: n, k: k, alpha: 1, a: s.floats(ia), lda: k,
+                unsafe sgemm(backend: gemmBackend, threads: gemmThreads, transA: false, transB: false, m: rows, n: n, k: k, alpha: 1, a: s.floats(ia), lda: k,
                              b: weights, ldb: ldb, beta: 0, y: s.floats(iy), ldy: n, relu: act == 1)
                 if act > 1 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), total, actAlpha, 0) }
             }
@@ -229,7 +223,7 @@ enum LinearOps {
         }
         return .kernel(outputs) { s in
             for (index, offset) in offsets.enumerated() {
-                unsafe sgemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: s.floats(ia) + offset.0, lda: k,
+                unsafe sgemm(backend: gemmBackend, threads: gemmThreads, transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: s.floats(ia) + offset.0, lda: k,
                              b: s.floats(ib) + offset.1, ldb: n, beta: 0, y: s.floats(iy) + index * m * n, ldy: n)
             }
             if act != 0 { unsafe stoke_unary_f32(act, s.floats(iy), s.floats(iy), total, actAlpha, 0) }
@@ -347,7 +341,7 @@ enum LinearOps {
         // A 1x1, stride-1, unpadded convolution reads the input plane directly: no im2col.
         let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
             g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0
-        if DirectConv.enabled, group == 1, channels > 0, !pointwise, act <= 1, let weights = w.constant, unsafe stoke_conv2d_direct_supported(&g) != 0,
+        if DirectConv.enabled(c.execution), group == 1, channels > 0, !pointwise, act <= 1, let weights = w.constant, unsafe stoke_conv2d_direct_supported(&g) != 0,
            DirectConv.pays(channels: channels, g) {
             return try directConv(c, g, weights: weights, batch: batch, channels: channels, filters: filters, slots: (ix, ib, iy),
                                   relu: act == 1, pool: fusedPool, outputs: outputs)
@@ -362,16 +356,16 @@ enum LinearOps {
         // With a fused pool and packed filters, images go through the GEMM two at a time: their
         // column matrices side by side make N = 2 x plane, so fewer columns are lost to the last,
         // partial 32-column tile (a 14x14 plane fills 7 tiles at 87.5%; two fill 13 at 94%).
-        let paired = fusedPool && group == 1 && !pointwise && act <= 1 && GemmBackend.current == .stokeAVX512
-            && PrepackedGemm.enabled && w.constant != nil
+        let paired = fusedPool && group == 1 && !pointwise && act <= 1 && c.execution.gemmInUse == .stokeAVX512
+            && w.constant != nil
         let pairStride = (2 * plane + 15) / 16 * 16
         let columnBytes = pointwise ? [0] : [colRows, paired ? pairStride : columnStride, 4]
-        let backend = GemmBackend.current
-        let parts = backend != .openBLAS ? max(1, min(EngineThreads.current, batch)) : 1
-        let gemmThreads = parts > 1 ? 1 : EngineThreads.current
+        let backend = c.execution.gemmInUse
+        let parts = backend != .openBLAS ? max(1, min(c.execution.threads, batch)) : 1
+        let gemmThreads = parts > 1 ? 1 : c.execution.threads
         let workspaces = try c.workspaces(parts, bytes: columnBytes, "im2col workspace")
         // Constant filters with Stoke's kernel: each group's [groupFilters, colRows] block packed once.
-        let packedFilters: [TensorStorage]? = backend == .stokeAVX512 && PrepackedGemm.enabled
+        let packedFilters: [TensorStorage]? = PrepackedGemm.enabled(backend)
             ? w.constant.map { weights in (0..<group).map { PrepackedGemm.packA(weights, offset: $0 * groupFilters * colRows, m: groupFilters, k: colRows, lda: colRows) } }
             : nil
         // With a fused MaxPool each image's full-resolution output goes to a per-thread scratch
@@ -458,7 +452,7 @@ enum LinearOps {
         let packed = TensorStorage(byteCount: stoke_conv2d_direct_packed_count(Int64(filters), Int64(channels), kh, kw) * 4)
         unsafe stoke_conv2d_direct_pack(weights.storage.pointer.assumingMemoryBound(to: Float.self), Int64(filters), Int64(channels), kh, kw,
                                         packed.pointer.assumingMemoryBound(to: Float.self))
-        let parts = max(1, min(EngineThreads.current, batch))
+        let parts = max(1, min(c.execution.threads, batch))
         let workspaceFloats = unsafe withUnsafePointer(to: geometry) { unsafe stoke_conv2d_direct_workspace_count(Int64(channels), $0) }
         let workspaces = try c.workspaces(parts, bytes: [workspaceFloats, 4], "direct convolution workspace")
         let imagesPerPart = (batch + parts - 1) / parts
@@ -486,6 +480,7 @@ enum LinearOps {
     /// ConvTranspose (1-D/2-D, groups, strides, dilations, pads, output_padding, output_shape):
     /// per image and group, col = Wᵀ X by GEMM, then col2im adds the columns into the output.
     static func convTranspose(_ c: OpContext) throws(EngineError) -> OpPlan {
+        let (gemmBackend, gemmThreads) = (c.execution.gemmInUse, c.execution.threads)
         let x = try c.float32Input(0), w = try c.float32Input(1)
         guard x.shape.count == 3 || x.shape.count == 4, w.shape.count == x.shape.count else {
             throw c.unsupported("ConvTranspose of rank \(x.shape.count) (1-D and 2-D only)")
@@ -564,7 +559,7 @@ enum LinearOps {
             for image in 0..<batch {
                 for groupIndex in 0..<group {
                     // W block [groupIn, groupOut * taps] transposed times X block [groupIn, inPlane].
-                    unsafe sgemm(transA: true, transB: false, m: rows, n: inPlane, k: groupIn, alpha: 1,
+                    unsafe sgemm(backend: gemmBackend, threads: gemmThreads, transA: true, transB: false, m: rows, n: inPlane, k: groupIn, alpha: 1,
                                  a: s.floats(iw) + groupIndex * groupIn * rows, lda: rows,
                                  b: s.floats(ix) + (image * channels + groupIndex * groupIn) * inPlane, ldb: inPlane,
                                  beta: 0, y: col, ldy: inPlane)
@@ -590,7 +585,7 @@ enum LinearOps {
             let planes = x.shape[0] * x.shape[1]
             let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
             // Large inputs split their planes across the session's threads.
-            let parts = x.count >= 1 << 16 ? max(1, min(EngineThreads.current, planes)) : 1
+            let parts = x.count >= 1 << 16 ? max(1, min(c.execution.threads, planes)) : 1
             let perPart = (planes + parts - 1) / parts
             let (inPlane, outPlane) = (Int(g.in_h * g.in_w), Int(g.out_h * g.out_w))
             let geometry = g

@@ -118,12 +118,14 @@ enum OperatorRegistry {
 
     /// Runs `node` on constant inputs now and returns its outputs (constant folding); what it makes is
     /// checked against `budget` first.
-    static func evaluate(_ node: Node, opset: Int64, inputs: [Tensor?], budget: MemoryBudget = .current) throws(EngineError) -> [Tensor] {
+    static func evaluate(_ node: Node, opset: Int64, inputs: [Tensor?], budget: MemoryBudget = .current,
+                         context: ExecutionContext = .default) throws(EngineError) -> [Tensor] {
         let planner = try planner(for: node)
         let inputCount = inputs.count
         let context = OpContext(node: node, opset: opset, inputs: inputs.map { $0.map(PlanValue.init) },
                                 inputSlots: Array(0..<inputCount),
-                                outputSlots: Array(inputCount..<(inputCount + node.outputs.count)), budget: budget)
+                                outputSlots: Array(inputCount..<(inputCount + node.outputs.count)), budget: budget,
+                                execution: context)
         switch try planner(context) {
         case let .constants(tensors):
             return tensors

@@ -72,6 +72,9 @@ struct OpContext {
     /// Planning only for shapes and costs (`inspect`): the plan never runs, so workspaces are not
     /// allocated (`workspaces` returns placeholders) and activations are not checked against the budget.
     var shapesOnly = false
+    /// The session's execution context: the threads, GEMM backend and convolution policy the plan
+    /// uses (captured at plan time; kernels never read process-wide settings).
+    var execution: ExecutionContext = .default
 
     var name: String { node.name }
     var op: String { node.opType }

@@ -6,8 +6,9 @@ import CStokeKernels
 /// of its filters per image; packed panels are also contiguous, so they stay in L1 whatever the
 /// original row stride.
 enum PrepackedGemm {
-    /// Whether plans should pack constant weights: only Stoke's kernel reads packed panels.
-    static var enabled: Bool { GemmBackend.current == .stokeAVX512 }
+    /// Whether plans on `backend` (a context's `gemmInUse`) should pack constant weights: only
+    /// Stoke's AVX-512 kernel reads packed panels.
+    static func enabled(_ backend: GemmBackend) -> Bool { backend == .stokeAVX512 }
 
     /// op(B) [k, n] packed; `transB` when `b` is stored [n, k] (PyTorch Linear weights).
     static func packB(_ b: Tensor, k: Int, n: Int, transB: Bool) -> TensorStorage {

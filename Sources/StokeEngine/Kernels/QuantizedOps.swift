@@ -199,7 +199,8 @@ extension QuantizedOps {
             let inputCount = c.inputs.count, outputCount = c.node.outputs.count
             let inner = OpContext(node: c.node, opset: c.opset, inputs: widened,
                                   inputSlots: c.inputSlots.indices.map { c.inputSlots[$0] < 0 ? -1 : $0 },
-                                  outputSlots: Array(inputCount..<(inputCount + outputCount)), budget: c.budget, shapesOnly: c.shapesOnly)
+                                  outputSlots: Array(inputCount..<(inputCount + outputCount)), budget: c.budget, shapesOnly: c.shapesOnly,
+                                  execution: c.execution)
             func narrowed(_ tensor: Tensor) -> Tensor {
                 guard narrowing, tensor.elementType == .int64 else { return tensor }
                 let values = tensor.int64s
@@ -335,7 +336,7 @@ extension QuantizedOps {
         let (multiplier, bias, zero, lo, hi) = try requantization(c, channels: n)
         let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
         // Rows split across the session's threads in blocks the micro-kernel fills (6 rows).
-        let parts = max(1, min(EngineThreads.current, m / 48))
+        let parts = max(1, min(c.execution.threads, m / 48))
         let state = StaticLinear(weights: b, k: k, n: n, multiplier: multiplier, bias: bias, workspaces: [])
         let (ix, iy) = (c.inputSlots[0], c.outputSlots[0])
         let rowsPerPart = (m + parts - 1) / parts
@@ -385,7 +386,7 @@ extension QuantizedOps {
         let layout = Int32((inputNHWC ? STOKE_QCONV_INPUT_NHWC : 0) | (outputNHWC ? STOKE_QCONV_OUTPUT_NHWC : 0))
         let (multiplier, bias, zero, lo, hi) = try requantization(c, channels: filters)
         let zeroX = Int32(try c.int("stoke.x_zero_point", 0))
-        let parts = max(1, min(EngineThreads.current, batch))
+        let parts = max(1, min(c.execution.threads, batch))
         let outputShape = outputNHWC ? [batch] + outSpatial + [filters] : [batch, filters] + outSpatial
         try c.checkOutput(.uint8, outputShape)
         let workspaces = try c.workspaces(parts, bytes: [unsafe stoke_qconv2d_workspace_bytes(Int64(channels), &g, filters)], "INT8 patch workspace")
@@ -423,7 +424,7 @@ extension QuantizedOps {
         if nhwc {
             let (images, channels) = (logical[0], logical[1])
             let (inImage, outImage) = (x.count / max(1, images), elementCount(outSpatial) * channels)
-            let parts = max(1, min(EngineThreads.current, images))
+            let parts = max(1, min(c.execution.threads, images))
             let perPart = (images + parts - 1) / parts
             let geometry = g
             return .kernel([(.uint8, [images] + outSpatial + [channels])]) { s in

@@ -140,7 +140,8 @@ public final class Calibrator {
 
     /// - Throws: `EngineError.invalidModel` when the model has nothing to quantize or is already
     ///   quantized.
-    public init(model: Model, method: CalibrationMethod = .minMax) throws(EngineError) {
+    /// - Parameter context: how the observing session runs (default: `ExecutionContext.default`).
+    public init(model: Model, method: CalibrationMethod = .minMax, context: ExecutionContext = .default) throws(EngineError) {
         if case let .percentile(percent) = method, !(percent > 0 && percent <= 100) {
             throw EngineError.badInput("calibration percentile \(percent) is outside (0, 100]")
         }
@@ -158,7 +159,7 @@ public final class Calibrator {
         let observed = try Model(graph: graph, opset: model.opset, options: options)
         self.method = method
         self.names = names
-        self.session = Session(model: observed, threads: EngineThreads.current)
+        self.session = Session(model: observed, context: context)
         let histogram = method != .minMax
         observers = Dictionary(uniqueKeysWithValues: names.map { ($0, RangeObserver(histogram: histogram)) })
     }

@@ -110,7 +110,7 @@ enum QuantizedOps {
         let (ia, iy) = (c.inputSlots[0], c.outputSlots[0])
         // Rows split across the session's threads in blocks the micro-kernel fills (6 rows); quantizing
         // the activations is a single pass and stays on the calling thread.
-        let parts = max(1, min(EngineThreads.current, m / 48))
+        let parts = max(1, min(c.execution.threads, m / 48))
         let rowsPerPart = (m + parts - 1) / parts
         return .kernel([(.float32, outputShape)]) { s in
             let x = unsafe s.floats(ia)

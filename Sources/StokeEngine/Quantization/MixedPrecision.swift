@@ -46,22 +46,22 @@ public enum MixedPrecision {
     /// - Parameters:
     ///   - batches: calibration batches for the output error.
     ///   - labeled: batches with labels for accuracy (may be `batches`); empty: accuracy is nil.
-    ///   - threads: engine threads.
+    ///   - context: how the models run (threads, GEMM backend, convolution policy).
     /// - Throws: `EngineError` from quantizing or running the model.
     public static func sensitivity(of model: Model, calibration: CalibrationTable, options: StaticQuantizationOptions = .init(),
-                                   batches: [EvaluationBatch], labeled: [EvaluationBatch], threads: Int = 1) throws(EngineError) -> [LayerSensitivity] {
+                                   batches: [EvaluationBatch], labeled: [EvaluationBatch], context: ExecutionContext = .default) throws(EngineError) -> [LayerSensitivity] {
         let nodes = model.quantizableNodes
-        let reference = try outputs(of: model, batches, threads: threads)
+        let reference = try outputs(of: model, batches, context: context)
         let macs = try model.macsPerSample()
         var layers: [LayerSensitivity] = []
         for node in nodes {
             var alone = options
             alone.keepFP32 = Set(nodes).subtracting([node])
             let quantized = try model.quantizedStatic(calibration: calibration, options: alone)
-            let error = relativeError(try outputs(of: quantized, batches, threads: threads), reference)
+            let error = relativeError(try outputs(of: quantized, batches, context: context), reference)
             let op = model.graph.nodes.first { $0.name == node }?.opType ?? "?"
             layers.append(LayerSensitivity(node: node, op: op, macs: macs[node] ?? 0, outputError: error,
-                                           accuracy: try accuracy(of: quantized, labeled, threads: threads),
+                                           accuracy: try accuracy(of: quantized, labeled, context: context),
                                            keptFP32: options.keepFP32.contains(node)))
         }
         return layers
@@ -77,29 +77,29 @@ public enum MixedPrecision {
     /// - Throws: `EngineError.badInput` when `labeled` has no labels; errors of quantizing or running.
     public static func plan(for model: Model, calibration: CalibrationTable, options: StaticQuantizationOptions = .init(),
                             batches: [EvaluationBatch], labeled: [EvaluationBatch], maxAccuracyDrop: Double,
-                            threads: Int = 1) throws(EngineError) -> MixedPrecisionPlan {
-        guard let fp32Accuracy = try accuracy(of: model, labeled, threads: threads) else {
+                            context: ExecutionContext = .default) throws(EngineError) -> MixedPrecisionPlan {
+        guard let fp32Accuracy = try accuracy(of: model, labeled, context: context) else {
             throw .badInput("an accuracy bound needs labeled batches (a store with a label field)")
         }
-        var layers = try sensitivity(of: model, calibration: calibration, options: options, batches: batches, labeled: labeled, threads: threads)
+        var layers = try sensitivity(of: model, calibration: calibration, options: options, batches: batches, labeled: labeled, context: context)
         let ranking = layers.filter { !options.keepFP32.contains($0.node) }.sorted {
             ($0.accuracy ?? 0, -$0.outputError) < ($1.accuracy ?? 0, -$1.outputError)
         }
         var chosen = options
         var quantized = try model.quantizedStatic(calibration: calibration, options: chosen)
-        var current = try accuracy(of: quantized, labeled, threads: threads) ?? 0
+        var current = try accuracy(of: quantized, labeled, context: context) ?? 0
         for layer in ranking where fp32Accuracy - current > maxAccuracyDrop {
             chosen.keepFP32.insert(layer.node)
             quantized = try model.quantizedStatic(calibration: calibration, options: chosen)
-            current = try accuracy(of: quantized, labeled, threads: threads) ?? 0
+            current = try accuracy(of: quantized, labeled, context: context) ?? 0
         }
         for index in layers.indices { layers[index].keptFP32 = chosen.keepFP32.contains(layers[index].node) }
         return MixedPrecisionPlan(layers: layers, keepFP32: chosen.keepFP32, fp32Accuracy: fp32Accuracy, accuracy: current, model: quantized)
     }
 
     /// The first output of `model` for each batch.
-    static func outputs(of model: Model, _ batches: [EvaluationBatch], threads: Int) throws(EngineError) -> [[Float]] {
-        let session = Session(model: model, threads: threads)
+    static func outputs(of model: Model, _ batches: [EvaluationBatch], context: ExecutionContext) throws(EngineError) -> [[Float]] {
+        let session = Session(model: model, context: context)
         var result: [[Float]] = []
         for batch in batches {
             guard let output = try session.run(batch.inputs)[model.outputs[0].name] else {
@@ -126,10 +126,10 @@ public enum MixedPrecision {
     ///
     /// - Throws: `EngineError.badInput` for a label outside the model's classes (an accuracy of 0
     ///   against the wrong store would steer the mixed-precision policy silently).
-    public static func accuracy(of model: Model, _ batches: [EvaluationBatch], threads: Int = 1) throws(EngineError) -> Double? {
+    public static func accuracy(of model: Model, _ batches: [EvaluationBatch], context: ExecutionContext = .default) throws(EngineError) -> Double? {
         let labeled = batches.filter { $0.labels != nil }
         guard !labeled.isEmpty else { return nil }
-        let logits = try outputs(of: model, labeled, threads: threads)
+        let logits = try outputs(of: model, labeled, context: context)
         var correct = 0, total = 0
         for (batch, values) in zip(labeled, logits) {
             guard let labels = batch.labels, !labels.isEmpty else { continue }

@@ -74,7 +74,7 @@ final class ExecutionPlan {
     /// (`EngineError.memoryBudget`). With `shapesOnly` nothing activation-sized is allocated at all:
     /// the plan reports shapes, costs and arena size, and must not be executed.
     init(graph: Graph, opset: Int64, inputShapes: [[Int]], inputTypes: [ElementType], inputConstants: [Tensor?],
-         budget: MemoryBudget = .current, shapesOnly: Bool = false) throws(EngineError) {
+         budget: MemoryBudget = .current, shapesOnly: Bool = false, context: ExecutionContext = .default) throws(EngineError) {
         var values: [String: PlanValue] = [:]
         var slotOf: [String: Int] = [:]
         var slotCount = 0
@@ -113,14 +113,15 @@ final class ExecutionPlan {
             }
             if inputs.allSatisfy({ $0 == nil || $0?.constant != nil }) {
                 // Everything known: run it now (shape arithmetic, folded constants).
-                let results = try OperatorRegistry.evaluate(node, opset: opset, inputs: inputs.map { $0?.constant }, budget: budget)
+                let results = try OperatorRegistry.evaluate(node, opset: opset, inputs: inputs.map { $0?.constant }, budget: budget,
+                                                            context: context)
                 try Self.bind(results.map(PlanValue.init), to: node, values: &values)
                 continue
             }
             let inputSlotIndices = node.inputs.map { $0.isEmpty ? -1 : slot(for: $0) }
             let outputSlotIndices = node.outputs.map { _ in newSlot() }
             let context = OpContext(node: node, opset: opset, inputs: inputs, inputSlots: inputSlotIndices, outputSlots: outputSlotIndices,
-                                    budget: budget, shapesOnly: shapesOnly)
+                                    budget: budget, shapesOnly: shapesOnly, execution: context)
             let stepIndex = steps.count
             for name in node.inputs where !name.isEmpty {
                 if let buffer = bufferOf[name] { buffers[buffer].last = stepIndex }

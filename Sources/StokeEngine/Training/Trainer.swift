@@ -1,4 +1,3 @@
-import COpenBLAS
 import CStokeKernels
 import StokeStore
 import Foundation
@@ -45,8 +44,9 @@ public struct TrainingOptions: Sendable {
 /// Trains a `SequentialModel` (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, BatchNorm, Flatten, Dropout)
 /// with softmax cross-entropy or a distillation loss, on batches the caller feeds (a loader's).
 /// Linear layers are one GEMM per pass; Conv2d layers are one im2col matrix for the whole batch and one
-/// GEMM per pass (col2im for the input gradient), on the engine's GEMM backend with
-/// `Trainer.setThreads` threads.
+/// GEMM per pass (col2im for the input gradient), on the GEMM backend and threads of the trainer's
+/// `ExecutionContext` (nothing process-wide: a trainer and sessions with other contexts in one process
+/// do not affect each other).
 /// BatchNorm uses batch statistics in training steps and its running statistics (updated like
 /// PyTorch's, unbiased variance) in `logits` and the exported model. Buffers are sized once per batch
 /// size. Deterministic: the same model seed, options and batches give the same weights.
@@ -140,15 +140,15 @@ public final class Trainer {
     /// QAT: the tracked range of every graph value, [0] the input and [i + 1] the output of layer i.
     var valueRanges: [(low: Float, high: Float)?]
 
-    /// Sets the threads the trainer's GEMMs use (process-wide, like `Session(threads:)`).
-    public static func setThreads(_ threads: Int) {
-        copenblas_set_threads(Int32(max(1, threads)))
-        EngineThreads.set(threads)
-    }
+    /// The threads and GEMM backend the trainer's GEMMs use.
+    public let context: ExecutionContext
 
+    /// - Parameter context: threads and GEMM backend (default: `ExecutionContext.default`, one thread).
     /// - Throws: `EngineError.badInput` naming the layer when the model's shapes do not chain.
-    public init(model: SequentialModel, options: TrainingOptions = TrainingOptions()) throws(EngineError) {
+    public init(model: SequentialModel, options: TrainingOptions = TrainingOptions(),
+                context: ExecutionContext = .default) throws(EngineError) {
         self.options = options
+        self.context = context
         layers = model.layers
         sampleShape = model.sampleShape
         _ = try model.outputSampleShape()
@@ -406,7 +406,7 @@ public final class Trainer {
                     unsafe x = b.saved.pointer
                     Self.fakeQuantizeRows(group)
                 }
-                unsafe LinearOps.sgemm(transA: false, transB: true, m: count, n: outFeatures, k: inFeatures, alpha: 1,
+                unsafe LinearOps.sgemm(backend: context.gemmInUse, threads: context.threads, transA: false, transB: true, m: count, n: outFeatures, k: inFeatures, alpha: 1,
                                        a: x, lda: inFeatures, b: group.effectiveWeight, ldb: inFeatures, beta: 0,
                                        y: y, ldy: outFeatures, columnBias: group.bias.pointer)
             case let .conv(g, window, inChannels, outChannels):
@@ -423,7 +423,7 @@ public final class Trainer {
                 for image in 0..<count {
                     unsafe stoke_im2col_ld_f32(x + image * inWidths[position], Int64(inChannels), &geometry, columns + image * plane, Int64(wide))
                 }
-                unsafe LinearOps.sgemm(transA: false, transB: false, m: outChannels, n: wide, k: depth, alpha: 1,
+                unsafe LinearOps.sgemm(backend: context.gemmInUse, threads: context.threads, transA: false, transB: false, m: outChannels, n: wide, k: depth, alpha: 1,
                                        a: group.effectiveWeight, lda: depth, b: columns, ldb: wide, beta: 0,
                                        y: channelMajor.pointer, ldy: wide, rowBias: group.bias.pointer)
                 for image in 0..<count {
@@ -468,14 +468,14 @@ public final class Trainer {
                 let group = groups[g]
                 let seen = unsafe options.quantizationAware ? b.saved.pointer : x
                 // dW = dYᵀ · X, db = Σ rows of dY, dX = dY · W
-                unsafe LinearOps.sgemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: count, alpha: 1,
+                unsafe LinearOps.sgemm(backend: context.gemmInUse, threads: context.threads, transA: true, transB: false, m: outFeatures, n: inFeatures, k: count, alpha: 1,
                                        a: dy, lda: outFeatures, b: seen, ldb: inFeatures, beta: 0, y: group.weightGradient.pointer, ldy: inFeatures)
                 group.biasGradient.fill(0)
                 for row in 0..<count {
                     for column in 0..<outFeatures { unsafe group.biasGradient.pointer[column] += dy[row * outFeatures + column] }
                 }
                 if let dx = unsafe dx {
-                    unsafe LinearOps.sgemm(transA: false, transB: false, m: count, n: inFeatures, k: outFeatures, alpha: 1,
+                    unsafe LinearOps.sgemm(backend: context.gemmInUse, threads: context.threads, transA: false, transB: false, m: count, n: inFeatures, k: outFeatures, alpha: 1,
                                            a: dy, lda: outFeatures, b: group.effectiveWeight, ldb: inFeatures, beta: 0, y: dx, ldy: inFeatures)
                     if options.quantizationAware { unsafe clipGradient(value: position, x, dx, count: m) }
                 }
@@ -490,7 +490,7 @@ public final class Trainer {
                     }
                 }
                 // dW = dY · colᵀ, db = row sums of dY, dcol = Wᵀ · dY, dX = col2im(dcol)
-                unsafe LinearOps.sgemm(transA: false, transB: true, m: outChannels, n: depth, k: wide, alpha: 1,
+                unsafe LinearOps.sgemm(backend: context.gemmInUse, threads: context.threads, transA: false, transB: true, m: outChannels, n: depth, k: wide, alpha: 1,
                                        a: dyWide, lda: wide, b: columns, ldb: wide, beta: 0, y: group.weightGradient.pointer, ldy: depth)
                 for channel in 0..<outChannels {
                     var sum: Float = 0
@@ -498,7 +498,7 @@ public final class Trainer {
                     group.biasGradient[channel] = sum
                 }
                 if let dx = unsafe dx {
-                    unsafe LinearOps.sgemm(transA: true, transB: false, m: depth, n: wide, k: outChannels, alpha: 1,
+                    unsafe LinearOps.sgemm(backend: context.gemmInUse, threads: context.threads, transA: true, transB: false, m: depth, n: wide, k: outChannels, alpha: 1,
                                            a: group.effectiveWeight, lda: depth, b: dyWide, ldb: wide, beta: 0,
                                            y: columnGradient.pointer, ldy: wide)
                     unsafe Self.columnsToImages(columnGradient.pointer, dx, count: count, channels: inChannels, window)
