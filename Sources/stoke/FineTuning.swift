@@ -25,7 +25,8 @@ func loadSequentialModel(_ path: String) throws -> SequentialModel {
 func fineTune(_ model: SequentialModel, store path: String, options: TrainingOptions, epochs: Int, seed: UInt64, batchSize: Int = 128,
               teacher: (session: Session, input: String, output: String, temperature: Float, alpha: Float)? = nil,
               label: (Int) -> String) throws -> Trainer {
-    let trainer = try Trainer(model: model, options: options, context: processContext)
+    // Every core: fine-tuning is the command's whole job (prune, quantize --qat, distill), as before the context.
+    let trainer = try Trainer(model: model, options: options, context: processContext.with(threads: ProcessInfo.processInfo.activeProcessorCount))
     let store = try Store(path: path)
     let field = try trainingField(of: store, path: path)
     var loaderOptions = LoaderOptions()
