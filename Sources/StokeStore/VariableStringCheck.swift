@@ -1,0 +1,203 @@
+/// Checks, from the file's own bytes, what libhdf5 will dereference when it reads a variable-length
+/// string attribute, before `H5Aread` is called (issue 19).
+///
+/// A variable-length string attribute holds, in its object header message, a 16-byte element: the
+/// string's length (u32), the address of a global heap collection (u64) and an object index in that
+/// collection (u32). `H5Aread` loads the collection and copies the object into a buffer sized from the
+/// length. libhdf5 1.10.8 only `assert`s the index and trusts the collection's object sizes, so a
+/// corrupt element or collection makes it read out of bounds (SEGV in `H5HG_read`), walk past the
+/// collection, or allocate what the length says (2 GB). This check finds the attribute message by
+/// walking the object header (`ChunkBTree.walkMessages`), reads the element and walks the whole
+/// collection the way the library will, and refuses anything the library would mishandle.
+enum VariableStringCheck {
+    /// Global heap collection header: "GCOL", version 1, 3 reserved bytes, collection size (8 bytes).
+    static let collectionHeaderBytes: UInt64 = 16
+    /// Global heap object header: index (2), reference count (2), reserved (4), object size (8).
+    static let objectHeaderBytes: UInt64 = 16
+
+    /// Throws unless the variable-length string attribute `name` of the object whose header is at
+    /// `objectHeader` (an address relative to the superblock's base, as `H5Oget_info2` gives it) can be
+    /// read safely: its message is found in the object header (not in dense storage, not shared), its
+    /// datatype is a variable-length string, and its element points at an object of exactly its
+    /// length inside a well-formed global heap collection inside the file.
+    static func validate(
+        file: MappedFile, objectHeader: UInt64, attribute name: String, path: String,
+        budget: MemoryBudget = .current
+    ) throws(StoreError) {
+        func refuse(_ reason: String) -> StoreError {
+            .invalidStore(path: path, reason: "attribute '\(name)': \(reason)")
+        }
+        var reader = ChunkBTree.FileReader(file: file, base: 0)
+        let element: (length: UInt64, collection: UInt64, index: UInt64)
+        do throws(ChunkBTree.ScanError) {
+            try reader.checkSuperblock()
+            element = try findElement(reader, objectHeader: objectHeader, name: name)
+        } catch {
+            throw error.unsupported
+                ? .unsupported(path: path, reason: "attribute '\(name)': variable-length string not read: \(error.reason)")
+                : refuse("object header is corrupt: \(error.reason)")
+        }
+        // A null reference (address 0) is an empty string: the library does not touch the heap.
+        guard element.collection != 0 else { return }
+        // HDF5 allocates the length (plus a terminator) for the conversion and again for the string.
+        guard element.length <= UInt64(Int.max / 4) else {
+            throw refuse("variable-length string of \(element.length) bytes")
+        }
+        do throws(MemoryBudgetError) {
+            try budget.check(2 * Int(element.length) + 2, for: "\(path): attribute '\(name)'")
+        } catch {
+            throw refuse("variable-length string of \(element.length) bytes is over the memory budget (\(error))")
+        }
+        do throws(ChunkBTree.ScanError) {
+            try checkCollection(reader, address: element.collection, index: element.index, length: element.length)
+        } catch {
+            throw refuse("global heap collection at address \(element.collection): \(error.reason)")
+        }
+    }
+
+    /// The attribute's first data element, from its attribute message (versions 1 to 3).
+    private static func findElement(
+        _ reader: ChunkBTree.FileReader, objectHeader: UInt64, name: String
+    ) throws(ChunkBTree.ScanError) -> (length: UInt64, collection: UInt64, index: UInt64) {
+        let wanted = Array(name.utf8)
+        var found: (length: UInt64, collection: UInt64, index: UInt64)?
+        var denseStorage = false
+        var sharedMessages = false
+        try ChunkBTree.walkMessages(reader, objectHeader: objectHeader) { (message) throws(ChunkBTree.ScanError) -> Bool in
+            if message.type == 0x15 {  // attribute info: dense storage when the fractal heap address is defined
+                if message.size >= 10, try reader.u8(message.data) == 0 {
+                    let flags = try reader.u8(message.data + 1)
+                    let heap = message.data + 2 + (flags & 0x01 != 0 ? 2 : 0)
+                    if heap + 8 <= message.data + message.size, try reader.u64(heap) != UInt64.max { denseStorage = true }
+                }
+                return false
+            }
+            guard message.type == 0x0C else { return false }  // attribute
+            if message.flags & 0x02 != 0 {  // the message itself is shared (kept elsewhere)
+                sharedMessages = true
+                return false
+            }
+            let start = message.data
+            let end = message.data + message.size
+            func field(_ offset: UInt64, _ count: UInt64, _ what: String) throws(ChunkBTree.ScanError) -> UInt64 {
+                guard offset <= end, count <= end - offset else {
+                    throw ChunkBTree.ScanError(reason: "attribute message's \(what) runs past the message", unsupported: false)
+                }
+                return offset
+            }
+            _ = try field(start, 8, "header")
+            let version = try reader.u8(start)
+            guard (1...3).contains(version) else {
+                throw ChunkBTree.ScanError(reason: "attribute message version \(version)", unsupported: false)
+            }
+            let flags = version == 1 ? 0 : try reader.u8(start + 1)
+            let nameSize = UInt64(try reader.u16(start + 2))
+            let typeSize = UInt64(try reader.u16(start + 4))
+            let spaceSize = UInt64(try reader.u16(start + 6))
+            func padded(_ size: UInt64) -> UInt64 { version == 1 ? (size + 7) & ~7 : size }
+            let namePosition = try field(start + (version == 3 ? 9 : 8), padded(nameSize), "name")
+            var nameBytes = try reader.bytes(namePosition, Int(nameSize))
+            while nameBytes.last == 0 { nameBytes.removeLast() }
+            guard nameBytes == wanted else { return false }
+            if flags & 0x01 != 0 {
+                throw ChunkBTree.ScanError(reason: "its datatype is a shared (committed) datatype", unsupported: true)
+            }
+            let typePosition = try field(namePosition + padded(nameSize), padded(typeSize), "datatype")
+            let spacePosition = try field(typePosition + padded(typeSize), padded(spaceSize), "dataspace")
+            guard typeSize >= 8 else {
+                throw ChunkBTree.ScanError(reason: "attribute datatype of \(typeSize) bytes", unsupported: false)
+            }
+            let typeClass = try reader.u8(typePosition) & 0x0F
+            let vlenKind = try reader.u8(typePosition + 1) & 0x0F
+            guard typeClass == 9, vlenKind == 1 else {
+                throw ChunkBTree.ScanError(
+                    reason: "the file's datatype (class \(typeClass)) is not a variable-length string", unsupported: false)
+            }
+            // The base type (one character) sizes the conversion buffer: length * base size. A corrupt
+            // base size of 8 MB made a 261-byte string cost 2 GB.
+            guard typeSize >= 16 else {
+                throw ChunkBTree.ScanError(reason: "variable-length datatype of \(typeSize) bytes has no base type", unsupported: false)
+            }
+            let baseClass = try reader.u8(typePosition + 8) & 0x0F
+            let baseSize = try reader.u32(typePosition + 12)
+            guard baseClass == 0 || baseClass == 3, baseSize == 1 else {
+                throw ChunkBTree.ScanError(
+                    reason: "variable-length string of \(baseSize)-byte characters (class \(baseClass)); a character is 1 byte",
+                    unsupported: false)
+            }
+            let dataPosition = try field(spacePosition + padded(spaceSize), 16, "data")
+            found = (UInt64(try reader.u32(dataPosition)), try reader.u64(dataPosition + 4), UInt64(try reader.u32(dataPosition + 12)))
+            return true
+        }
+        if let found { return found }
+        if denseStorage {
+            throw ChunkBTree.ScanError(
+                reason: "it is kept in dense attribute storage (a fractal heap), which Stoke does not check", unsupported: true)
+        }
+        if sharedMessages {
+            throw ChunkBTree.ScanError(reason: "its attribute message is shared, which Stoke does not check", unsupported: true)
+        }
+        throw ChunkBTree.ScanError(reason: "its attribute message is not in the object header", unsupported: true)
+    }
+
+    /// Walks every object of the global heap collection at `address` as the library will, and checks
+    /// that object `index` exists and holds exactly `length` bytes (the library copies the whole object
+    /// into a buffer sized from the length).
+    private static func checkCollection(
+        _ reader: ChunkBTree.FileReader, address: UInt64, index: UInt64, length: UInt64
+    ) throws(ChunkBTree.ScanError) {
+        guard try reader.bytes(address, 4) == Array("GCOL".utf8) else {
+            throw ChunkBTree.ScanError(reason: "no global heap signature", unsupported: false)
+        }
+        let version = try reader.u8(address + 4)
+        guard version == 1 else {
+            throw ChunkBTree.ScanError(reason: "global heap version \(version)", unsupported: false)
+        }
+        let size = try reader.u64(address + 8)
+        guard size >= collectionHeaderBytes else {
+            throw ChunkBTree.ScanError(reason: "collection size \(size) is smaller than its header", unsupported: false)
+        }
+        let end = try reader.block(address, size, "collection", version2: false).end
+        // Every byte of the collection must be readable: `block` compares with the file size, `bytes`
+        // adds the superblock's base.
+        _ = try reader.bytes(end - 1, 1)
+        guard index != 0 else {
+            throw ChunkBTree.ScanError(reason: "the string refers to object 0 (the collection's free space)", unsupported: false)
+        }
+        var objectSize: UInt64?
+        var position = address + collectionHeaderBytes
+        while position < end {
+            guard end - position >= objectHeaderBytes else { break }  // too small for an object: free space
+            let objectIndex = UInt64(try reader.u16(position))
+            let declared = try reader.u64(position + 8)
+            let need: UInt64
+            if objectIndex == 0 {
+                // The free-space object's size counts its own header.
+                guard declared >= objectHeaderBytes else {
+                    throw ChunkBTree.ScanError(
+                        reason: "free-space object at \(position) declares \(declared) bytes, less than its header", unsupported: false)
+                }
+                need = declared
+            } else {
+                guard declared <= UInt64.max - 7 - objectHeaderBytes else {
+                    throw ChunkBTree.ScanError(reason: "object \(objectIndex) declares \(declared) bytes", unsupported: false)
+                }
+                need = objectHeaderBytes + ((declared + 7) & ~7)
+            }
+            guard need <= end - position else {
+                throw ChunkBTree.ScanError(
+                    reason: "object \(objectIndex) at \(position) of \(declared) bytes runs past the collection's \(size) bytes",
+                    unsupported: false)
+            }
+            if objectIndex == index { objectSize = declared }
+            position += need
+        }
+        guard let objectSize else {
+            throw ChunkBTree.ScanError(reason: "the string refers to object \(index), which the collection does not hold", unsupported: false)
+        }
+        guard objectSize == length else {
+            throw ChunkBTree.ScanError(
+                reason: "the string's length \(length) differs from its heap object's \(objectSize) bytes", unsupported: false)
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+@testable import StokeStore
+import Testing
+
+/// Variable-length string attributes (issue 19): h5py writes `str` attributes as variable-length UTF-8,
+/// whose bytes live in a global heap collection that libhdf5 1.10.8 trusts. Stoke checks the reference,
+/// the collection and the length from the file's bytes before `H5Aread`; these files are made by h5py
+/// and then hand-corrupted.
+@Suite("variable-length string attributes")
+struct VariableStringAttributeTests {
+    /// Writes `ok.h5` (libver earliest and latest) with vlen attributes, then corrupted copies; prints
+    /// nothing. Corruptions patch the 16-byte element (length u32, collection address u64, index u32)
+    /// or the collection ("GCOL", version, size u64, objects of 16-byte header + data).
+    static let script = #"""
+        import sys, struct, h5py, numpy as np
+        d = sys.argv[1]
+        text = 'h\u00e9llo, ' + 'x' * 93
+        for libver in ('earliest', 'latest'):
+            with h5py.File(f'{d}/ok-{libver}.h5', 'w', libver=libver) as f:
+                f['a'] = np.arange(6, dtype=np.float32)
+                f.attrs['note'] = text
+                f.attrs['empty'] = ''
+                f.attrs['fixed'] = np.bytes_(b'fixed text')
+                f.attrs['number'] = 3
+        with h5py.File(f'{d}/list.h5', 'w') as f:
+            f['a'] = np.arange(6, dtype=np.float32)
+            f.attrs['list'] = ['one', 'two', 'three']
+            f.attrs['note'] = 'kept'
+        base = bytearray(open(f'{d}/ok-earliest.h5', 'rb').read())
+        length = len(text.encode())
+        gcol = base.index(b'GCOL')
+        # The element: find it by its length and the collection address.
+        element = base.index(struct.pack('<IQ', length, gcol))
+        index = struct.unpack_from('<I', base, element + 12)[0]
+        def save(name, patch):
+            b = bytearray(base)
+            patch(b)
+            open(f'{d}/{name}.h5', 'wb').write(b)
+        save('bad-index', lambda b: struct.pack_into('<I', b, element + 12, index + 40))
+        save('zero-index', lambda b: struct.pack_into('<I', b, element + 12, 0))
+        save('bad-collection-size', lambda b: struct.pack_into('<Q', b, gcol + 8, 1 << 40))
+        save('bad-length', lambda b: struct.pack_into('<I', b, element, 0x7fffffff))
+        save('long-length', lambda b: struct.pack_into('<I', b, element, length + 1))
+        save('bad-signature', lambda b: b.__setitem__(slice(gcol, gcol + 4), b'XCOL'))
+        # The base type's size (one character): 8 MB characters made libhdf5 allocate 2 GB.
+        name = base.index(b'note\0')
+        datatype = name + 8 if base[name - 8] == 1 else name + 5
+        assert base[datatype] & 0x0F == 9, base[datatype]
+        save('bad-base-size', lambda b: struct.pack_into('<I', b, datatype + 12, 1 << 23))
+        # The object's own size field: far past the collection.
+        def object_size(b):
+            position = gcol + 16
+            while True:
+                i, = struct.unpack_from('<H', b, position)
+                size, = struct.unpack_from('<Q', b, position + 8)
+                if i == index:
+                    struct.pack_into('<Q', b, position + 8, 1 << 32)
+                    return
+                position += 16 + (size + 7) // 8 * 8
+        save('bad-object-size', object_size)
+        """#
+
+    static func makeFiles() throws -> TemporaryDirectory {
+        let directory = TemporaryDirectory()
+        let result = try python(script, [directory.path])
+        try #require(result.status == 0, "\(result.output)")
+        return directory
+    }
+
+    @Test("h5py's variable-length UTF-8 attributes read in compact storage (v1 and v2 object headers)")
+    func h5pyAttributesRead() throws {
+        let directory = try Self.makeFiles()
+        defer { directory.cleanup() }
+        for libver in ["earliest", "latest"] {
+            let (arrays, attributes) = try ArrayFile.read(directory.file("ok-\(libver).h5"))
+            #expect(arrays.map(\.name) == ["a"])
+            #expect(attributes["note"] == "h\u{e9}llo, " + String(repeating: "x", count: 93), "\(libver)")
+            #expect(attributes["empty"] == "", "\(libver)")
+            #expect(attributes["fixed"] == "fixed text", "\(libver)")
+            #expect(attributes["number"] == nil, "\(libver)")
+        }
+    }
+
+    @Test("a variable-length string attribute holding several strings is not read into room for one")
+    func nonScalarRefused() throws {
+        let directory = try Self.makeFiles()
+        defer { directory.cleanup() }
+        let path = directory.file("list.h5")
+        let (_, attributes) = try ArrayFile.read(path)
+        #expect(attributes["list"] == nil)
+        #expect(attributes["note"] == "kept")
+        let file = try HDF5.openFile(path, writable: false)
+        let context = H5Context(path: path)
+        let root = try HDF5.openGroup(file.id, "/", context)
+        do {
+            _ = try HDF5.readStringAttribute(root.id, "list", context)
+            Issue.record("a three-string attribute was read")
+        } catch {
+            guard case .unsupported = error else { Issue.record("\(error)"); return }
+            #expect("\(error)".contains("attribute 'list' holds 3 strings"), "\(error)")
+        }
+    }
+
+    @Test("a corrupt heap index, collection, object size or string length is refused before libhdf5 reads it")
+    func corruptionsRefused() throws {
+        let directory = try Self.makeFiles()
+        defer { directory.cleanup() }
+        let expected = [
+            "bad-index": "does not hold",
+            "zero-index": "object 0",
+            "bad-collection-size": "past the end of the file",
+            "bad-length": "length 2147483647",
+            "long-length": "differs from its heap object",
+            "bad-signature": "no global heap signature",
+            "bad-object-size": "runs past the collection",
+            "bad-base-size": "8388608-byte characters",
+        ]
+        for (name, reason) in expected.sorted(by: { $0.key < $1.key }) {
+            let path = directory.file(name + ".h5")
+            do {
+                _ = try ArrayFile.read(path)
+                Issue.record("\(name): read")
+            } catch {
+                let message = "\(error)"
+                guard case .invalidStore = error else { Issue.record("\(name): \(message)"); continue }
+                #expect(message.hasPrefix(path), "\(name): \(message)")
+                // Corrupting the collection also corrupts the empty string's reference ('empty' reads first).
+                #expect(message.contains("attribute 'note'") || message.contains("attribute 'empty'"), "\(name): \(message)")
+                #expect(message.contains(reason), "\(name): \(message)")
+            }
+        }
+    }
+
+    @Test("the model-file fuzz findings (corrupt global heap, a 2 GB vlen length) give one clear error")
+    func fuzzFindings() throws {
+        let inputs = StoreFuzzRegressionTests.regressionInputs("model-file").filter { $0.hasSuffix(".h5") }
+        #expect(inputs.count >= 2)
+        for input in inputs {
+            do {
+                _ = try ArrayFile.read(input)
+                Issue.record("\(input): read")
+            } catch {
+                let message = "\(error)"
+                #expect(message.hasPrefix(input + ": attribute '"), "\(message)")
+            }
+        }
+    }
+}
