@@ -28,14 +28,26 @@ enum VariableStringCheck {
             .invalidStore(path: path, reason: "attribute '\(name)': \(reason)")
         }
         var reader = ChunkBTree.FileReader(file: file, base: 0)
-        let element: (length: UInt64, collection: UInt64, index: UInt64)
+        let elements: [(length: UInt64, collection: UInt64, index: UInt64)]
         do throws(ChunkBTree.ScanError) {
             try reader.checkSuperblock()
-            element = try findElement(reader, objectHeader: objectHeader, name: name)
+            elements = try findElements(reader, objectHeader: objectHeader, name: name)
         } catch {
             throw error.unsupported
                 ? .unsupported(path: path, reason: "attribute '\(name)': variable-length string not read: \(error.reason)")
                 : refuse("object header is corrupt: \(error.reason)")
+        }
+        for element in elements {
+            try validate(element, reader: reader, attribute: name, path: path, budget: budget)
+        }
+    }
+
+    private static func validate(
+        _ element: (length: UInt64, collection: UInt64, index: UInt64), reader: ChunkBTree.FileReader,
+        attribute name: String, path: String, budget: MemoryBudget
+    ) throws(StoreError) {
+        func refuse(_ reason: String) -> StoreError {
+            .invalidStore(path: path, reason: "attribute '\(name)': \(reason)")
         }
         // A null reference (address 0) is an empty string: the library does not touch the heap.
         guard element.collection != 0 else { return }
@@ -55,12 +67,14 @@ enum VariableStringCheck {
         }
     }
 
-    /// The attribute's first data element, from its attribute message (versions 1 to 3).
-    private static func findElement(
+    /// The first data element of every attribute message (versions 1 to 3) named `name`: a corrupt
+    /// header may hold several, and the walk's order of continuation blocks need not be the library's,
+    /// so each is checked.
+    private static func findElements(
         _ reader: ChunkBTree.FileReader, objectHeader: UInt64, name: String
-    ) throws(ChunkBTree.ScanError) -> (length: UInt64, collection: UInt64, index: UInt64) {
+    ) throws(ChunkBTree.ScanError) -> [(length: UInt64, collection: UInt64, index: UInt64)] {
         let wanted = Array(name.utf8)
-        var found: (length: UInt64, collection: UInt64, index: UInt64)?
+        var found: [(length: UInt64, collection: UInt64, index: UInt64)] = []
         var denseStorage = false
         var sharedMessages = false
         try ChunkBTree.walkMessages(reader, objectHeader: objectHeader) { (message) throws(ChunkBTree.ScanError) -> Bool in
@@ -126,14 +140,16 @@ enum VariableStringCheck {
                     unsupported: false)
             }
             let dataPosition = try field(spacePosition + padded(spaceSize), 16, "data")
-            found = (UInt64(try reader.u32(dataPosition)), try reader.u64(dataPosition + 4), UInt64(try reader.u32(dataPosition + 12)))
-            return true
+            found.append(
+                (UInt64(try reader.u32(dataPosition)), try reader.u64(dataPosition + 4), UInt64(try reader.u32(dataPosition + 12))))
+            return false
         }
-        if let found { return found }
+        // With dense storage the library reads attributes from the fractal heap, not from the header.
         if denseStorage {
             throw ChunkBTree.ScanError(
                 reason: "it is kept in dense attribute storage (a fractal heap), which Stoke does not check", unsupported: true)
         }
+        if !found.isEmpty { return found }
         if sharedMessages {
             throw ChunkBTree.ScanError(reason: "its attribute message is shared, which Stoke does not check", unsupported: true)
         }
