@@ -81,6 +81,27 @@ struct VariableStringAttributeTests {
         }
     }
 
+    @Test("a Stoke store with variable-length attributes h5py added still opens and reads them")
+    func storeWithH5pyAttributes() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.cleanup() }
+        let path = directory.file("store.h5")
+        let writer = try StoreWriter(path: path, fields: [FieldSpec(name: "values", dtype: .i32, sampleShape: [3])])
+        try writer.append("values", values: (0..<30).map { Int32($0) })
+        try writer.finish()
+        let result = try python("""
+            import sys, h5py
+            with h5py.File(sys.argv[1], 'a') as f:
+                f.attrs['comment'] = 'added by h5py \\u2713'
+                f.attrs['tags'] = ['a', 'b']
+            """, [path])
+        try #require(result.status == 0, "\(result.output)")
+        let store = try Store(path: path)
+        #expect(store.attributes["comment"] == "added by h5py \u{2713}")
+        #expect(store.attributes["tags"] == nil)
+        #expect(try store.field("values").read(0..<10, as: Int32.self)[9 * 3 + 2] == 29)
+    }
+
     @Test("a variable-length string attribute holding several strings is not read into room for one")
     func nonScalarRefused() throws {
         let directory = try Self.makeFiles()
