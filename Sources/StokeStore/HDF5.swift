@@ -501,6 +501,9 @@ enum HDF5 {
     /// Stoke does not read (`.unsupported`: several strings, or a variable-length string it cannot check
     /// before the library reads it), are not Stoke's and are left out; a corrupt one is an error.
     static func readStringAttributes(of object: hid_t, _ context: H5Context) throws(StoreError) -> [String: String] {
+        // The library decodes every attribute message to list or open one: check them first.
+        try VariableStringCheck.checkAttributeMessages(
+            file: try MappedFile(path: context.path), objectHeader: try objectAddress(object, context), path: context.path)
         var attributes: [String: String] = [:]
         for name in try attributeNames(of: object, context) {
             do throws(StoreError) {

@@ -216,4 +216,163 @@ enum VariableStringCheck {
                 reason: "the string's length \(length) differs from its heap object's \(objectSize) bytes", unsupported: false)
         }
     }
+
+    // MARK: - Every attribute message, before the library decodes them
+
+    /// Throws unless every attribute message in the object header at `objectHeader` decodes within its
+    /// own bytes. libhdf5 1.10.8 decodes all of an object's attribute messages whenever it lists, finds
+    /// or opens one (`H5Aiterate2`, `H5Aexists`), and trusts them: the name is copied with `strdup`,
+    /// the datatype's member names with `strlen`, and the data size (elements × element size) is only
+    /// compared with the whole message's size, so a corrupt message reads past the header block (a
+    /// heap-buffer-overflow found by the model-file fuzz target). This check walks the same messages
+    /// with bounds: a terminated name, a datatype and dataspace that fit their fields, and data that
+    /// fits the message. Attributes in dense storage are not in the header and are not checked here.
+    static func checkAttributeMessages(file: MappedFile, objectHeader: UInt64, path: String) throws(StoreError) {
+        var reader = ChunkBTree.FileReader(file: file, base: 0)
+        do throws(ChunkBTree.ScanError) {
+            try reader.checkSuperblock()
+            try ChunkBTree.walkMessages(reader, objectHeader: objectHeader) { (message) throws(ChunkBTree.ScanError) -> Bool in
+                if message.type == 0x0C, message.flags & 0x02 == 0 { try checkAttributeMessage(reader, message) }
+                return false
+            }
+        } catch {
+            throw error.unsupported
+                ? .unsupported(path: path, reason: "attributes not read: \(error.reason)")
+                : .invalidStore(path: path, reason: "attribute message is corrupt: \(error.reason)")
+        }
+    }
+
+    private static func checkAttributeMessage(_ reader: ChunkBTree.FileReader, _ message: ChunkBTree.HeaderMessage) throws(ChunkBTree.ScanError) {
+        let start = message.data
+        let end = message.data + message.size
+        func corrupt(_ reason: String) -> ChunkBTree.ScanError { ChunkBTree.ScanError(reason: reason, unsupported: false) }
+        guard message.size >= 8 else { throw corrupt("attribute message of \(message.size) bytes") }
+        let version = try reader.u8(start)
+        guard (1...3).contains(version) else { throw corrupt("attribute message version \(version)") }
+        let flags = version == 1 ? 0 : try reader.u8(start + 1)
+        let nameSize = UInt64(try reader.u16(start + 2))
+        let typeSize = UInt64(try reader.u16(start + 4))
+        let spaceSize = UInt64(try reader.u16(start + 6))
+        func padded(_ size: UInt64) -> UInt64 { version == 1 ? (size + 7) & ~7 : size }
+        var position = start + (version == 3 ? 9 : 8)
+        func take(_ count: UInt64, _ what: String) throws(ChunkBTree.ScanError) -> UInt64 {
+            guard position <= end, count <= end - position else { throw corrupt("attribute \(what) runs past its message") }
+            defer { position += count }
+            return position
+        }
+        let name = try take(padded(nameSize), "name")
+        guard nameSize >= 1, try reader.bytes(name, Int(nameSize)).contains(0) else {
+            throw corrupt("attribute name is not terminated within its \(nameSize) bytes")
+        }
+        let type = try take(padded(typeSize), "datatype")
+        let space = try take(padded(spaceSize), "dataspace")
+        guard flags & 0x03 == 0 else {
+            throw ChunkBTree.ScanError(reason: "an attribute has a shared datatype or dataspace, which Stoke does not check", unsupported: true)
+        }
+        let typeEnd = try datatypeEnd(reader, at: type, limit: type + typeSize, depth: 0, topLevel: true)
+        _ = typeEnd
+        let elements = try dataspaceElements(reader, at: space, limit: space + spaceSize)
+        let typeClass = try reader.u8(type) & 0x0F
+        // A variable-length element is stored as length (4), heap address (8) and index (4).
+        let elementSize = typeClass == 9 ? 16 : UInt64(try reader.u32(type + 4))
+        let (dataSize, overflow) = elements.multipliedReportingOverflow(by: elementSize)
+        guard !overflow, position <= end, dataSize <= end - position else {
+            throw corrupt("attribute data of \(elements) elements of \(elementSize) bytes runs past its message")
+        }
+    }
+
+    /// The number of elements a dataspace message (version 1 or 2) describes, checked to fit `limit`.
+    private static func dataspaceElements(_ reader: ChunkBTree.FileReader, at start: UInt64, limit: UInt64) throws(ChunkBTree.ScanError) -> UInt64 {
+        func corrupt(_ reason: String) -> ChunkBTree.ScanError { ChunkBTree.ScanError(reason: reason, unsupported: false) }
+        guard limit >= start, limit - start >= 4 else { throw corrupt("attribute dataspace of \(limit &- start) bytes") }
+        let version = try reader.u8(start)
+        let rank = UInt64(try reader.u8(start + 1))
+        let flags = try reader.u8(start + 2)
+        guard version == 1 || version == 2 else { throw corrupt("dataspace version \(version)") }
+        guard rank <= 32 else { throw corrupt("dataspace of rank \(rank)") }
+        if version == 2, try reader.u8(start + 3) == 2 { return 0 }  // null dataspace
+        let dims = start + (version == 1 ? 8 : 4)
+        let need = rank * 8 * (flags & 0x01 != 0 ? 2 : 1)
+        guard dims <= limit, need <= limit - dims else { throw corrupt("dataspace dimensions run past their field") }
+        var count: UInt64 = 1
+        for index in 0..<rank {
+            let (product, overflow) = count.multipliedReportingOverflow(by: try reader.u64(dims + 8 * index))
+            guard !overflow else { throw corrupt("dataspace holds more elements than 2^64") }
+            count = product
+        }
+        return count
+    }
+
+    /// Where a datatype message (as the library's 1.10 decoder reads it) ends; every property, member
+    /// name and nested type must lie before `limit`.
+    private static func datatypeEnd(
+        _ reader: ChunkBTree.FileReader, at start: UInt64, limit: UInt64, depth: Int, topLevel: Bool
+    ) throws(ChunkBTree.ScanError) -> UInt64 {
+        func corrupt(_ reason: String) -> ChunkBTree.ScanError { ChunkBTree.ScanError(reason: reason, unsupported: false) }
+        guard depth < 16 else { throw corrupt("datatype nested more than 16 deep") }
+        guard start <= limit, limit - start >= 8 else { throw corrupt("attribute datatype runs past its field") }
+        let header = try reader.bytes(start, 8)
+        let typeClass = header[0] & 0x0F
+        let version = header[0] >> 4
+        let bits = UInt64(header[1]) | UInt64(header[2]) << 8 | UInt64(header[3]) << 16
+        let size = UInt64(try reader.u32(start + 4))
+        var position = start + 8
+        func skip(_ count: UInt64) throws(ChunkBTree.ScanError) {
+            guard position <= limit, count <= limit - position else { throw corrupt("datatype properties run past their field") }
+            position += count
+        }
+        /// A NUL-terminated name inside the field; returns its length with the terminator.
+        func name() throws(ChunkBTree.ScanError) -> UInt64 {
+            var length: UInt64 = 0
+            while true {
+                guard position + length < limit else { throw corrupt("datatype member name is not terminated") }
+                if try reader.u8(position + length) == 0 { return length + 1 }
+                length += 1
+            }
+        }
+        func nested() throws(ChunkBTree.ScanError) {
+            position = try datatypeEnd(reader, at: position, limit: limit, depth: depth + 1, topLevel: false)
+        }
+        switch typeClass {
+        case 0, 4: try skip(4)  // fixed-point, bitfield: offset, precision
+        case 1: try skip(12)  // floating point
+        case 2: try skip(2)  // time
+        case 3, 7: break  // string, reference
+        case 5: try skip(bits & 0xFF)  // opaque: tag
+        case 6, 8:  // compound, enumeration
+            let members = bits & 0xFFFF
+            if typeClass == 8 { try nested() }
+            let baseSize = typeClass == 8 ? UInt64(try reader.u32(start + 8 + 4)) : 0
+            for _ in 0..<members {
+                let length = try name()
+                try skip(version < 3 ? (length + 7) / 8 * 8 : length)
+                guard typeClass == 6 else { continue }
+                if version >= 3 {
+                    try skip(size < 1 << 8 ? 1 : size < 1 << 16 ? 2 : size < 1 << 24 ? 3 : 4)
+                } else {
+                    try skip(4)
+                    if version == 1 { try skip(28) }
+                }
+                try nested()
+            }
+            if typeClass == 8 {
+                let (values, overflow) = members.multipliedReportingOverflow(by: baseSize)
+                guard !overflow else { throw corrupt("enumeration values overflow") }
+                try skip(values)
+            }
+        case 9:  // variable-length: its disk size replaces the declared one only at the top level
+            guard topLevel else {
+                throw ChunkBTree.ScanError(reason: "an attribute nests a variable-length type, which Stoke does not check", unsupported: true)
+            }
+            try nested()
+        case 10:  // array
+            guard position < limit else { throw corrupt("array datatype runs past its field") }
+            let rank = UInt64(try reader.u8(position))
+            try skip(version < 3 ? 4 + 8 * rank : 1 + 4 * rank)
+            try nested()
+        default:
+            throw corrupt("datatype class \(typeClass)")
+        }
+        return position
+    }
 }

@@ -47,6 +47,15 @@ struct VariableStringAttributeTests {
         datatype = name + 8 if base[name - 8] == 1 else name + 5
         assert base[datatype] & 0x0F == 9, base[datatype]
         save('bad-base-size', lambda b: struct.pack_into('<I', b, datatype + 12, 1 << 23))
+        # A numeric attribute of 4 elements declared as 1000: its data would run past the message.
+        with h5py.File(f'{d}/numbers.h5', 'w') as f:
+            f['a'] = np.arange(6, dtype=np.float32)
+            f.attrs['arr'] = np.arange(4, dtype='<i4')
+        b = bytearray(open(f'{d}/numbers.h5', 'rb').read())
+        at = b.index(b'arr\0')
+        dims = b.index(struct.pack('<Q', 4), at)
+        struct.pack_into('<Q', b, dims, 1000)
+        open(f'{d}/data-past-message.h5', 'wb').write(b)
         # The object's own size field: far past the collection.
         def object_size(b):
             position = gcol + 16
@@ -152,17 +161,32 @@ struct VariableStringAttributeTests {
         }
     }
 
-    @Test("the model-file fuzz findings (corrupt global heap, a 2 GB vlen length) give one clear error")
+    @Test("an attribute message whose data runs past it is refused before libhdf5 decodes it")
+    func attributeDataPastMessage() throws {
+        let directory = try Self.makeFiles()
+        defer { directory.cleanup() }
+        let path = directory.file("data-past-message.h5")
+        do {
+            _ = try ArrayFile.read(path)
+            Issue.record("read")
+        } catch {
+            guard case .invalidStore = error else { Issue.record("\(error)"); return }
+            #expect("\(error)".hasPrefix(path + ": attribute message is corrupt"), "\(error)")
+            #expect("\(error)".contains("1000 elements of 4 bytes runs past its message"), "\(error)")
+        }
+    }
+
+    @Test("the model-file fuzz findings (corrupt global heap, a 2 GB vlen length, attribute data past its message) give one clear error")
     func fuzzFindings() throws {
         let inputs = StoreFuzzRegressionTests.regressionInputs("model-file").filter { $0.hasSuffix(".h5") }
-        #expect(inputs.count >= 2)
+        #expect(inputs.count >= 3)
         for input in inputs {
             do {
                 _ = try ArrayFile.read(input)
                 Issue.record("\(input): read")
             } catch {
                 let message = "\(error)"
-                #expect(message.hasPrefix(input + ": attribute '"), "\(message)")
+                #expect(message.hasPrefix(input + ": attribute"), "\(message)")
             }
         }
     }
