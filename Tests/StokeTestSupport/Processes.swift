@@ -102,8 +102,15 @@ public final class ChildProcess {
     private static let reapedElsewhere: Int32 = 0x7fff
     private static let spawnLock = Mutex(())
 
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not
+    /// import; nil where the C library lacks it.
+    private static let closeFromAction: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = unsafe dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafe unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
+
     /// The one call site of posix_spawn: file actions put /dev/null on stdin and the pipes (or
-    /// /dev/null) on stdout and stderr.
+    /// /dev/null) on stdout and stderr, and close every other descriptor.
     private static func spawn(_ executable: String, _ arguments: [String], environment: [String: String],
                               stdoutFD: Int32, stderrFD: Int32) -> Result<pid_t, SpawnFailure> {
         var actions = unsafe posix_spawn_file_actions_t()
@@ -117,6 +124,10 @@ public final class ChildProcess {
             unsafe posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
             unsafe posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         }
+        // Nothing else is inherited: libhdf5 opens files without O_CLOEXEC, and a child holding a copy
+        // of a descriptor keeps that file's flock, so a concurrent test's H5Fopen or h5dump failed with
+        // "unable to lock the file" (errno 11) until the child exited.
+        if let closeFrom = unsafe closeFromAction { _ = unsafe closeFrom(&actions, 3) }
         let argv: [UnsafeMutablePointer<CChar>?] = unsafe ([executable] + arguments).map { unsafe strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = unsafe environment.map { unsafe strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
