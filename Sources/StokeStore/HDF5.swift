@@ -476,6 +476,16 @@ enum HDF5 {
         _ dataset: borrowing H5Dataset, memoryType: borrowing H5Type, into buffer: UnsafeMutableRawBufferPointer,
         _ context: H5Context
     ) throws(StoreError) {
+        // The library trusts a compact layout's declared size: check it against the dataspace first.
+        let fileType = try type(of: dataset, context)
+        let fileSpace = try space(of: dataset, context)
+        let elements = H5Sget_simple_extent_npoints(fileSpace.id)
+        guard elements >= 0 else { throw failure("H5Sget_simple_extent_npoints", context) }
+        let (needed, overflow) = UInt64(elements).multipliedReportingOverflow(by: UInt64(H5Tget_size(fileType.id)))
+        guard !overflow else { throw .invalidStore(path: context.path, reason: "array '\(context.object)' is larger than 2^64 bytes") }
+        try VariableStringCheck.checkStorage(
+            file: try MappedFile(path: context.path), objectHeader: try objectAddress(dataset.id, context),
+            neededBytes: needed, path: context.path, dataset: context.object)
         try check(
             unsafe H5Dread(dataset.id, memoryType.id, h5All, h5All, h5Default, buffer.baseAddress),
             "H5Dread", context)

@@ -375,4 +375,68 @@ enum VariableStringCheck {
         }
         return position
     }
+
+    // MARK: - A dataset's storage, before H5Dread
+
+    /// Throws unless the data layout message of the dataset whose header is at `objectHeader` holds what
+    /// reading `neededBytes` (elements × file element size) takes: libhdf5 1.10.8 copies a compact
+    /// dataset's bytes out of the buffer its layout message declares without comparing its size with the
+    /// dataspace (a heap-buffer-overflow in `H5VM_memcpyvv` found by the model-file fuzz target), and
+    /// copies the declared compact size out of the message without comparing it with the message's size.
+    static func checkStorage(
+        file: MappedFile, objectHeader: UInt64, neededBytes: UInt64, path: String, dataset name: String
+    ) throws(StoreError) {
+        var reader = ChunkBTree.FileReader(file: file, base: 0)
+        do throws(ChunkBTree.ScanError) {
+            try reader.checkSuperblock()
+            var checked = false
+            try ChunkBTree.walkMessages(reader, objectHeader: objectHeader) { (message) throws(ChunkBTree.ScanError) -> Bool in
+                guard message.type == 0x08 else { return false }
+                checked = true
+                try checkLayout(reader, message, neededBytes: neededBytes)
+                return true
+            }
+            guard checked else { throw ChunkBTree.ScanError(reason: "no data layout message", unsupported: false) }
+        } catch {
+            throw error.unsupported
+                ? .unsupported(path: path, reason: "array '\(name)': \(error.reason)")
+                : .invalidStore(path: path, reason: "array '\(name)': storage is corrupt: \(error.reason)")
+        }
+    }
+
+    private static func checkLayout(
+        _ reader: ChunkBTree.FileReader, _ message: ChunkBTree.HeaderMessage, neededBytes: UInt64
+    ) throws(ChunkBTree.ScanError) {
+        func corrupt(_ reason: String) -> ChunkBTree.ScanError { ChunkBTree.ScanError(reason: reason, unsupported: false) }
+        let start = message.data
+        let end = message.data + message.size
+        guard message.size >= 2 else { throw corrupt("data layout message of \(message.size) bytes") }
+        let version = try reader.u8(start)
+        let compactSize: UInt64
+        let compactData: UInt64
+        switch version {
+        case 3, 4:
+            let layoutClass = try reader.u8(start + 1)
+            guard layoutClass == 0 else { return }  // contiguous and chunked data are read from the file
+            guard message.size >= 4 else { throw corrupt("compact layout message of \(message.size) bytes") }
+            compactSize = UInt64(try reader.u16(start + 2))
+            compactData = start + 4
+        case 1, 2:
+            guard message.size >= 8 else { throw corrupt("data layout message of \(message.size) bytes") }
+            let rank = UInt64(try reader.u8(start + 1))
+            guard try reader.u8(start + 2) == 0 else { return }
+            let sizeField = start + 8 + 4 * rank
+            guard sizeField + 4 <= end else { throw corrupt("compact layout message runs past its size") }
+            compactSize = UInt64(try reader.u32(sizeField))
+            compactData = sizeField + 4
+        default:
+            throw corrupt("data layout message version \(version)")
+        }
+        guard compactSize <= end - min(end, compactData), compactData <= end else {
+            throw corrupt("compact data of \(compactSize) bytes runs past its message")
+        }
+        guard compactSize == neededBytes else {
+            throw corrupt("compact data of \(compactSize) bytes for an array of \(neededBytes) bytes")
+        }
+    }
 }

@@ -56,6 +56,17 @@ struct VariableStringAttributeTests {
         dims = b.index(struct.pack('<Q', 4), at)
         struct.pack_into('<Q', b, dims, 1000)
         open(f'{d}/data-past-message.h5', 'wb').write(b)
+        # A compact dataset of 16 bytes whose layout message declares 1 byte.
+        with h5py.File(f'{d}/compact.h5', 'w') as f:
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_layout(h5py.h5d.COMPACT)
+            space = h5py.h5s.create_simple((4,))
+            h5py.h5d.create(f.id, b'c', h5py.h5t.IEEE_F32LE, space, dcpl=dcpl).write(
+                h5py.h5s.ALL, h5py.h5s.ALL, np.arange(4, dtype='<f4'))
+        b = bytearray(open(f'{d}/compact.h5', 'rb').read())
+        layout = b.index(struct.pack('<BBH', 3, 0, 16) + np.arange(4, dtype='<f4').tobytes())
+        struct.pack_into('<H', b, layout + 2, 1)
+        open(f'{d}/compact-size.h5', 'wb').write(b)
         # The object's own size field: far past the collection.
         def object_size(b):
             position = gcol + 16
@@ -176,17 +187,31 @@ struct VariableStringAttributeTests {
         }
     }
 
-    @Test("the model-file fuzz findings (corrupt global heap, a 2 GB vlen length, attribute data past its message) give one clear error")
+    @Test("a compact dataset whose declared size differs from its dataspace is refused before H5Dread")
+    func compactSizeMismatch() throws {
+        let directory = try Self.makeFiles()
+        defer { directory.cleanup() }
+        #expect(try ArrayFile.read(directory.file("compact.h5")).arrays.first?.values(as: Float.self) == [0, 1, 2, 3])
+        let path = directory.file("compact-size.h5")
+        do {
+            _ = try ArrayFile.read(path)
+            Issue.record("read")
+        } catch {
+            #expect("\(error)" == "\(path): array 'c': storage is corrupt: compact data of 1 bytes for an array of 16 bytes")
+        }
+    }
+
+    @Test("the model-file fuzz findings (corrupt global heap, a 2 GB vlen length, attribute data past its message, compact size) give one clear error")
     func fuzzFindings() throws {
         let inputs = StoreFuzzRegressionTests.regressionInputs("model-file").filter { $0.hasSuffix(".h5") }
-        #expect(inputs.count >= 3)
+        #expect(inputs.count >= 4)
         for input in inputs {
             do {
                 _ = try ArrayFile.read(input)
                 Issue.record("\(input): read")
             } catch {
                 let message = "\(error)"
-                #expect(message.hasPrefix(input + ": attribute"), "\(message)")
+                #expect(message.hasPrefix(input + ": attribute") || message.hasPrefix(input + ": array '"), "\(message)")
             }
         }
     }
