@@ -137,6 +137,11 @@ enum HDF5 {
     static func openFile(_ path: String, writable: Bool) throws(StoreError) -> H5File {
         _ = ready
         let flags = writable ? chdf5_acc_rdwr() : chdf5_acc_rdonly()
+        // H5Fopen loads the root group's object header at whatever size it declares (2.7 GB, found by
+        // the model-file fuzz target): check its blocks lie inside the file first.
+        if !writable, let map = try? MappedFile(path: path) {
+            try VariableStringCheck.checkRootHeader(file: map, path: path)
+        }
         let id = unsafe H5Fopen(path, flags, h5Default)
         return H5File(owning: try checkID(id, "H5Fopen", H5Context(path: path)))
     }

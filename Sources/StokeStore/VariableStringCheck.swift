@@ -439,4 +439,30 @@ enum VariableStringCheck {
             throw corrupt("compact data of \(compactSize) bytes for an array of \(neededBytes) bytes")
         }
     }
+
+    // MARK: - The root group's object header, before H5Fopen
+
+    /// Throws when the root group's object header (found from the superblock, versions 0 to 3) or one
+    /// of its continuation blocks runs past the end of the file: libhdf5 1.10.8 allocates the size an
+    /// object header declares before reading it. Files this check cannot read (no signature, 4-byte
+    /// offsets) are left to the library, which reports them.
+    static func checkRootHeader(file: MappedFile, path: String) throws(StoreError) {
+        guard HDF5Signature.superblockOffset(in: file) != nil else { return }
+        var reader = ChunkBTree.FileReader(file: file, base: 0)
+        do throws(ChunkBTree.ScanError) {
+            try reader.checkSuperblock()
+            let version = try reader.u8(8)
+            let root: UInt64
+            switch version {
+            case 0: root = try reader.u64(64)
+            case 1: root = try reader.u64(68)
+            case 2, 3: root = try reader.u64(36)
+            default: return
+            }
+            try ChunkBTree.walkMessages(reader, objectHeader: root) { _ throws(ChunkBTree.ScanError) -> Bool in false }
+        } catch {
+            guard !error.unsupported else { return }
+            throw .invalidStore(path: path, reason: "root group's object header is corrupt: \(error.reason)")
+        }
+    }
 }
