@@ -123,10 +123,8 @@ public enum ArrayFile {
             }
             arrays.append(NamedArray(name: name, dtype: dtype, shape: dims, bytes: bytes))
         }
-        var attributes: [String: String] = [:]
-        for name in try HDF5.attributeNames(of: root.id, context) {
-            if let value = try? HDF5.readStringAttribute(root.id, name, context) { attributes[name] = value }
-        }
+        // String attributes only (a number h5py added is not Stoke's); a corrupt one is an error.
+        let attributes = try HDF5.readStringAttributes(of: root.id, context)
         return (arrays, attributes)
     }
 }

@@ -94,8 +94,38 @@ enum ChunkBTree {
 
     private struct Layout { var version: Int; var dimensionality: Int; var btreeAddress: UInt64 }
 
-    /// Walks the object header's messages (following continuation blocks) to the data layout message.
+    /// Finds the data layout message among the object header's messages.
     private static func findLayoutMessage(_ reader: inout FileReader, objectHeader: UInt64) throws(ScanError) -> Layout {
+        var found: Layout?
+        try walkMessages(reader, objectHeader: objectHeader) { (message) throws(ScanError) -> Bool in
+            guard message.type == 0x08 else { return false }  // data layout
+            let data = message.data
+            let version = Int(try reader.u8(data))
+            guard version == 3 else {
+                found = Layout(version: version, dimensionality: 0, btreeAddress: 0)
+                return true
+            }
+            guard try reader.u8(data + 1) == 2 else {
+                throw ScanError(reason: "dataset is not chunked", unsupported: true)
+            }
+            found = Layout(version: 3, dimensionality: Int(try reader.u8(data + 2)), btreeAddress: try reader.u64(data + 3))
+            return true
+        }
+        guard let found else { throw ScanError(reason: "no data layout message in the object header", unsupported: false) }
+        return found
+    }
+
+    /// One message of an object header: its type, its flags byte (bit 1: the message is shared, and
+    /// its data is a reference to where it is kept), and where its data lies (`[data, data + size)`,
+    /// checked to lie inside its header block, and so inside the file).
+    struct HeaderMessage { var type: Int; var flags: UInt8; var data: UInt64; var size: UInt64 }
+
+    /// Walks an object header's messages (v1 or v2 header, following continuation blocks), calling
+    /// `visit` on each until it returns true. Every block is bounds-checked against the file, and a
+    /// header whose continuations loop is refused.
+    static func walkMessages(
+        _ reader: FileReader, objectHeader: UInt64, _ visit: (HeaderMessage) throws(ScanError) -> Bool
+    ) throws(ScanError) {
         var blocks: [(start: UInt64, end: UInt64, version2: Bool)] = []
         var version2 = false
         var trackCreationOrder = false
@@ -130,19 +160,21 @@ enum ChunkBTree {
             while position + headerBytes <= block.end {
                 let type: Int
                 let size: UInt64
+                let flags: UInt8
                 if version2 {
                     type = Int(try reader.u8(position))
                     size = UInt64(try reader.u16(position + 1))
+                    flags = try reader.u8(position + 3)
                 } else {
                     type = Int(try reader.u16(position))
                     size = UInt64(try reader.u16(position + 2))
+                    flags = try reader.u8(position + 4)
                 }
                 let data = position + headerBytes
                 guard data + size <= block.end else {
                     throw ScanError(reason: "object header message runs past its block", unsupported: false)
                 }
-                switch type {
-                case 0x10:  // continuation
+                if type == 0x10 {  // continuation
                     let address = try reader.u64(data)
                     let length = try reader.u64(data + 8)
                     if version2 {
@@ -154,25 +186,17 @@ enum ChunkBTree {
                     } else {
                         blocks.append(try reader.block(address, length, "object header continuation block", version2: false))
                     }
-                case 0x08:  // data layout
-                    let version = Int(try reader.u8(data))
-                    guard version == 3 else { return Layout(version: version, dimensionality: 0, btreeAddress: 0) }
-                    guard try reader.u8(data + 1) == 2 else {
-                        throw ScanError(reason: "dataset is not chunked", unsupported: true)
-                    }
-                    return Layout(version: 3, dimensionality: Int(try reader.u8(data + 2)), btreeAddress: try reader.u64(data + 3))
-                default:
-                    break
+                } else if try visit(HeaderMessage(type: type, flags: flags, data: data, size: size)) {
+                    return
                 }
                 position = data + size
             }
         }
-        throw ScanError(reason: "no data layout message in the object header", unsupported: false)
     }
 
     /// Little-endian, bounds-checked reads from the map, at addresses relative to the superblock's base
     /// address (the userblock size, 0 for most files) once `checkSuperblock` has found it.
-    private struct FileReader {
+    struct FileReader {
         let file: MappedFile
         var base: UInt64
 

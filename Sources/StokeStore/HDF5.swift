@@ -137,6 +137,11 @@ enum HDF5 {
     static func openFile(_ path: String, writable: Bool) throws(StoreError) -> H5File {
         _ = ready
         let flags = writable ? chdf5_acc_rdwr() : chdf5_acc_rdonly()
+        // H5Fopen loads the root group's object header at whatever size it declares (2.7 GB, found by
+        // the model-file fuzz target): check its blocks lie inside the file first.
+        if !writable, let map = try? MappedFile(path: path) {
+            try VariableStringCheck.checkRootHeader(file: map, path: path)
+        }
         let id = unsafe H5Fopen(path, flags, h5Default)
         return H5File(owning: try checkID(id, "H5Fopen", H5Context(path: path)))
     }
@@ -476,6 +481,16 @@ enum HDF5 {
         _ dataset: borrowing H5Dataset, memoryType: borrowing H5Type, into buffer: UnsafeMutableRawBufferPointer,
         _ context: H5Context
     ) throws(StoreError) {
+        // The library trusts a compact layout's declared size: check it against the dataspace first.
+        let fileType = try type(of: dataset, context)
+        let fileSpace = try space(of: dataset, context)
+        let elements = H5Sget_simple_extent_npoints(fileSpace.id)
+        guard elements >= 0 else { throw failure("H5Sget_simple_extent_npoints", context) }
+        let (needed, overflow) = UInt64(elements).multipliedReportingOverflow(by: UInt64(H5Tget_size(fileType.id)))
+        guard !overflow else { throw .invalidStore(path: context.path, reason: "array '\(context.object)' is larger than 2^64 bytes") }
+        try VariableStringCheck.checkStorage(
+            file: try MappedFile(path: context.path), objectHeader: try objectAddress(dataset.id, context),
+            neededBytes: needed, path: context.path, dataset: context.object)
         try check(
             unsafe H5Dread(dataset.id, memoryType.id, h5All, h5All, h5Default, buffer.baseAddress),
             "H5Dread", context)
@@ -497,19 +512,54 @@ enum HDF5 {
         try check(unsafe padded.withUnsafeBytes { unsafe H5Awrite(attribute.id, type.id, $0.baseAddress) }, "H5Awrite", context)
     }
 
+    /// Every string attribute of `object` by name. Attributes of other types, and string attributes
+    /// Stoke does not read (`.unsupported`: several strings, or a variable-length string it cannot check
+    /// before the library reads it), are not Stoke's and are left out; a corrupt one is an error.
+    static func readStringAttributes(of object: hid_t, _ context: H5Context) throws(StoreError) -> [String: String] {
+        // The library decodes every attribute message to list or open one: check them first.
+        try VariableStringCheck.checkAttributeMessages(
+            file: try MappedFile(path: context.path), objectHeader: try objectAddress(object, context), path: context.path)
+        var attributes: [String: String] = [:]
+        for name in try attributeNames(of: object, context) {
+            do throws(StoreError) {
+                if let value = try readStringAttribute(object, name, context) { attributes[name] = value }
+            } catch {
+                if case .unsupported = error { continue }
+                throw error
+            }
+        }
+        return attributes
+    }
+
     static func linkAttributeExists(_ object: hid_t, _ name: String, _ context: H5Context) throws(StoreError) -> Bool {
         try check(unsafe H5Aexists(object, name), "H5Aexists", context) > 0
     }
 
-    /// Reads a fixed- or variable-length string attribute; nil when it does not exist.
+    /// Reads a fixed- or variable-length string attribute holding one string; nil when it does not exist
+    /// or is not a string (attributes of other types are not Stoke's).
+    ///
+    /// A variable-length string is read only after `VariableStringCheck` has checked, from the file's
+    /// bytes, the global heap object `H5Aread` will copy: libhdf5 1.10.8 trusts a corrupt heap reference
+    /// (SEGV in `H5HG_read`) and the length the file declares (a 2 GB allocation). An attribute whose
+    /// message Stoke cannot find in the object header (dense storage, a shared datatype) is refused with
+    /// `.unsupported` rather than handed to the library; fixed-length strings (what Stoke writes) are
+    /// read from any storage.
     static func readStringAttribute(_ object: hid_t, _ name: String, _ context: H5Context) throws(StoreError) -> String? {
         guard try linkAttributeExists(object, name, context) else { return nil }
         let attribute = H5Attribute(owning: try checkID(unsafe H5Aopen(object, name, h5Default), "H5Aopen", context))
         let fileType = H5Type(owning: try checkID(H5Aget_type(attribute.id), "H5Aget_type", context))
-        guard H5Tget_class(fileType.id) == H5T_STRING else {
-            throw .invalidStore(path: context.path, reason: "attribute '\(name)' is not a string")
+        guard H5Tget_class(fileType.id) == H5T_STRING else { return nil }
+        // Both paths below read into room for one string: H5Aread writes every element of the dataspace.
+        let space = H5Dataspace(owning: try checkID(H5Aget_space(attribute.id), "H5Aget_space", context))
+        let elements = H5Sget_simple_extent_npoints(space.id)
+        guard elements >= 0 else { throw failure("H5Sget_simple_extent_npoints", context) }
+        guard elements == 1 else {
+            throw .unsupported(path: context.path, reason: "attribute '\(name)' holds \(elements) strings; Stoke reads attributes of one string")
         }
         if H5Tis_variable_str(fileType.id) > 0 {
+            let map = try MappedFile(path: context.path)
+            try VariableStringCheck.validate(
+                file: map, objectHeader: try objectAddress(object, context), attribute: name, path: context.path)
             let memoryType = H5Type(owning: try checkID(H5Tcopy(chdf5_c_s1()), "H5Tcopy", context))
             try check(H5Tset_size(memoryType.id, Int(bitPattern: UInt(bitPattern: -1))), "H5Tset_size", context)
             // h5py writes str attributes as variable-length UTF-8; HDF5 will not convert UTF-8 to the
@@ -521,6 +571,12 @@ enum HDF5 {
             return unsafe pointer.map { unsafe String(cString: $0) } ?? ""
         }
         let size = H5Tget_size(fileType.id)
+        guard size > 0 else { throw failure("H5Tget_size", context) }
+        do throws(MemoryBudgetError) {
+            try MemoryBudget.current.check(size + 1, for: "\(context.path): attribute '\(name)'")
+        } catch {
+            throw .invalidStore(path: context.path, reason: "attribute '\(name)': \(error)")
+        }
         var bytes = [UInt8](repeating: 0, count: size + 1)
         try check(unsafe bytes.withUnsafeMutableBytes { unsafe H5Aread(attribute.id, fileType.id, $0.baseAddress) }, "H5Aread", context)
         let end = bytes.firstIndex(of: 0) ?? size

@@ -43,11 +43,8 @@ public final class Store: @unchecked Sendable {
         let file = try HDF5.openFile(path, writable: false)
         map = try MappedFile(path: path)
         let root = try HDF5.openGroup(file.id, "/", context)
-        var attributes: [String: String] = [:]
-        for name in try HDF5.attributeNames(of: root.id, context) {
-            // Attributes of other types (a number h5py added) are not Stoke's: skip them.
-            if let value = try? HDF5.readStringAttribute(root.id, name, context) { attributes[name] = value }
-        }
+        // String attributes only (a number h5py added is not Stoke's); a corrupt one is an error.
+        let attributes = try HDF5.readStringAttributes(of: root.id, context)
         self.attributes = attributes
         if let schemaText = attributes[StoreSchema.attributeName] {
             guard let schema = StoreSchema.parse(schemaText) else {
