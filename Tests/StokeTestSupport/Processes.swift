@@ -131,8 +131,19 @@ public final class ChildProcess {
             for unsafe pointer in unsafe argv { unsafe free(pointer) }
             for unsafe pointer in unsafe envp { unsafe free(pointer) }
         }
+        // Every signal at its default and none blocked in the child, whatever this process inherited
+        // (a test runner started as a background job ignores SIGINT, and so would its children).
+        var attributes = posix_spawnattr_t()
+        unsafe posix_spawnattr_init(&attributes)
+        defer { unsafe posix_spawnattr_destroy(&attributes) }
+        var all = sigset_t(), none = sigset_t()
+        unsafe sigfillset(&all)
+        unsafe sigemptyset(&none)
+        unsafe posix_spawnattr_setsigdefault(&attributes, &all)
+        unsafe posix_spawnattr_setsigmask(&attributes, &none)
+        unsafe posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         var child: pid_t = 0
-        let code = unsafe posix_spawn(&child, executable, &actions, nil, argv, envp)
+        let code = unsafe posix_spawn(&child, executable, &actions, &attributes, argv, envp)
         return code == 0 ? .success(child) : .failure(SpawnFailure(code: code))
     }
 

@@ -278,6 +278,9 @@ def test_ctrl_c_stops_cleanly(store, tmp_path):
     script = tmp_path / "interrupt.py"
     script.write_text(f"""
 import os, signal, stoke
+# A process started with SIGINT ignored (a background job, nohup) keeps it ignored and Python installs
+# no KeyboardInterrupt handler; this test is about Ctrl-C, so it asks for the usual one.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 threads = len(os.listdir("/proc/self/task"))
 loader = stoke.Loader({str(path)!r}, batch_size=10, workers=2)
 try:
