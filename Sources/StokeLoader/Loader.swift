@@ -42,8 +42,9 @@ public struct LoaderOptions: Sendable {
     public var seed: UInt64 = 0
     /// Explicit normalization per field (u8 fields only; output becomes f32). Overrides the store's.
     public var normalization: [String: Normalization] = [:]
-    /// Element type per field in batches: `.f32` turns a u8 field into floats 0–255 (no scaling) in
-    /// the collate pass; a field with a normalization is f32 anyway. Other conversions are refused.
+    /// Element type per field in batches: `.f32` turns a field of any element type into floats with the
+    /// same values (u8 0–255, no scaling; integers wider than 24 bits and f64 rounded to nearest) in the
+    /// collate pass; a field with a normalization is f32 anyway. Other target types are refused.
     public var outputTypes: [String: DType] = [:]
     /// Apply the normalization recorded in the store's `normalization` attribute.
     public var useStoreNormalization = true
@@ -114,7 +115,7 @@ public struct LoaderStats: Sendable, Equatable {
 /// One field as it appears in batches.
 public struct BatchFieldLayout: Sendable, Equatable {
     public var name: String
-    /// Element type in the batch (f32 for normalized u8 fields).
+    /// Element type in the batch (f32 for normalized or widened fields).
     public var dtype: DType
     public var sampleShape: [Int]
     /// Bytes per sample in the batch.
